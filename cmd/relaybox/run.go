@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	"relaybox/internal/config"
+	"relaybox/internal/deliver"
+	"relaybox/internal/policy"
+	"relaybox/internal/smtpd"
+	"relaybox/internal/spool"
+)
+
+func cmdRun(args []string, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	path := fs.String("config", "", "config file (default: built-in defaults)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d, err := startDaemon(cfg, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	stop() // a second signal now kills the process the usual way
+	return d.shutdown()
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// daemon is the wired relay: spool, scheduler and listener.
+type daemon struct {
+	cfg       config.Config
+	log       *slog.Logger
+	spool     *spool.Spool
+	sched     *deliver.Scheduler
+	smtp      *smtpd.Server
+	listeners []net.Listener
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	shutOnce sync.Once
+	shutErr  error
+}
+
+// startDaemon opens the spool, starts delivery and listens. On error it
+// undoes what it started.
+func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
+	d = &daemon{cfg: cfg, log: log}
+	rules, err := policy.NewRules(cfg.Policy.RecipientDomains)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("policy.recipient_domains: %w", err)}
+	}
+	nets, err := policy.NetworkRules(cfg.Listen.AllowedNetworks)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("listen.allowed_networks: %w", err)}
+	}
+	for _, w := range warnings(cfg) {
+		log.Warn(w)
+	}
+	client, err := deliver.NewClient(deliver.ClientOptions{
+		Hostname:  cfg.Hostname,
+		Upstreams: cfg.Upstream,
+		Delivery:  cfg.Delivery,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, usageError{err}
+	}
+
+	sp, err := spool.Open(cfg.SpoolPath(), spool.Options{MaxSize: int64(cfg.Queue.MaxSize), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	d.spool = sp
+	defer func() {
+		if err != nil {
+			d.closeAll()
+		}
+	}()
+	st := sp.Stats()
+	log.Info("spool open", "path", cfg.SpoolPath(), "messages", st.Messages, "bytes", st.Bytes, "dead", st.Dead)
+
+	d.sched, err = deliver.NewScheduler(deliver.SchedulerOptions{
+		Store:        sp,
+		Dialer:       client,
+		Connections:  cfg.Delivery.Connections,
+		MinBackoff:   cfg.Delivery.MinBackoff.D(),
+		MaxBackoff:   cfg.Delivery.MaxBackoff.D(),
+		IdleClose:    cfg.Delivery.IdleClose.D(),
+		UpstreamHold: cfg.Delivery.UpstreamHold.D(),
+		MaxAge:       cfg.Queue.MaxAge.D(),
+		Notify:       cfg.Queue.Notify,
+		Hostname:     cfg.Hostname,
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	d.smtp, err = smtpd.New(smtpd.Options{
+		Hostname:       cfg.Hostname,
+		Rules:          rules,
+		Networks:       nets,
+		Store:          sp,
+		Sender:         cfg.Policy.Sender,
+		MaxMessageSize: int64(cfg.Listen.MaxMessageSize),
+		MaxRecipients:  cfg.Listen.MaxRecipients,
+		MaxConnections: cfg.Listen.MaxConnections,
+		IdleTimeout:    cfg.Listen.IdleTimeout.D(),
+		Logger:         log,
+		OnAccepted:     func(*spool.Message) { d.sched.Kick() },
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, addr := range cfg.Listen.SMTP {
+		l, lerr := net.Listen("tcp", addr)
+		if lerr != nil {
+			err = fmt.Errorf("listen.smtp %s: %w%s", addr, lerr, listenHint(lerr))
+			return nil, err
+		}
+		d.listeners = append(d.listeners, l)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.sched.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("delivery stopped", "err", err.Error())
+		}
+	}()
+	for _, l := range d.listeners {
+		d.wg.Add(1)
+		go func(l net.Listener) {
+			defer d.wg.Done()
+			if err := d.smtp.Serve(l); err != nil {
+				log.Error("listener stopped", "addr", l.Addr().String(), "err", err.Error())
+			}
+		}(l)
+		log.Info("listening", "addr", l.Addr().String())
+	}
+	log.Info("relaybox started", "version", version, "hostname", cfg.Hostname,
+		"upstreams", len(cfg.Upstream), "recipient_domains", strings.Join(cfg.Policy.RecipientDomains, ","))
+	return d, nil
+}
+
+func listenHint(err error) string {
+	switch {
+	case errors.Is(err, syscall.EACCES):
+		return " (ports below 1024 need root or CAP_NET_BIND_SERVICE; the service unit grants it)"
+	case errors.Is(err, syscall.EADDRINUSE):
+		return " (another program, perhaps another relaybox or a system MTA, already listens there)"
+	}
+	return ""
+}
+
+// shutdown stops accepting, lets sessions finish within listen.shutdown_grace,
+// stops delivery and closes the spool.
+func (d *daemon) shutdown() error {
+	d.shutOnce.Do(func() {
+		d.log.Info("shutting down", "grace", d.cfg.Listen.ShutdownGrace.D().String())
+		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Listen.ShutdownGrace.D())
+		defer cancel()
+		if err := d.smtp.Shutdown(ctx); err != nil {
+			d.log.Warn("listener shutdown", "err", err.Error())
+		}
+		d.cancel()
+		d.wg.Wait()
+		d.shutErr = d.closeAll()
+		d.log.Info("stopped")
+	})
+	return d.shutErr
+}
+
+func (d *daemon) closeAll() error {
+	for _, l := range d.listeners {
+		_ = l.Close()
+	}
+	var errs []error
+	if d.sched != nil {
+		errs = append(errs, d.sched.Close())
+	}
+	if d.spool != nil {
+		errs = append(errs, d.spool.Close())
+	}
+	return errors.Join(errs...)
+}

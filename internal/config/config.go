@@ -1,0 +1,240 @@
+// Package config turns relaybox.toml into a validated Config. Every error
+// names the key (and the line, where the TOML library reports one) and says
+// what to do.
+package config
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Size is a byte count written in the file as "50MiB", "1GiB", "512KiB" or a
+// plain number of bytes. The config helper implements encoding.TextUnmarshaler.
+type Size int64
+
+// Duration is a time.Duration written in the file as "120h", "5m", "30s".
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Config is the whole validated configuration. Sizes are bytes, durations are
+// time.Duration; the TOML file spells them "50MiB" and "120h".
+type Config struct {
+	Hostname string `toml:"hostname"` // greeting / EHLO name; default: OS hostname
+	DataDir  string `toml:"data_dir"` // spool.db lives here
+
+	Listen   Listen     `toml:"listen"`
+	Auth     Auth       `toml:"auth"`
+	Policy   Policy     `toml:"policy"`
+	Queue    Queue      `toml:"queue"`
+	Upstream []Upstream `toml:"upstream"`
+	Delivery Delivery   `toml:"delivery"`
+	LED      LED        `toml:"led"`
+	Console  Console    `toml:"console"`
+	Admin    Admin      `toml:"admin"`
+	Log      Log        `toml:"log"`
+}
+
+// Listen is the LAN listener that devices talk to.
+type Listen struct {
+	SMTP            []string `toml:"smtp"`             // host:port list
+	AllowedNetworks []string `toml:"allowed_networks"` // CIDRs; others get 554 at greeting
+	MaxMessageSize  Size     `toml:"max_message_size"` // SIZE advertised; 552 beyond
+	MaxRecipients   int      `toml:"max_recipients"`   // 452 4.5.3 beyond
+	MaxConnections  int      `toml:"max_connections"`  // all clients together; 421 beyond
+	IdleTimeout     Duration `toml:"idle_timeout"`     // at least 5m: devices are slow
+	ShutdownGrace   Duration `toml:"shutdown_grace"`   // how long open sessions may finish on stop
+}
+
+// Auth is device authentication on the LAN listener.
+type Auth struct {
+	Mode  string     `toml:"mode"` // off | any | users
+	Users []AuthUser `toml:"users"`
+}
+
+// AuthUser is one device account; the password is stored as a bcrypt hash.
+type AuthUser struct {
+	Name         string `toml:"name"`
+	PasswordHash string `toml:"password_hash"` // secret: redacted in output
+}
+
+// Policy is the relay policy.
+type Policy struct {
+	RecipientDomains []string `toml:"recipient_domains"` // "example.edu" exact; "*.example.edu" any depth of subdomain
+	Sender           string   `toml:"sender"`            // if set, the envelope sender is rewritten to this
+}
+
+// Queue is the spool's limits.
+type Queue struct {
+	MaxSize Size     `toml:"max_size"` // spool quota; 452 beyond
+	MaxAge  Duration `toml:"max_age"`  // then dead letter
+	Notify  string   `toml:"notify"`   // failure notices go here when set
+}
+
+// Upstream is one campus relay, tried in order.
+type Upstream struct {
+	Address      string `toml:"address"`       // host:port
+	TLS          string `toml:"tls"`           // starttls | tls | none
+	Insecure     bool   `toml:"insecure"`      // skip verification / allow tls=none; loud everywhere
+	CAFile       string `toml:"ca_file"`       // PEM roots; default system, then built-in
+	ServerName   string `toml:"server_name"`   // default: host of Address
+	Username     string `toml:"username"`      // AUTH when set
+	PasswordFile string `toml:"password_file"` // the secret lives in this file
+	CertFile     string `toml:"cert_file"`     // optional client certificate
+	KeyFile      string `toml:"key_file"`
+}
+
+// Delivery tunes the scheduler.
+type Delivery struct {
+	Connections    int      `toml:"connections"`     // concurrent upstream sessions, default 2
+	MinBackoff     Duration `toml:"min_backoff"`     // default 1m
+	MaxBackoff     Duration `toml:"max_backoff"`     // default 1h
+	ConnectTimeout Duration `toml:"connect_timeout"` // dial + TLS + greeting, default 30s
+	CommandTimeout Duration `toml:"command_timeout"` // each command, default 5m (RFC 5321 4.5.3.2)
+	DataTimeout    Duration `toml:"data_timeout"`    // the final dot, default 10m
+	IdleClose      Duration `toml:"idle_close"`      // close a reused session after this idle, default 30s
+	UpstreamHold   Duration `toml:"upstream_hold"`   // skip a failing upstream this long, default 1m
+}
+
+// LED is the status LED.
+type LED struct {
+	Pin       string `toml:"pin"` // e.g. "GPIO17"; empty = none
+	ActiveLow bool   `toml:"active_low"`
+}
+
+// Console is the serial console.
+type Console struct {
+	Device string `toml:"device"` // e.g. "/dev/serial0"; empty = none
+	Baud   int    `toml:"baud"`
+}
+
+// Admin is the local HTTP API.
+type Admin struct {
+	Listen       string `toml:"listen"`        // default 127.0.0.1:8025; "" disables
+	PasswordFile string `toml:"password_file"` // required for a non-loopback listen
+}
+
+// Log controls logging.
+type Log struct {
+	Level  string `toml:"level"`  // debug | info | warn | error
+	Format string `toml:"format"` // text | json
+}
+
+// Default returns the built-in configuration relaybox runs on without a
+// config file: a loopback listener, private networks allowed, no upstream
+// (mail is held), no recipient domains (every recipient is refused; cmd
+// warns about that).
+func Default() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "relaybox"
+	}
+	return Config{
+		Hostname: host,
+		DataDir:  "./relaybox-data",
+		Listen: Listen{
+			SMTP: []string{"127.0.0.1:2525"},
+			AllowedNetworks: []string{
+				"127.0.0.0/8", "::1/128",
+				"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+				"fc00::/7", "fe80::/10",
+			},
+			MaxMessageSize: 50 * MiB,
+			MaxRecipients:  100,
+			MaxConnections: 100,
+			IdleTimeout:    Duration(5 * time.Minute),
+			ShutdownGrace:  Duration(30 * time.Second),
+		},
+		Auth:   Auth{Mode: AuthOff},
+		Policy: Policy{RecipientDomains: []string{}},
+		Queue: Queue{
+			MaxSize: GiB,
+			MaxAge:  Duration(120 * time.Hour),
+		},
+		Delivery: Delivery{
+			Connections:    2,
+			MinBackoff:     Duration(time.Minute),
+			MaxBackoff:     Duration(time.Hour),
+			ConnectTimeout: Duration(30 * time.Second),
+			CommandTimeout: Duration(5 * time.Minute),
+			DataTimeout:    Duration(10 * time.Minute),
+			IdleClose:      Duration(30 * time.Second),
+			UpstreamHold:   Duration(time.Minute),
+		},
+		Console: Console{Baud: 115200},
+		Admin:   Admin{Listen: "127.0.0.1:8025"},
+		Log:     Log{Level: "info", Format: "text"},
+	}
+}
+
+// Values of Auth.Mode.
+const (
+	AuthOff   = "off"   // no AUTH offered
+	AuthAny   = "any"   // any credentials accepted and logged
+	AuthUsers = "users" // only the bcrypt users listed in the file
+)
+
+// Values of Upstream.TLS.
+const (
+	TLSStartTLS = "starttls"
+	TLSImplicit = "tls"
+	TLSNone     = "none"
+)
+
+// RedactedText replaces secrets in Redacted() and WriteTOML output.
+const RedactedText = "<redacted>"
+
+// SpoolPath is the bbolt file inside DataDir.
+func (c Config) SpoolPath() string { return filepath.Join(c.DataDir, "spool.db") }
+
+// Redacted returns a deep copy with every secret replaced by "<redacted>".
+// Password files are named, not read: a path is not a secret.
+func (c Config) Redacted() Config {
+	out := c.clone()
+	for i := range out.Auth.Users {
+		if out.Auth.Users[i].PasswordHash != "" {
+			out.Auth.Users[i].PasswordHash = RedactedText
+		}
+	}
+	return out
+}
+
+// clone copies every slice so a caller's edits never reach the original.
+func (c Config) clone() Config {
+	out := c
+	out.Listen.SMTP = cloneSlice(c.Listen.SMTP)
+	out.Listen.AllowedNetworks = cloneSlice(c.Listen.AllowedNetworks)
+	out.Auth.Users = cloneSlice(c.Auth.Users)
+	out.Policy.RecipientDomains = cloneSlice(c.Policy.RecipientDomains)
+	out.Upstream = cloneSlice(c.Upstream)
+	return out
+}
+
+// cloneSlice keeps nil as nil and empty as empty, so a clone compares equal.
+func cloneSlice[T any](s []T) []T {
+	if s == nil {
+		return nil
+	}
+	return append(make([]T, 0, len(s)), s...)
+}
+
+// WriteTOML writes the effective configuration, secrets redacted, as TOML
+// that Parse reads back to the same values (except the redacted secrets).
+func (c Config) WriteTOML(w io.Writer) error {
+	const header = "# relaybox effective configuration (defaults filled in).\n" +
+		"# Secrets are redacted: password hashes show as \"" + RedactedText + "\";\n" +
+		"# password files are named here but never read or printed.\n\n"
+	if _, err := io.WriteString(w, header); err != nil {
+		return fmt.Errorf("config: write: %w", err)
+	}
+	if err := toml.NewEncoder(w).Encode(c.Redacted()); err != nil {
+		return fmt.Errorf("config: write: %w", err)
+	}
+	return nil
+}

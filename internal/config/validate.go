@@ -1,0 +1,347 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// maxMessageSizeLimit caps listen.max_message_size: larger messages are not
+// device mail, and the spool's chunking is sized for tens of MiB.
+const maxMessageSizeLimit = GiB
+
+// maxQueueSize32 is the spool quota ceiling on 32-bit platforms, where bbolt
+// maps the whole file into an address space of which about 2 GiB is usable.
+const maxQueueSize32 = GiB
+
+// Validate reports every problem in c, joined with errors.Join; each is an
+// *Error naming the key and saying what to fix. A nil result means relaybox
+// can start on c. An empty policy.recipient_domains is valid (every recipient
+// is refused); the caller warns about it.
+func (c Config) Validate() error { return joinErrors(c.problems(strconv.IntSize)) }
+
+// joinErrors keeps nil for no problems, and the plain *Error for one, so
+// errors.As and a type switch both work for the common case.
+func joinErrors(ps []*Error) error {
+	switch len(ps) {
+	case 0:
+		return nil
+	case 1:
+		return ps[0]
+	}
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		errs[i] = p
+	}
+	return errors.Join(errs...)
+}
+
+type problems []*Error
+
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// problems is Validate with the platform's int size as a parameter, so the
+// 32-bit quota rule can be tested on a 64-bit machine.
+func (c Config) problems(intSize int) []*Error {
+	var p problems
+	if c.Hostname == "" || strings.IndexFunc(c.Hostname, unicode.IsSpace) >= 0 {
+		p.add("hostname", "%q is not a host name; set the name the relay greets with, e.g. \"relaybox.lab.example.edu\"", c.Hostname)
+	}
+	if c.DataDir == "" {
+		p.add("data_dir", "is empty; set the directory that holds spool.db, e.g. \"/var/lib/relaybox\"")
+	}
+	c.Listen.check(&p)
+	c.Auth.check(&p)
+	c.Policy.check(&p)
+	c.Queue.check(&p, intSize)
+	for i, u := range c.Upstream {
+		u.check(&p, fmt.Sprintf("upstream[%d]", i))
+	}
+	c.Delivery.check(&p)
+	if c.Console.Baud <= 0 {
+		p.add("console.baud", "must be a positive number such as 115200")
+	}
+	c.Admin.check(&p)
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level", "%q is not a level; use debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		p.add("log.format", "%q is not a format; use text or json", c.Log.Format)
+	}
+	return p
+}
+
+// checkHostPort requires "host:port" with a numeric port 1-65535; an empty
+// host (":25", all interfaces) is allowed only when emptyHost is set.
+func checkHostPort(p *problems, key, addr string, emptyHost bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		p.add(key, "%q is not host:port; write e.g. \"0.0.0.0:25\" or \"[::1]:25\"", addr)
+		return
+	}
+	if host == "" && !emptyHost {
+		p.add(key, "%q has no host; write e.g. \"smtp.example.edu:587\"", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		p.add(key, "%q: port %q must be a number from 1 to 65535", addr, port)
+	}
+}
+
+func (l Listen) check(p *problems) {
+	if len(l.SMTP) == 0 {
+		p.add("listen.smtp", "is empty; list at least one address to listen on, e.g. [\"0.0.0.0:25\"]")
+	}
+	for i, a := range l.SMTP {
+		checkHostPort(p, fmt.Sprintf("listen.smtp[%d]", i), a, true)
+	}
+	if len(l.AllowedNetworks) == 0 {
+		p.add("listen.allowed_networks", "is empty, so every client would be refused; list your devices' networks, e.g. [\"192.168.1.0/24\"]")
+	}
+	for i, n := range l.AllowedNetworks {
+		key := fmt.Sprintf("listen.allowed_networks[%d]", i)
+		if _, err := netip.ParsePrefix(n); err == nil {
+			continue
+		}
+		if a, err := netip.ParseAddr(n); err == nil {
+			p.add(key, "%q is an address, not a network; write \"%s/%d\"", n, n, a.BitLen())
+		} else {
+			p.add(key, "%q is not a network in CIDR form; write e.g. \"192.168.1.0/24\"", n)
+		}
+	}
+	if l.MaxMessageSize <= 0 || l.MaxMessageSize > maxMessageSizeLimit {
+		p.add("listen.max_message_size", "%s is out of range; use a size above 0 and at most %s, e.g. \"50MiB\"", l.MaxMessageSize, maxMessageSizeLimit)
+	}
+	if l.MaxRecipients < 1 || l.MaxRecipients > 1000 {
+		p.add("listen.max_recipients", "%d is out of range; use 1 to 1000 (default 100)", l.MaxRecipients)
+	}
+	if l.MaxConnections < 1 {
+		p.add("listen.max_connections", "%d is out of range; use at least 1 (default 100)", l.MaxConnections)
+	}
+	if l.IdleTimeout <= 0 {
+		p.add("listen.idle_timeout", "must be above 0; slow devices need minutes, e.g. \"5m\"")
+	}
+	if l.ShutdownGrace < 0 {
+		p.add("listen.shutdown_grace", "must not be negative; e.g. \"30s\"")
+	}
+}
+
+func (a Auth) check(p *problems) {
+	switch a.Mode {
+	case AuthOff, AuthAny:
+	case AuthUsers:
+		if len(a.Users) == 0 {
+			p.add("auth.users", "mode \"users\" needs at least one [[auth.users]] entry with name and password_hash")
+		}
+	default:
+		p.add("auth.mode", "%q is not a mode; use off, any or users", a.Mode)
+	}
+	seen := map[string]int{}
+	for i, u := range a.Users {
+		key := fmt.Sprintf("auth.users[%d]", i)
+		switch {
+		case u.Name == "":
+			p.add(key+".name", "is empty; give the device account a name")
+		case seen[u.Name] > 0:
+			p.add(key+".name", "%q is already auth.users[%d]; names must be unique", u.Name, seen[u.Name]-1)
+		default:
+			seen[u.Name] = i + 1
+		}
+		switch {
+		case u.PasswordHash == RedactedText:
+			p.add(key+".password_hash", "is %q (copied from check-config output?); paste the real bcrypt hash", RedactedText)
+		case !looksLikeBcrypt(u.PasswordHash):
+			// Never echo the value: it may be a plain password typed by mistake.
+			p.add(key+".password_hash", "is not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters); generate one with: htpasswd -nbBC 10 NAME PASSWORD (the part after the colon)")
+		}
+	}
+}
+
+// looksLikeBcrypt checks the shape "$2b$10$" + 53 characters of bcrypt's
+// base64 alphabet; verifying belongs to the listener, not here.
+func looksLikeBcrypt(h string) bool {
+	if len(h) != 60 || h[0] != '$' || h[1] != '2' || !strings.ContainsRune("aby", rune(h[2])) || h[3] != '$' || h[6] != '$' {
+		return false
+	}
+	cost, err := strconv.Atoi(h[4:6])
+	if err != nil || cost < 4 || cost > 31 {
+		return false
+	}
+	for _, r := range h[7:] {
+		if !(r == '.' || r == '/' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func (pol Policy) check(p *problems) {
+	for i, d := range pol.RecipientDomains {
+		key := fmt.Sprintf("policy.recipient_domains[%d]", i)
+		if msg := domainProblem(d); msg != "" {
+			p.add(key, "%q %s", d, msg)
+		}
+	}
+	if pol.Sender != "" {
+		if msg := addressProblem(pol.Sender); msg != "" {
+			p.add("policy.sender", "%q %s; write one address like \"scanner@example.edu\", or leave it empty to keep the devices' senders", pol.Sender, msg)
+		}
+	}
+}
+
+// domainProblem says what is wrong with a recipient domain pattern, or "".
+func domainProblem(d string) string {
+	name := strings.TrimPrefix(d, "*.")
+	switch {
+	case d == "":
+		return "is empty; remove it or write a domain like \"example.edu\""
+	case strings.IndexFunc(d, unicode.IsSpace) >= 0:
+		return "contains a space; write one domain per entry"
+	case strings.Contains(d, "@"):
+		return "contains '@'; write only the domain part, e.g. \"example.edu\""
+	case strings.Contains(name, "*"):
+		return "may use \"*.\" only once, at the start, e.g. \"*.example.edu\""
+	case name == "":
+		return "has no domain after \"*.\"; write e.g. \"*.example.edu\""
+	case strings.HasSuffix(name, "."):
+		return "ends with a dot; write it without the trailing dot"
+	case strings.HasPrefix(name, ".") || strings.Contains(name, ".."):
+		return "has an empty label; check the dots"
+	}
+	return ""
+}
+
+// addressProblem says what is wrong with a notification or sender address.
+func addressProblem(a string) string {
+	at := strings.Count(a, "@")
+	switch {
+	case at != 1:
+		return fmt.Sprintf("has %d '@' signs, not one", at)
+	case strings.HasPrefix(a, "@") || strings.HasSuffix(a, "@"):
+		return "needs text on both sides of '@'"
+	case strings.IndexFunc(a, unicode.IsSpace) >= 0 || strings.ContainsAny(a, "<>"):
+		return "must be a bare address without spaces or <>"
+	}
+	return ""
+}
+
+func (q Queue) check(p *problems, intSize int) {
+	if q.MaxSize <= 0 {
+		p.add("queue.max_size", "must be above 0; e.g. \"1GiB\"")
+	} else if intSize == 32 && q.MaxSize > maxQueueSize32 {
+		p.add("queue.max_size", "%s is too large for a 32-bit system: the spool database is memory-mapped and the map is capped near 2 GiB there; use at most %s", q.MaxSize, maxQueueSize32)
+	}
+	if q.MaxAge <= 0 {
+		p.add("queue.max_age", "must be above 0; e.g. \"120h\" or \"5d\"")
+	}
+	if q.Notify != "" {
+		if msg := addressProblem(q.Notify); msg != "" {
+			p.add("queue.notify", "%q %s; write one address like \"postmaster@example.edu\", or leave it empty", q.Notify, msg)
+		}
+	}
+}
+
+func (u Upstream) check(p *problems, key string) {
+	if u.Address == "" {
+		p.add(key+".address", "is required; write the campus relay as host:port, e.g. \"smtp.example.edu:587\"")
+	} else {
+		checkHostPort(p, key+".address", u.Address, false)
+	}
+	switch u.TLS {
+	case "", TLSStartTLS, TLSImplicit:
+	case TLSNone:
+		if !u.Insecure {
+			p.add(key+".tls", "\"none\" sends mail in clear; set insecure = true to allow it")
+		}
+	default:
+		p.add(key+".tls", "%q is not a TLS mode; use starttls (port 587), tls (port 465) or none", u.TLS)
+	}
+	if (u.Username == "") != (u.PasswordFile == "") {
+		p.add(key+".password_file", "username and password_file go together; set both or neither")
+	}
+	if (u.CertFile == "") != (u.KeyFile == "") {
+		p.add(key+".key_file", "cert_file and key_file go together; set both or neither")
+	}
+	checkFile(p, key+".ca_file", u.CAFile)
+	checkFile(p, key+".password_file", u.PasswordFile)
+	checkFile(p, key+".cert_file", u.CertFile)
+	checkFile(p, key+".key_file", u.KeyFile)
+}
+
+// checkFile only stats the file: secrets are read by whoever uses them, so
+// they never pass through config (or its errors).
+func checkFile(p *problems, key, path string) {
+	if path == "" {
+		return
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		p.add(key, "file %q does not exist; create it or fix the path", path)
+	case errors.Is(err, fs.ErrPermission):
+		p.add(key, "file %q cannot be reached (permission denied); let the relaybox user read it", path)
+	case err != nil:
+		p.add(key, "file %q: %v", path, err)
+	case fi.IsDir():
+		p.add(key, "%q is a directory; name the file inside it", path)
+	}
+}
+
+func (d Delivery) check(p *problems) {
+	for _, f := range []struct {
+		key string
+		v   int64
+	}{
+		{"delivery.connections", int64(d.Connections)},
+		{"delivery.min_backoff", int64(d.MinBackoff)},
+		{"delivery.max_backoff", int64(d.MaxBackoff)},
+		{"delivery.connect_timeout", int64(d.ConnectTimeout)},
+		{"delivery.command_timeout", int64(d.CommandTimeout)},
+		{"delivery.data_timeout", int64(d.DataTimeout)},
+		{"delivery.idle_close", int64(d.IdleClose)},
+		{"delivery.upstream_hold", int64(d.UpstreamHold)},
+	} {
+		if f.v <= 0 {
+			p.add(f.key, "must be above 0; remove the line to use the default")
+		}
+	}
+	if d.MinBackoff > 0 && d.MaxBackoff > 0 && d.MinBackoff > d.MaxBackoff {
+		p.add("delivery.min_backoff", "%s is more than delivery.max_backoff %s; lower min_backoff or raise max_backoff", d.MinBackoff, d.MaxBackoff)
+	}
+}
+
+func (a Admin) check(p *problems) {
+	if a.Listen != "" {
+		before := len(*p)
+		checkHostPort(p, "admin.listen", a.Listen, true)
+		if len(*p) == before && a.PasswordFile == "" && !isLoopbackHost(a.Listen) {
+			p.add("admin.password_file", "admin.listen %s is reachable from the LAN; set admin.password_file (or listen on 127.0.0.1)", a.Listen)
+		}
+	}
+	checkFile(p, "admin.password_file", a.PasswordFile)
+}
+
+// isLoopbackHost reports whether a host:port can only be reached from the box
+// itself. An empty host means every interface, so it is not loopback.
+func isLoopbackHost(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.Unmap().IsLoopback()
+}

@@ -1,0 +1,145 @@
+package deliver
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"relaybox/internal/spool"
+)
+
+// Backoff computes when a message is tried again. It is a plain value so the
+// table test can pin every rule without a scheduler.
+type Backoff struct {
+	Min, Max time.Duration
+	// Jitter returns a number in [0,1). Spreading retries by ±20% keeps
+	// messages deferred together by one outage from hammering the relay
+	// together when it returns.
+	Jitter func() float64
+}
+
+// Delay is the wait after the attempt with number attempt (1 = the first):
+// Min doubling per attempt up to Max, times a jitter factor in [0.8, 1.2),
+// never above Max.
+func (b Backoff) Delay(attempt int) time.Duration {
+	base := b.Min
+	// Doubling by loop rather than shift cannot overflow for large counts.
+	for i := 1; i < attempt && base < b.Max; i++ {
+		base *= 2
+	}
+	if base > b.Max {
+		base = b.Max
+	}
+	j := 0.5
+	if b.Jitter != nil {
+		j = b.Jitter()
+	}
+	d := time.Duration(float64(base) * (0.8 + 0.4*j))
+	if d > b.Max {
+		d = b.Max
+	}
+	if d < 0 {
+		d = 0
+	}
+	return d
+}
+
+// Next is the time of the next attempt after attempt number attempt made
+// at now, never later than expiry (zero expiry = none): a message is
+// always looked at again by the time it must be expired.
+func (b Backoff) Next(now time.Time, attempt int, expiry time.Time) time.Time {
+	t := now.Add(b.Delay(attempt))
+	if !expiry.IsZero() && t.After(expiry) {
+		t = expiry
+	}
+	return t
+}
+
+// queuedSince is where queue.max_age counts from: a manual retry of a dead
+// message gives it a fresh lifetime.
+func queuedSince(m *spool.Message) time.Time {
+	if m.Requeued.After(m.Received) {
+		return m.Requeued
+	}
+	return m.Received
+}
+
+// expiry is the moment m passes maxAge (zero when maxAge is 0: no expiry).
+func expiry(m *spool.Message, maxAge time.Duration) time.Time {
+	if maxAge <= 0 {
+		return time.Time{}
+	}
+	return queuedSince(m).Add(maxAge)
+}
+
+// fmtAge renders an age for a reply a person reads: "5d2h", "3h4m5s".
+func fmtAge(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d >= 24*time.Hour {
+		days := d / (24 * time.Hour)
+		hours := (d % (24 * time.Hour)) / time.Hour
+		return fmt.Sprintf("%dd%dh", days, hours)
+	}
+	return d.String()
+}
+
+// connLevel reports whether err says the upstream itself is unusable (so
+// the next one is tried at once) rather than that this message had a problem.
+func connLevel(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Op {
+	case "dial", "tls", "greeting", "ehlo", "starttls", "auth":
+		return true
+	}
+	// RFC 5321 3.8: 421 means the server is closing the channel.
+	return e.Code == 421
+}
+
+// replyOf renders any error as a one-line reply for the spool and logs.
+func replyOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reply()
+	}
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// appendHistory adds entries and keeps the newest historyMax.
+func appendHistory(h []spool.Attempt, a ...spool.Attempt) []spool.Attempt {
+	h = append(h, a...)
+	if len(h) > historyMax {
+		h = append([]spool.Attempt(nil), h[len(h)-historyMax:]...)
+	}
+	return h
+}
+
+// pass is the state of one delivery attempt across failovers.
+type pass struct {
+	now       time.Time
+	recorded  bool            // Attempts and NextAttempt already written
+	open      string          // upstream whose History entry awaits its outcome
+	tried     []spool.Attempt // failed connects not yet written
+	lastUp    string
+	lastReply string
+}
+
+// closeOpen fills in the outcome of this pass's open History entry (a
+// failover left it behind). Entries from an earlier crash stay open: their
+// outcome is honestly unknown.
+func (p *pass) closeOpen(msg *spool.Message, outcome string) {
+	if p.open == "" {
+		return
+	}
+	if n := len(msg.History); n > 0 {
+		h := &msg.History[n-1]
+		if h.Outcome == "" && h.Upstream == p.open && h.At.Equal(p.now) {
+			h.Outcome, h.Reply = outcome, p.lastReply
+		}
+	}
+}

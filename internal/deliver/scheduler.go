@@ -1,0 +1,523 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"relaybox/internal/spool"
+)
+
+// Store is the part of the spool the scheduler uses. *spool.Spool provides
+// all of it but Enqueue; SpoolStore adds that.
+type Store interface {
+	// Due returns queued messages with a pending recipient and
+	// NextAttempt <= now, oldest first, at most limit.
+	Due(now time.Time, limit int) ([]*spool.Message, error)
+	// NextDue is the earliest NextAttempt of a queued message.
+	NextDue() (time.Time, bool)
+	List(state spool.State) ([]*spool.Message, error)
+	// Update runs fn on a fresh copy of the message in one durable
+	// transaction; an error from fn aborts it and is returned.
+	Update(id string, fn func(*spool.Message) error) (*spool.Message, error)
+	Delete(id string) error
+	OpenBody(id string) (io.ReadCloser, error)
+	Headers(id string, max int) ([]byte, error)
+	// Enqueue spools a new message (a failure notice) and commits it.
+	Enqueue(env spool.Envelope, body []byte) (*spool.Message, error)
+}
+
+// SchedulerOptions configure NewScheduler. Zero durations take defaults.
+type SchedulerOptions struct {
+	Store Store
+	// Dialer may be nil or have Count() == 0: no upstream is configured
+	// and mail is held (no attempt recorded, no backoff).
+	Dialer       Dialer
+	Connections  int           // max concurrent upstream sessions (default 2)
+	MinBackoff   time.Duration // default 1m
+	MaxBackoff   time.Duration // default 1h
+	IdleClose    time.Duration // close a reused session idle this long (default 30s)
+	UpstreamHold time.Duration // skip an upstream that failed to connect this long (default 1m)
+	MaxAge       time.Duration // queue.max_age (default 120h)
+	Notify       string        // failure notices go here; "" = none
+	Hostname     string        // for notices; default: OS host name
+	Now          func() time.Time
+	Jitter       func() float64 // in [0,1); default math/rand/v2
+	Logger       *slog.Logger
+	OnEvent      func(Event)                  // may be nil
+	OnUpstream   func(name string, err error) // nil err = the upstream worked; may be nil
+}
+
+// Scheduler delivers due messages from the spool to the upstream relays.
+type Scheduler struct {
+	opt     SchedulerOptions
+	backoff Backoff
+	log     *slog.Logger
+	kick    chan struct{}
+
+	tickMu     sync.Mutex  // one Tick at a time, so the session bound holds
+	heldLogged bool        // guarded by tickMu
+	orphans    atomic.Bool // look for finished messages left behind
+
+	mu   sync.Mutex
+	idle []*session        // open sessions not in use, most recently used last
+	down map[int]downState // upstream index -> held back until
+}
+
+type downState struct {
+	until time.Time
+	reply string
+}
+
+// session is one open upstream connection.
+type session struct {
+	conn  Conn
+	idx   int
+	dirty bool      // a transaction ran on it: RSET before the next
+	since time.Time // idle since
+}
+
+// batchSize bounds how many messages one Due call loads.
+const batchSize = 256
+
+// historyMax bounds the attempt history kept per message.
+const historyMax = 32
+
+// NewScheduler checks opt and fills in defaults.
+func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
+	if opt.Store == nil {
+		return nil, errors.New("deliver: scheduler needs a store")
+	}
+	if opt.Connections < 0 || opt.MinBackoff < 0 || opt.MaxBackoff < 0 || opt.IdleClose < 0 ||
+		opt.UpstreamHold < 0 || opt.MaxAge < 0 {
+		return nil, errors.New("deliver: negative scheduler option")
+	}
+	if opt.Connections == 0 {
+		opt.Connections = 2
+	}
+	if opt.MinBackoff == 0 {
+		opt.MinBackoff = time.Minute
+	}
+	if opt.MaxBackoff == 0 {
+		opt.MaxBackoff = time.Hour
+	}
+	if opt.MinBackoff > opt.MaxBackoff {
+		return nil, fmt.Errorf("deliver: min backoff %s above max backoff %s", opt.MinBackoff, opt.MaxBackoff)
+	}
+	if opt.IdleClose == 0 {
+		opt.IdleClose = 30 * time.Second
+	}
+	if opt.UpstreamHold == 0 {
+		opt.UpstreamHold = time.Minute
+	}
+	if opt.MaxAge == 0 {
+		opt.MaxAge = 120 * time.Hour
+	}
+	if strings.ContainsAny(opt.Notify, "\r\n<>") {
+		return nil, fmt.Errorf("deliver: notify address %q is not a plain address", opt.Notify)
+	}
+	if opt.Hostname == "" {
+		opt.Hostname, _ = os.Hostname()
+		if opt.Hostname == "" {
+			opt.Hostname = "localhost"
+		}
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Jitter == nil {
+		opt.Jitter = rand.Float64
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	sc := &Scheduler{
+		opt:     opt,
+		backoff: Backoff{Min: opt.MinBackoff, Max: opt.MaxBackoff, Jitter: opt.Jitter},
+		log:     opt.Logger,
+		kick:    make(chan struct{}, 1),
+		down:    make(map[int]downState),
+	}
+	sc.orphans.Store(true) // a crash may have left some
+	return sc, nil
+}
+
+// Kick wakes Run without blocking: new mail, or a manual retry.
+func (s *Scheduler) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run ticks until ctx is done, sleeping until the next message is due, a
+// session must be closed, or Kick. It closes all sessions on return and
+// returns nil when ctx ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	defer s.Close()
+	for {
+		next, err := s.Tick(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		now := s.opt.Now()
+		if err != nil {
+			// A spool error is usually passing (disk busy); try again
+			// later instead of spinning or giving up.
+			s.log.Error("deliver: tick failed", "err", err)
+			next = now.Add(s.opt.MinBackoff)
+		}
+		if t, ok := s.idleDeadline(); ok && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if !next.IsZero() {
+			timer = time.NewTimer(max(next.Sub(now), 0))
+			fire = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kick:
+		case <-fire:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+// Close closes the idle upstream sessions. Sessions in use by a running
+// Tick go back to the pool when it ends.
+func (s *Scheduler) Close() error {
+	s.mu.Lock()
+	idle := s.idle
+	s.idle = nil
+	s.mu.Unlock()
+	for _, ss := range idle {
+		ss.conn.Close()
+	}
+	return nil
+}
+
+// Tick makes one pass at Now(): expire old messages, then deliver every due
+// message over at most Connections sessions in parallel. It returns when all
+// are done, with the time the next message is due (zero: nothing queued).
+func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	now := s.opt.Now()
+	s.closeIdle(now)
+	if s.opt.Dialer == nil || s.opt.Dialer.Count() == 0 {
+		return s.hold(now)
+	}
+	if s.orphans.Load() {
+		if err := s.sweep(now); err != nil {
+			return time.Time{}, err
+		}
+	}
+	seen := make(map[string]bool)
+	for ctx.Err() == nil {
+		due, err := s.opt.Store.Due(now, batchSize)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("deliver: due messages: %w", err)
+		}
+		// A message whose spool update failed stays due; seen keeps one
+		// Tick from trying it again and again.
+		var todo []*spool.Message
+		fresh := 0
+		for _, m := range due {
+			if seen[m.ID] {
+				continue
+			}
+			seen[m.ID] = true
+			fresh++
+			if exp := expiry(m, s.opt.MaxAge); !exp.IsZero() && !now.Before(exp) {
+				s.expire(m, now)
+				continue
+			}
+			todo = append(todo, m)
+		}
+		s.deliverAll(ctx, todo)
+		if fresh == 0 || len(due) < batchSize {
+			break
+		}
+	}
+	next, ok := s.opt.Store.NextDue()
+	if !ok {
+		return time.Time{}, nil
+	}
+	// Still due means its update failed just now: come back later rather
+	// than spin.
+	if !next.After(now) {
+		next = now.Add(s.opt.MinBackoff)
+	}
+	return next, nil
+}
+
+// hold is the Tick without an upstream: nothing is tried, so nothing earns
+// backoff; only expiry runs. The next wake is the first expiry.
+func (s *Scheduler) hold(now time.Time) (time.Time, error) {
+	msgs, err := s.opt.Store.List(spool.StateQueued)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("deliver: list queue: %w", err)
+	}
+	var next time.Time
+	held := 0
+	for _, m := range msgs {
+		if len(m.Pending()) == 0 {
+			continue
+		}
+		exp := expiry(m, s.opt.MaxAge)
+		if !exp.IsZero() && !now.Before(exp) {
+			s.expire(m, now)
+			continue
+		}
+		held++
+		if !exp.IsZero() && (next.IsZero() || exp.Before(next)) {
+			next = exp
+		}
+	}
+	if held > 0 && !s.heldLogged {
+		s.heldLogged = true
+		s.log.Warn(fmt.Sprintf("no upstream configured: %d messages held", held))
+	}
+	return next, nil
+}
+
+// deliverAll runs the messages through up to Connections workers.
+func (s *Scheduler) deliverAll(ctx context.Context, msgs []*spool.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	n := min(s.opt.Connections, len(msgs))
+	work := make(chan *spool.Message)
+	var wg sync.WaitGroup
+	for range n {
+		w := &worker{s: s, sess: s.takeIdle()}
+		wg.Go(func() {
+			for m := range work {
+				w.deliver(ctx, m)
+			}
+			s.putIdle(w.sess)
+		})
+	}
+	for _, m := range msgs {
+		work <- m
+	}
+	close(work)
+	wg.Wait()
+}
+
+// takeIdle hands a worker the most recently used idle session, if any.
+// Workers never dial while holding one, and never exceed Connections, so
+// open sessions stay within the bound.
+func (s *Scheduler) takeIdle() *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.idle) == 0 {
+		return nil
+	}
+	ss := s.idle[len(s.idle)-1]
+	s.idle = s.idle[:len(s.idle)-1]
+	return ss
+}
+
+func (s *Scheduler) putIdle(ss *session) {
+	if ss == nil {
+		return
+	}
+	ss.since = s.opt.Now()
+	s.mu.Lock()
+	s.idle = append(s.idle, ss)
+	s.mu.Unlock()
+}
+
+// closeIdle closes sessions idle for IdleClose or longer.
+func (s *Scheduler) closeIdle(now time.Time) {
+	s.mu.Lock()
+	var keep, stale []*session
+	for _, ss := range s.idle {
+		if now.Sub(ss.since) >= s.opt.IdleClose {
+			stale = append(stale, ss)
+		} else {
+			keep = append(keep, ss)
+		}
+	}
+	s.idle = keep
+	s.mu.Unlock()
+	for _, ss := range stale {
+		ss.conn.Close()
+	}
+}
+
+// idleDeadline is when the first idle session is due to be closed.
+func (s *Scheduler) idleDeadline() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t time.Time
+	for _, ss := range s.idle {
+		if d := ss.since.Add(s.opt.IdleClose); t.IsZero() || d.Before(t) {
+			t = d
+		}
+	}
+	return t, !t.IsZero()
+}
+
+// isDown reports whether upstream i is held back at now, with the reply
+// that put it there.
+func (s *Scheduler) isDown(i int, now time.Time) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.down[i]
+	if !ok || !now.Before(d.until) {
+		delete(s.down, i)
+		return "", false
+	}
+	return d.reply, true
+}
+
+func (s *Scheduler) markDown(i int, now time.Time, err error) {
+	s.mu.Lock()
+	s.down[i] = downState{until: now.Add(s.opt.UpstreamHold), reply: replyOf(err)}
+	s.mu.Unlock()
+	s.upstream(i, err)
+}
+
+func (s *Scheduler) upstream(i int, err error) {
+	if s.opt.OnUpstream != nil {
+		s.opt.OnUpstream(s.opt.Dialer.Name(i), err)
+	}
+}
+
+// errGone aborts an Update when the message is no longer ours to deliver
+// (delivered, dead, or deleted by an operator meanwhile).
+var errGone = errors.New("deliver: message no longer queued")
+
+// worker delivers messages one at a time over at most one session.
+type worker struct {
+	s    *Scheduler
+	sess *session
+}
+
+// conn returns a ready session to upstream i: the worker's own after RSET,
+// or a new one.
+func (w *worker) conn(ctx context.Context, i int) (Conn, error) {
+	if w.sess != nil && w.sess.idx != i {
+		w.drop()
+	}
+	if w.sess != nil && w.sess.dirty {
+		if err := w.sess.conn.Reset(ctx); err != nil {
+			// The relay may have timed the session out; only a fresh
+			// dial says whether the upstream itself is unwell.
+			w.s.log.Debug("deliver: reused session failed RSET, redialling", "upstream", w.sess.conn.Upstream(), "err", err)
+			w.drop()
+		} else {
+			w.sess.dirty = false
+		}
+	}
+	if w.sess == nil {
+		c, err := w.s.opt.Dialer.Dial(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		w.sess = &session{conn: c, idx: i}
+	}
+	return w.sess.conn, nil
+}
+
+func (w *worker) drop() {
+	if w.sess != nil {
+		w.sess.conn.Close()
+		w.sess = nil
+	}
+}
+
+// deliver makes one delivery attempt for m: the first healthy upstream that
+// connects gets it; connection-level failures move on to the next at once.
+func (w *worker) deliver(ctx context.Context, m *spool.Message) {
+	s := w.s
+	if ctx.Err() != nil {
+		return // shutting down: not an attempt, so no backoff either
+	}
+	now := s.opt.Now()
+	p := &pass{now: now}
+	for i := 0; i < s.opt.Dialer.Count() && ctx.Err() == nil; i++ {
+		name := s.opt.Dialer.Name(i)
+		if reply, down := s.isDown(i, now); down {
+			p.lastUp, p.lastReply = name, reply
+			continue
+		}
+		conn, err := w.conn(ctx, i)
+		if err != nil {
+			s.markDown(i, now, err)
+			p.lastUp, p.lastReply = name, replyOf(err)
+			p.tried = append(p.tried, spool.Attempt{At: now, Upstream: name, Outcome: "deferred", Reply: p.lastReply})
+			continue
+		}
+		// Record the attempt before making it: a crash mid-send then
+		// costs one backoff step, never a retry storm.
+		fresh, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
+			if msg.State != spool.StateQueued || len(msg.Pending()) == 0 {
+				return errGone
+			}
+			p.closeOpen(msg, "deferred")
+			if !p.recorded {
+				msg.Attempts++
+				msg.NextAttempt = s.backoff.Next(now, msg.Attempts, expiry(msg, s.opt.MaxAge))
+			}
+			msg.History = appendHistory(msg.History, append(p.tried, spool.Attempt{At: now, Upstream: name})...)
+			return nil
+		})
+		if err != nil {
+			if !errors.Is(err, errGone) && !errors.Is(err, spool.ErrNotFound) {
+				s.log.Error("deliver: cannot record attempt", "id", m.ID, "err", err)
+			}
+			return
+		}
+		p.recorded, p.open, p.tried = true, name, nil
+		pending := fresh.Pending()
+		body, err := s.opt.Store.OpenBody(m.ID)
+		if err != nil {
+			s.log.Error("deliver: cannot read spooled body", "id", m.ID, "err", err)
+			p.lastUp, p.lastReply = name, "local error: cannot read the spooled message"
+			break
+		}
+		w.sess.dirty = true
+		results, sendErr := conn.Send(ctx, fresh.From, pending, body)
+		// Closed before any spool write: no read transaction outlives
+		// the attempt.
+		body.Close()
+		if connLevel(sendErr) {
+			w.drop()
+			s.markDown(i, now, sendErr)
+			p.lastUp, p.lastReply = name, replyOf(sendErr)
+			continue
+		}
+		var e *Error
+		if sendErr != nil && (!errors.As(sendErr, &e) || e.Code == 0) {
+			// A network failure mid-transaction leaves the session in an
+			// unknown state; the upstream may have taken the message, so
+			// no failover: retry later.
+			w.drop()
+			s.upstream(i, sendErr)
+		} else {
+			s.upstream(i, nil)
+		}
+		s.settle(fresh, p, name, pending, results, sendErr)
+		return
+	}
+	if ctx.Err() != nil && !p.recorded && len(p.tried) == 0 {
+		return
+	}
+	s.deferAll(m, p)
+}

@@ -1,0 +1,147 @@
+// Package smtpd is the LAN listener devices talk to: a go-smtp backend that
+// checks each client's network and each recipient against the relay policy,
+// and streams DATA, normalised to CRLF and with the headers a device forgot,
+// into the spool. It answers 250 only after the spool has committed and
+// fsynced the message.
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"relaybox/internal/policy"
+	"relaybox/internal/spool"
+)
+
+// Store is the part of the spool the listener needs.
+type Store interface {
+	Create(env spool.Envelope) (*spool.Writer, error)
+}
+
+// Options configure a Server. Rules, Networks and Store are required.
+type Options struct {
+	Hostname       string
+	Rules          *policy.Rules
+	Networks       *policy.Networks
+	Store          Store
+	Sender         string // policy.sender: rewrite every envelope sender to this
+	MaxMessageSize int64
+	MaxRecipients  int
+	MaxConnections int
+	IdleTimeout    time.Duration
+	Now            func() time.Time
+	Logger         *slog.Logger
+	// OnAccepted runs after a message is committed (wake the scheduler,
+	// count it). It must not block.
+	OnAccepted func(*spool.Message)
+}
+
+// Server is the LAN SMTP listener.
+type Server struct {
+	opt  Options
+	smtp *smtp.Server
+	log  *slog.Logger
+
+	// inData counts sessions inside DATA, so Shutdown can wait for their
+	// commits before the caller closes the spool.
+	inData sync.WaitGroup
+}
+
+// New checks the options and builds a Server.
+func New(opt Options) (*Server, error) {
+	if opt.Rules == nil || opt.Networks == nil || opt.Store == nil {
+		return nil, errors.New("smtpd: Rules, Networks and Store are required")
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.MaxConnections <= 0 {
+		opt.MaxConnections = 100
+	}
+	if opt.IdleTimeout <= 0 {
+		opt.IdleTimeout = 5 * time.Minute
+	}
+	if opt.Hostname == "" {
+		opt.Hostname = "relaybox"
+	}
+	s := &Server{opt: opt, log: opt.Logger}
+	srv := smtp.NewServer(&backend{s: s})
+	srv.Domain = opt.Hostname
+	srv.MaxMessageBytes = opt.MaxMessageSize
+	srv.MaxRecipients = opt.MaxRecipients
+	// Read deadlines are renewed per read by idleConn; go-smtp only needs
+	// a bound on writes to a client that stopped reading.
+	srv.WriteTimeout = opt.IdleTimeout
+	srv.ErrorLog = slogPrinter{opt.Logger}
+	s.smtp = srv
+	return s, nil
+}
+
+// Serve accepts devices on l until Shutdown. It wraps l with the network
+// gate, the connection limit and the idle timeout.
+func (s *Server) Serve(l net.Listener) error {
+	g := &gateListener{
+		Listener: l,
+		allowed:  func(ip netip.Addr) bool { return s.opt.Networks.Allowed(ip) },
+		max:      s.opt.MaxConnections,
+		idle:     s.opt.IdleTimeout,
+		host:     s.opt.Hostname,
+		log:      s.log,
+	}
+	err := s.smtp.Serve(g)
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, lets open sessions finish until ctx is done,
+// then cuts the rest; it returns once no session is inside DATA, so the
+// caller may close the spool. A session cut before its 250 loses nothing:
+// the device still has the message and will send it again.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.smtp.Shutdown(ctx)
+	if err != nil {
+		_ = s.smtp.Close()
+	}
+	s.inData.Wait()
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return fmt.Errorf("smtpd: sessions still open at shutdown were closed: %w", err)
+	}
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+type backend struct{ s *Server }
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	ip := netip.Addr{}
+	if nc := c.Conn(); nc != nil {
+		ip = remoteIP(nc)
+	}
+	return &session{
+		s:      b.s,
+		conn:   c,
+		client: ip,
+		helo:   policy.SanitizeHelo(c.Hostname()),
+	}, nil
+}
+
+// slogPrinter adapts go-smtp's Printf logger to slog.
+type slogPrinter struct{ l *slog.Logger }
+
+func (p slogPrinter) Printf(format string, v ...any) { p.l.Info(fmt.Sprintf(format, v...)) }
+func (p slogPrinter) Println(v ...any)               { p.l.Info(fmt.Sprint(v...)) }

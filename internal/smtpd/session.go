@@ -1,0 +1,209 @@
+package smtpd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"relaybox/internal/policy"
+	"relaybox/internal/spool"
+)
+
+// session is one device connection (go-smtp calls it after HELO/EHLO).
+type session struct {
+	s      *Server
+	conn   *smtp.Conn
+	client netip.Addr
+	helo   string // sanitised: safe for logs and the Received header
+
+	from    string
+	hasFrom bool
+	rcpts   []string
+}
+
+var _ smtp.Session = (*session)(nil)
+
+// Replies the device sees for local trouble: always temporary (4xx), so it
+// keeps the message and tries again; DESIGN.md forbids a 5xx here.
+var (
+	errQuota = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
+		Message: "Relay queue is full, try again later"}
+	errLocal = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Local problem storing the message, try again later"}
+)
+
+func (se *session) Reset() {
+	se.from, se.hasFrom, se.rcpts = "", false, nil
+}
+
+func (se *session) Logout() error { return nil }
+
+// Mail implements smtp.Session.
+func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+	se.Reset()
+	addr, err := policy.ParseSender(from)
+	if err != nil {
+		se.s.log.Info("sender refused", "client", se.client.String(), "helo", se.helo,
+			"from", printable(from), "reason", err.Error())
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+			Message: "Sender address rejected: " + err.Error()}
+	}
+	se.from = addr.String()
+	if addr == (policy.Address{}) {
+		se.from = ""
+	}
+	if se.s.opt.Sender != "" {
+		se.from = se.s.opt.Sender
+	}
+	se.hasFrom = true
+	return nil
+}
+
+// Rcpt implements smtp.Session. The policy decides; nothing else may accept
+// a recipient.
+func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	addr, err := se.s.opt.Rules.Recipient(to)
+	if err != nil {
+		se.s.log.Info("recipient refused", "client", se.client.String(), "helo", se.helo,
+			"to", printable(to), "reason", err.Error())
+		var re *policy.RejectError
+		if errors.As(err, &re) {
+			return &smtp.SMTPError{Code: re.Code, EnhancedCode: smtp.EnhancedCode(re.Enhanced), Message: re.Reason}
+		}
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied"}
+	}
+	a := addr.String()
+	for _, r := range se.rcpts {
+		if r == a { // the same recipient twice gets the message once
+			return nil
+		}
+	}
+	se.rcpts = append(se.rcpts, a)
+	return nil
+}
+
+// Data implements smtp.Session: stream r into the spool and commit.
+func (se *session) Data(r io.Reader) error {
+	se.s.inData.Add(1)
+	defer se.s.inData.Done()
+	if len(se.rcpts) == 0 {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+	}
+	start := se.s.opt.Now()
+	w, err := se.s.opt.Store.Create(spool.Envelope{
+		ClientAddr: se.conn.Conn().RemoteAddr().String(),
+		Helo:       se.helo,
+		From:       se.from,
+		Recipients: se.rcpts,
+	})
+	if err != nil {
+		return se.storeError("", err)
+	}
+	id := w.ID()
+	_, tls := se.conn.TLSConnectionState()
+	hw := newHeaderWriter(w, func(hasID, hasDate bool) []byte {
+		return se.s.addedHeaders(id, se.helo, se.client, tls, start, hasID, hasDate)
+	})
+	cw := newCRLFWriter(hw)
+	rr := &errReader{r: r}
+	_, err = io.Copy(cw, rr)
+	if err == nil {
+		err = cw.Close()
+	}
+	if err == nil {
+		err = hw.Close()
+	}
+	if err != nil {
+		_ = w.Abort()
+		if rr.err != nil {
+			if errors.Is(rr.err, smtp.ErrDataTooLarge) {
+				se.s.log.Info("message refused: too large", "id", id, "client", se.client.String(),
+					"max", se.s.opt.MaxMessageSize)
+				return smtp.ErrDataTooLarge
+			}
+			se.s.log.Info("message abandoned: client went away during DATA", "id", id,
+				"client", se.client.String(), "err", rr.err.Error())
+			// go-smtp would turn a plain error into a 554; the device may
+			// still be listening, and nothing was stored, so say "later".
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+				Message: "Connection problem during DATA, nothing was stored"}
+		}
+		return se.storeError(id, err)
+	}
+	msg, err := w.Commit()
+	if err != nil {
+		return se.storeError(id, err)
+	}
+	se.s.log.Info("accepted", "id", msg.ID, "event", "accepted", "from", msg.From,
+		"to", strings.Join(se.rcpts, ","), "client", se.client.String(), "helo", se.helo,
+		"size", msg.Size, "delay", se.s.opt.Now().Sub(start).Round(time.Millisecond).String())
+	if se.s.opt.OnAccepted != nil {
+		se.s.opt.OnAccepted(msg)
+	}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + msg.ID}
+}
+
+// storeError maps a spool failure to a temporary reply and logs the cause.
+func (se *session) storeError(id string, err error) error {
+	if errors.Is(err, spool.ErrQuota) {
+		se.s.log.Warn("message refused: spool quota reached", "id", id, "client", se.client.String(),
+			"hint", "deliver or delete queued mail, or raise queue.max_size")
+		return errQuota
+	}
+	se.s.log.Error("spool error", "id", id, "client", se.client.String(), "err", err.Error())
+	return errLocal
+}
+
+// addedHeaders builds the Received line, and Message-ID / Date when the
+// device left them out (large providers reject mail without them).
+func (s *Server) addedHeaders(id, helo string, ip netip.Addr, tls bool, now time.Time, hasID, hasDate bool) []byte {
+	with := "SMTP"
+	if tls {
+		with = "ESMTPS"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (relaybox) with %s id %s;\r\n\t%s\r\n",
+		helo, ip.String(), s.opt.Hostname, with, id, now.Format(time.RFC1123Z))
+	if !hasID {
+		fmt.Fprintf(&b, "Message-ID: <%s.relaybox@%s>\r\n", id, s.opt.Hostname)
+	}
+	if !hasDate {
+		fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
+	}
+	return []byte(b.String())
+}
+
+// errReader remembers the reader's error so Data can tell a client that went
+// away (or sent too much) from a spool that failed.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+// printable makes a device's raw argument safe for one log line.
+func printable(s string) string {
+	const max = 200
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < max; i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e {
+			fmt.Fprintf(&b, "\\x%02x", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,252 @@
+package smtpd
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"relaybox/internal/policy"
+	"relaybox/internal/spool"
+)
+
+// Transcripts in testdata/transcripts are SMTP dialogs a person can read:
+//
+//	# comment
+//	= networks 10.0.0.0/8     (settings, before the dialog)
+//	C: EHLO printer           (client line, sent with CRLF)
+//	R: "raw\nbytes"           (client bytes as a Go string, sent as they are)
+//	S: 250                    (the reply's last line must start with this)
+//	H: SIZE 100               (the last reply, all its lines, contains this)
+//	X: cut                    (client closes the connection)
+//	= queued 1                (after the dialog: committed messages in the spool)
+//	= body-contains "text"    (every queued body contains text)
+//
+// Each runs against a real listener on 127.0.0.1 and a real spool.
+
+type transcriptConfig struct {
+	networks   []string
+	domains    []string
+	maxRcpt    int
+	maxSize    int64
+	quota      int64
+	idle       time.Duration
+	maxConns   int
+	sender     string
+	queued     int
+	bodyChecks []string
+}
+
+func TestTranscripts(t *testing.T) {
+	files, err := filepath.Glob("../../testdata/transcripts/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no transcripts found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
+			t.Parallel()
+			runTranscript(t, f)
+		})
+	}
+}
+
+func runTranscript(t *testing.T, file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")
+	cfg := transcriptConfig{
+		networks: []string{"127.0.0.0/8"},
+		domains:  []string{"campus.test", "*.dept.campus.test"},
+		maxRcpt:  100, maxSize: 1 << 20, idle: 5 * time.Second, maxConns: 10, queued: -1,
+	}
+	var dialog []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "= ") {
+			applySetting(t, &cfg, strings.TrimPrefix(l, "= "))
+		} else if len(l) > 2 && l[1] == ':' {
+			dialog = append(dialog, l)
+		}
+	}
+	sp, srv, addr := startTestServer(t, cfg)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	last := ""
+	for i, l := range dialog {
+		kind, arg := l[0], strings.TrimPrefix(l[2:], " ")
+		switch kind {
+		case 'C':
+			if _, err := io.WriteString(conn, arg+"\r\n"); err != nil {
+				t.Fatalf("line %d: write: %v", i+1, err)
+			}
+		case 'R':
+			raw, err := strconv.Unquote(arg)
+			if err != nil {
+				t.Fatalf("line %q: %v", l, err)
+			}
+			if _, err := io.WriteString(conn, raw); err != nil {
+				t.Fatalf("line %d: write: %v", i+1, err)
+			}
+		case 'S':
+			all, err := readReply(r)
+			if err != nil {
+				t.Fatalf("waiting for %q: %v", arg, err)
+			}
+			last = all
+			if got := all[strings.LastIndex(all, "\n")+1:]; !strings.HasPrefix(got, arg) {
+				t.Fatalf("expected reply %q, got %q", arg, all)
+			}
+		case 'H':
+			if !strings.Contains(last, arg) {
+				t.Fatalf("expected the reply to contain %q, got %q", arg, last)
+			}
+		case 'X':
+			conn.Close()
+		default:
+			t.Fatalf("bad transcript line %q", l)
+		}
+	}
+	conn.Close()
+	waitIdle(t, srv)
+	st := sp.Stats()
+	if st.Pending != 0 {
+		t.Errorf("%d half-stored messages left in the spool", st.Pending)
+	}
+	if cfg.queued >= 0 && st.Messages != cfg.queued {
+		t.Errorf("spool holds %d messages, want %d", st.Messages, cfg.queued)
+	}
+	msgs, err := sp.List(spool.StateQueued)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		body := readBody(t, sp, m.ID)
+		for _, want := range cfg.bodyChecks {
+			if !strings.Contains(body, want) {
+				t.Errorf("message %s body lacks %q:\n%s", m.ID, want, body)
+			}
+		}
+	}
+}
+
+func applySetting(t *testing.T, c *transcriptConfig, s string) {
+	key, val, _ := strings.Cut(s, " ")
+	atoi := func() int64 {
+		n, err := strconv.ParseInt(val, 10, 64)
+		if err != nil {
+			t.Fatalf("setting %q: %v", s, err)
+		}
+		return n
+	}
+	switch key {
+	case "networks":
+		c.networks = strings.Fields(val)
+	case "domains":
+		c.domains = strings.Fields(val)
+	case "max_recipients":
+		c.maxRcpt = int(atoi())
+	case "max_size":
+		c.maxSize = atoi()
+	case "quota":
+		c.quota = atoi()
+	case "sender":
+		c.sender = val
+	case "queued":
+		c.queued = int(atoi())
+	case "body-contains":
+		v, err := strconv.Unquote(val)
+		if err != nil {
+			t.Fatalf("setting %q: %v", s, err)
+		}
+		c.bodyChecks = append(c.bodyChecks, v)
+	default:
+		t.Fatalf("unknown setting %q", s)
+	}
+}
+
+func startTestServer(t *testing.T, c transcriptConfig) (*spool.Spool, *Server, string) {
+	t.Helper()
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{MaxSize: c.quota})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	rules, err := policy.NewRules(c.domains)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets, err := policy.NetworkRules(c.networks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Options{
+		Hostname: "relaybox.test", Rules: rules, Networks: nets, Store: sp,
+		Sender: c.sender, MaxMessageSize: c.maxSize, MaxRecipients: c.maxRcpt,
+		MaxConnections: c.maxConns, IdleTimeout: c.idle,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.smtp.Close() })
+	return sp, srv, ln.Addr().String()
+}
+
+// waitIdle waits until no session is inside DATA (the server may still be
+// storing what the client sent before it hung up).
+func waitIdle(t *testing.T, srv *Server) {
+	done := make(chan struct{})
+	go func() { time.Sleep(50 * time.Millisecond); srv.inData.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a session is still inside DATA")
+	}
+}
+
+// readReply reads one (possibly multi-line) reply, lines joined with "\n".
+func readReply(r *bufio.Reader) (string, error) {
+	var lines []string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return strings.Join(append(lines, line), "\n"), err
+		}
+		line = strings.TrimRight(line, "\r\n")
+		lines = append(lines, line)
+		if len(line) < 4 || line[3] != '-' {
+			return strings.Join(lines, "\n"), nil
+		}
+	}
+}
+
+func readBody(t *testing.T, sp *spool.Spool, id string) string {
+	t.Helper()
+	rc, err := sp.OpenBody(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,122 @@
+package spool
+
+import (
+	"fmt"
+
+	"go.etcd.io/bbolt"
+)
+
+// request is one unit of work for the committer.
+type request struct {
+	// fn runs inside the shared write transaction. It may run more than
+	// once: when another request in the batch fails, the batch is rolled
+	// back and rerun without it.
+	fn func(tx *bbolt.Tx) error
+	// after runs in the committer once the transaction is durable, before
+	// the caller is answered, so in-memory state follows commit order.
+	after func()
+	done  chan error
+}
+
+// enqueue hands a request to the committer and returns where its result
+// will arrive. It never waits for a transaction.
+func (s *Spool) enqueue(fn func(tx *bbolt.Tx) error, after func()) (<-chan error, error) {
+	r := &request{fn: fn, after: after, done: make(chan error, 1)}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if s.closing {
+		return nil, ErrClosed
+	}
+	s.queue = append(s.queue, r)
+	s.qcond.Signal()
+	return r.done, nil
+}
+
+// submit runs fn in the next group commit and waits until it is durable.
+func (s *Spool) submit(fn func(tx *bbolt.Tx) error, after func()) error {
+	done, err := s.enqueue(fn, after)
+	if err != nil {
+		return err
+	}
+	return <-done
+}
+
+// run is the committer. It takes everything queued so far as one batch
+// without waiting for more (a lone writer pays one fsync, not a timer), and
+// whatever arrives during that fsync becomes the next batch. We do not use
+// db.Batch: its MaxBatchDelay timer would add 10 ms to every lone commit.
+func (s *Spool) run() {
+	defer close(s.stopped)
+	var spare []*request
+	for {
+		s.qmu.Lock()
+		for len(s.queue) == 0 && !s.closing {
+			s.qcond.Wait()
+		}
+		batch := s.queue
+		s.queue = spare[:0]
+		closing := s.closing
+		s.qmu.Unlock()
+		if len(batch) == 0 && closing {
+			return
+		}
+		s.commitBatch(batch)
+		clear(batch) // drop references to finished requests and their buffers
+		spare = batch
+	}
+}
+
+// commitBatch runs the batch in one transaction. A request whose fn fails
+// gets its own error and the rest are rerun without it, as db.Batch does:
+// its failure was seen with exactly the requests before it applied, which
+// is also the state the rerun commits.
+func (s *Spool) commitBatch(batch []*request) {
+	batch = append([]*request(nil), batch...)
+	for len(batch) > 0 {
+		failed := -1
+		var ferr error
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			for i, r := range batch {
+				if err := callFn(r.fn, tx); err != nil {
+					failed, ferr = i, err
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			batch[failed].done <- ferr
+			batch = append(batch[:failed], batch[failed+1:]...)
+			continue
+		}
+		if err != nil {
+			// The commit itself failed (disk full, I/O error): nothing in
+			// the batch is stored and every caller must hear so.
+			s.log.Error("spool: commit failed", "requests", len(batch), "err", err)
+			err = fmt.Errorf("spool: commit: %w", err)
+			for _, r := range batch {
+				r.done <- err
+			}
+			return
+		}
+		s.commits.Add(1)
+		for _, r := range batch {
+			if r.after != nil {
+				r.after()
+			}
+			r.done <- nil
+		}
+		return
+	}
+}
+
+// callFn turns a panic in a caller's function into that caller's error, so
+// one bad Update cannot take the committer (and every session) down.
+func callFn(fn func(tx *bbolt.Tx) error, tx *bbolt.Tx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("spool: update function panicked: %v", r)
+		}
+	}()
+	return fn(tx)
+}

@@ -1,0 +1,132 @@
+package spool
+
+import (
+	"bytes"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// clock is a settable time source for Options.Now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock {
+	return &clock{t: time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)}
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// syncBuffer collects log output written from the committer goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func testLogger(buf *syncBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(buf, nil))
+}
+
+func tempPath(t *testing.T) string {
+	return filepath.Join(t.TempDir(), "data", "spool.db")
+}
+
+// openAt opens a spool and closes it at the end of the test (a second
+// Close is harmless).
+func openAt(t *testing.T, path string, opt Options) *Spool {
+	t.Helper()
+	s, err := Open(path, opt)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func testEnv(rcpts ...string) Envelope {
+	if len(rcpts) == 0 {
+		rcpts = []string{"alice@example.edu"}
+	}
+	return Envelope{
+		ClientAddr: "192.0.2.10:40000",
+		Helo:       "scanner-3",
+		From:       "scanner@lab.example.edu",
+		Recipients: rcpts,
+		AuthUser:   "scan",
+		Device:     "Copier 2nd floor",
+	}
+}
+
+// put stores one message and fails the test on any error.
+func put(t *testing.T, s *Spool, env Envelope, body []byte) *Message {
+	t.Helper()
+	w, err := s.Create(env)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if _, err := w.Write(body); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	m, err := w.Commit()
+	if err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	return m
+}
+
+// keyCount counts the keys in a bucket that start with prefix ("" = all).
+func keyCount(t *testing.T, s *Spool, bucket []byte, prefix string) int {
+	t.Helper()
+	n := 0
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, _ []byte) error {
+			if bytes.HasPrefix(k, []byte(prefix)) {
+				n++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatalf("count keys: %v", err)
+	}
+	return n
+}
+
+// assertEmptyStore checks that no body chunk and no writer marker is left.
+func assertNoLeftovers(t *testing.T, s *Spool, id string) {
+	t.Helper()
+	if n := keyCount(t, s, bucketBody, id); n != 0 {
+		t.Errorf("%d body chunks of %s left", n, id)
+	}
+	if n := keyCount(t, s, bucketIncoming, ""); n != 0 {
+		t.Errorf("%d incoming markers left", n)
+	}
+}

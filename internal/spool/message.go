@@ -1,0 +1,93 @@
+package spool
+
+import (
+	"errors"
+	"time"
+)
+
+// State of a whole message in the spool.
+type State string
+
+const (
+	// StateQueued messages are waiting for (or in) delivery.
+	StateQueued State = "queued"
+	// StateDead messages passed queue.max_age or failed for good on every
+	// recipient; they stay for inspection and manual retry.
+	StateDead State = "dead"
+)
+
+// RcptState is the delivery state of one recipient.
+type RcptState string
+
+const (
+	RcptPending   RcptState = "pending"
+	RcptDelivered RcptState = "delivered"
+	RcptFailed    RcptState = "failed"
+)
+
+// Recipient is one envelope recipient and what happened to it.
+type Recipient struct {
+	Address string    `json:"address"`
+	State   RcptState `json:"state"`
+	Reply   string    `json:"reply,omitempty"`  // last upstream reply for this recipient
+	Updated time.Time `json:"updated,omitzero"` // when State last changed
+}
+
+// Attempt is one delivery attempt, recorded before it is made (Outcome
+// empty) and completed after.
+type Attempt struct {
+	At       time.Time `json:"at"`
+	Upstream string    `json:"upstream"`
+	Outcome  string    `json:"outcome,omitempty"` // sent | deferred | failed | partial
+	Reply    string    `json:"reply,omitempty"`
+}
+
+// Envelope is what the listener knows when a message starts.
+type Envelope struct {
+	ClientAddr string   `json:"client_addr"` // "ip:port" of the device
+	Helo       string   `json:"helo"`        // as the device said it (already sanitised for logs)
+	From       string   `json:"from"`        // envelope sender after rewrite; "" is the null sender
+	Recipients []string `json:"recipients"`  // normalised, policy-checked addresses
+	AuthUser   string   `json:"auth_user,omitempty"`
+	Device     string   `json:"device,omitempty"` // friendly device name, if matched
+}
+
+// Message is the spool's record of one accepted message. The body is stored
+// separately in chunks and read with Spool.OpenBody.
+type Message struct {
+	ID          string      `json:"id"`
+	Received    time.Time   `json:"received"`
+	ClientAddr  string      `json:"client_addr"`
+	Helo        string      `json:"helo"`
+	From        string      `json:"from"`
+	AuthUser    string      `json:"auth_user,omitempty"`
+	Device      string      `json:"device,omitempty"`
+	Size        int64       `json:"size"`   // body bytes as stored (CRLF, with added headers)
+	Chunks      int         `json:"chunks"` // number of body chunks
+	Recipients  []Recipient `json:"recipients"`
+	State       State       `json:"state"`
+	Attempts    int         `json:"attempts"`
+	NextAttempt time.Time   `json:"next_attempt"`
+	LastReply   string      `json:"last_reply,omitempty"`
+	History     []Attempt   `json:"history,omitempty"` // most recent last, bounded
+	Requeued    time.Time   `json:"requeued,omitzero"` // set by a manual retry of a dead message; max_age counts from here then
+}
+
+// Pending returns the addresses still waiting for delivery.
+func (m *Message) Pending() []string {
+	var out []string
+	for _, r := range m.Recipients {
+		if r.State == RcptPending {
+			out = append(out, r.Address)
+		}
+	}
+	return out
+}
+
+// Errors callers tell apart with errors.Is. The listener maps ErrQuota to
+// 452 and every other spool error to 451: never a 5xx for a local problem.
+var (
+	ErrQuota    = errors.New("spool: quota reached")
+	ErrNotFound = errors.New("spool: no such message")
+	ErrClosed   = errors.New("spool: closed")
+)

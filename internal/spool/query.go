@@ -1,0 +1,207 @@
+package spool
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+func notFound(id string) error { return fmt.Errorf("%w: %s", ErrNotFound, id) }
+
+// Get returns the message record; ErrNotFound if there is none.
+func (s *Spool) Get(id string) (*Message, error) {
+	if !validID(id) {
+		return nil, notFound(id)
+	}
+	var m *Message
+	err := s.view(func(tx *bbolt.Tx) error {
+		var err error
+		m, err = getMessage(tx, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func getMessage(tx *bbolt.Tx, id string) (*Message, error) {
+	v := tx.Bucket(bucketMsgs).Get([]byte(id))
+	if v == nil {
+		return nil, notFound(id)
+	}
+	var m Message
+	if err := json.Unmarshal(v, &m); err != nil {
+		return nil, fmt.Errorf("spool: record %s: %w", id, err)
+	}
+	return &m, nil
+}
+
+// List returns the messages in state, oldest first.
+func (s *Spool) List(state State) ([]*Message, error) {
+	return s.fetch(s.selectIDs(func(e entry) bool { return e.state == state }), 0,
+		func(m *Message) bool { return m.State == state })
+}
+
+// Due returns up to limit (0 = no limit) queued messages whose NextAttempt
+// has come and that still have a pending recipient, oldest first.
+func (s *Spool) Due(now time.Time, limit int) ([]*Message, error) {
+	due := func(state State, next time.Time, pending bool) bool {
+		return state == StateQueued && pending && !next.After(now)
+	}
+	return s.fetch(s.selectIDs(func(e entry) bool { return due(e.state, e.next, e.pending) }), limit,
+		func(m *Message) bool { return due(m.State, m.NextAttempt, len(m.Pending()) > 0) })
+}
+
+// NextDue returns the earliest NextAttempt among queued messages that still
+// have a pending recipient; false if there are none.
+func (s *Spool) NextDue() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best time.Time
+	found := false
+	for _, e := range s.index {
+		if e.state == StateQueued && e.pending && (!found || e.next.Before(best)) {
+			best, found = e.next, true
+		}
+	}
+	return best, found
+}
+
+// selectIDs returns the sorted IDs of indexed messages that match.
+func (s *Spool) selectIDs(match func(entry) bool) []string {
+	s.mu.Lock()
+	var out []string
+	for id, e := range s.index {
+		if match(e) {
+			out = append(out, id)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(out)
+	return out
+}
+
+// fetch reads the records of ids in one short read transaction. keep
+// re-checks each record, because a commit may land between reading the
+// index and reading the records.
+func (s *Spool) fetch(ids []string, limit int, keep func(*Message) bool) ([]*Message, error) {
+	out := []*Message{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	err := s.view(func(tx *bbolt.Tx) error {
+		for _, id := range ids {
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+			m, err := getMessage(tx, id)
+			if err != nil {
+				continue // deleted meanwhile, or unreadable (logged at Open)
+			}
+			if keep(m) {
+				out = append(out, m)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool: list: %w", err)
+	}
+	return out, nil
+}
+
+// Update reads the message, lets fn change it and stores it, all in one
+// group-committed transaction; it returns the stored message once durable.
+// An error from fn aborts the update and is returned as is. fn may run more
+// than once (when another request in the same batch fails), so it must
+// only change the message, and it must not call the Spool. ID, Size and
+// Chunks describe the stored body and cannot be changed; History is cut to
+// the newest HistoryLimit attempts.
+func (s *Spool) Update(id string, fn func(*Message) error) (*Message, error) {
+	if !validID(id) {
+		return nil, notFound(id)
+	}
+	var out *Message
+	err := s.submit(func(tx *bbolt.Tx) error {
+		m, err := getMessage(tx, id)
+		if err != nil {
+			return err
+		}
+		size, chunks := m.Size, m.Chunks
+		if err := fn(m); err != nil {
+			return err
+		}
+		m.ID, m.Size, m.Chunks = id, size, chunks
+		if n := len(m.History); n > s.opt.HistoryLimit {
+			m.History = append([]Attempt(nil), m.History[n-s.opt.HistoryLimit:]...)
+		}
+		rec, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("spool: update %s: %w", id, err)
+		}
+		out = m
+		return tx.Bucket(bucketMsgs).Put([]byte(id), rec)
+	}, func() {
+		s.mu.Lock()
+		s.index[id] = entryOf(out)
+		s.mu.Unlock()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Delete removes the message record and its body and frees its quota. It
+// always works at quota, since it only frees space.
+func (s *Spool) Delete(id string) error {
+	if !validID(id) {
+		return notFound(id)
+	}
+	err := s.submit(func(tx *bbolt.Tx) error {
+		msgs := tx.Bucket(bucketMsgs)
+		if msgs.Get([]byte(id)) == nil {
+			return notFound(id)
+		}
+		if err := msgs.Delete([]byte(id)); err != nil {
+			return err
+		}
+		_, err := deletePrefix(tx.Bucket(bucketBody), []byte(id))
+		return err
+	}, func() {
+		s.mu.Lock()
+		if e, ok := s.index[id]; ok {
+			s.stored -= e.size
+			delete(s.index, id)
+		}
+		s.mu.Unlock()
+	})
+	if err != nil {
+		return fmt.Errorf("spool: delete: %w", err)
+	}
+	return nil
+}
+
+// Stats returns a snapshot from memory; it never touches the file.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Pending: s.writers, Used: s.stored + s.reserved}
+	for _, e := range s.index {
+		if e.state == StateDead {
+			st.Dead++
+			st.DeadBytes += e.size
+			continue
+		}
+		st.Messages++
+		st.Bytes += e.size
+		if st.Oldest.IsZero() || e.received.Before(st.Oldest) {
+			st.Oldest = e.received
+		}
+	}
+	return st
+}

@@ -1,0 +1,401 @@
+// Package spool keeps accepted messages safe on local storage until the
+// upstream relay has taken them.
+//
+// Storage is one bbolt file. Schema (version 1):
+//
+//	meta      "schema"  -> "1"
+//	          "last_id" -> highest queue ID ever committed, so IDs stay
+//	                       unique across restarts even if the clock steps back
+//	msgs      id        -> JSON Message (envelope, per-recipient state, history)
+//	body      id ‖ uint32 big-endian chunk index -> up to ChunkSize body bytes
+//	incoming  id        -> creation time (RFC 3339), present while a writer
+//	                       has stored chunks but not committed
+//
+// A writer stores its full chunks as it goes (the first one together with its
+// "incoming" marker), and commits by writing the last chunk, the msgs record
+// and the marker's removal in one transaction. A crash before that leaves a
+// marker; Open deletes the chunks of every marked ID, so a message is either
+// whole and queued or not there at all.
+//
+// Every write goes through one committer goroutine that runs whatever
+// requests are waiting in a single bbolt transaction (group commit), so
+// concurrent sessions share fsyncs. Quota and the scheduler's view of the
+// queue (state, next attempt) are kept in memory, rebuilt from msgs at Open.
+package spool
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+const (
+	schemaVersion = "1"
+	// lockTimeout bounds the wait for bbolt's file lock: a second relaybox
+	// on the same data_dir should fail fast with a clear message.
+	lockTimeout = time.Second
+	// initialMmap reserves address space so that small and medium spools
+	// never remap (a remap waits for every read transaction). Kept modest
+	// because 32-bit ARM boards have well under 2 GiB of address space and
+	// Windows grows the file to the mapped size.
+	initialMmap = 16 << 20
+
+	defaultChunkSize    = 256 << 10
+	defaultHistoryLimit = 20
+	// maxCheckErrors bounds how many tx.Check findings go into the error
+	// an admin reads; the rest are counted.
+	maxCheckErrors = 10
+)
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketMsgs     = []byte("msgs")
+	bucketBody     = []byte("body")
+	bucketIncoming = []byte("incoming")
+	keySchema      = []byte("schema")
+	keyLastID      = []byte("last_id")
+)
+
+// More errors callers tell apart with errors.Is (see message.go for the rest).
+var (
+	// ErrLocked: another process holds the spool file.
+	ErrLocked = errors.New("spool: locked by another process")
+	// ErrDamaged: the spool file failed to open or failed its consistency
+	// check. The file is left untouched for the admin.
+	ErrDamaged = errors.New("spool: damaged")
+)
+
+// Options tune a Spool. The zero value is usable.
+type Options struct {
+	MaxSize      int64            // quota: sum of stored body bytes incl. in-progress writes; 0 = unlimited
+	ChunkSize    int              // body chunk size, default 256 KiB
+	Now          func() time.Time // default time.Now
+	Logger       *slog.Logger     // default discard
+	HistoryLimit int              // attempts kept per message, default 20
+}
+
+// Stats is a snapshot of the spool for the status model.
+type Stats struct {
+	Messages  int       // queued messages (not dead)
+	Bytes     int64     // body bytes of queued messages
+	Dead      int       // dead-letter messages
+	DeadBytes int64     // body bytes of dead messages
+	Oldest    time.Time // Received of the oldest queued message; zero if none
+	Pending   int       // in-progress writers
+	Used      int64     // bytes counted against MaxSize: all stored bodies plus in-progress writes
+}
+
+// Spool is the durable message store. Its methods are safe for concurrent use.
+type Spool struct {
+	db   *bbolt.DB
+	path string
+	opt  Options
+	log  *slog.Logger
+	ids  idGen
+
+	// Committer queue: requests wait here until the committer takes them.
+	qmu     sync.Mutex
+	qcond   *sync.Cond
+	queue   []*request
+	closing bool
+	stopped chan struct{}
+	commits atomic.Int64 // bbolt write transactions committed by the committer
+
+	// mu guards the in-memory index and the quota figures.
+	mu       sync.Mutex
+	index    map[string]entry
+	stored   int64 // body bytes of committed messages
+	reserved int64 // bytes accepted by writers not yet committed or aborted
+	writers  int
+}
+
+// entry is what the scheduler and Stats need of a message without reading
+// and decoding its record.
+type entry struct {
+	state    State
+	size     int64
+	received time.Time
+	next     time.Time
+	pending  bool
+}
+
+func entryOf(m *Message) entry {
+	e := entry{state: m.State, size: m.Size, received: m.Received, next: m.NextAttempt}
+	for _, r := range m.Recipients {
+		if r.State == RcptPending {
+			e.pending = true
+			break
+		}
+	}
+	return e
+}
+
+// spoolError carries a message written for the admin while still matching
+// a sentinel (ErrLocked, ErrDamaged) and the underlying cause.
+type spoolError struct {
+	msg   string
+	kind  error
+	cause error
+}
+
+func (e *spoolError) Error() string   { return e.msg }
+func (e *spoolError) Unwrap() []error { return []error{e.kind, e.cause} }
+
+func damaged(path string, cause error) error {
+	return &spoolError{
+		msg: fmt.Sprintf("spool: %s is damaged (%v): stop relaybox and keep the file, it may hold accepted mail; "+
+			"inspect it with `bbolt check %s`, then move it aside (mv %s %s.damaged) to start with an empty spool",
+			path, cause, path, path, path),
+		kind:  ErrDamaged,
+		cause: cause,
+	}
+}
+
+// Open opens or creates the spool at path, checks it, removes what crashed
+// writers left behind and starts the committer.
+func Open(path string, opt Options) (*Spool, error) {
+	if opt.ChunkSize <= 0 {
+		opt.ChunkSize = defaultChunkSize
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opt.HistoryLimit <= 0 {
+		opt.HistoryLimit = defaultHistoryLimit
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("spool: create directory: %w", err)
+	}
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &Spool{
+		db:      db,
+		path:    path,
+		opt:     opt,
+		log:     opt.Logger,
+		stopped: make(chan struct{}),
+		index:   make(map[string]entry),
+	}
+	s.qcond = sync.NewCond(&s.qmu)
+	if err := s.prepare(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go s.run()
+	return s, nil
+}
+
+func openDB(path string) (db *bbolt.DB, err error) {
+	defer func() {
+		// bbolt panics on some garbage (e.g. a mangled freelist page).
+		if r := recover(); r != nil {
+			db, err = nil, damaged(path, fmt.Errorf("bbolt panicked: %v", r))
+		}
+	}()
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, InitialMmapSize: initialMmap})
+	if err == nil {
+		return db, nil
+	}
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, &spoolError{
+			msg:   fmt.Sprintf("spool: %s is locked: is another relaybox running?", path),
+			kind:  ErrLocked,
+			cause: err,
+		}
+	case errors.As(err, &pe):
+		// Permissions, missing directory, I/O: not the file's content.
+		return nil, fmt.Errorf("spool: open %s: %w", path, err)
+	default:
+		return nil, damaged(path, err)
+	}
+}
+
+// prepare checks the file, creates the buckets, removes unfinished writes
+// and loads the index.
+func (s *Spool) prepare() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = damaged(s.path, fmt.Errorf("bbolt panicked: %v", r))
+		}
+	}()
+	if errs := s.check(); len(errs) > 0 {
+		cause := errors.Join(errs...)
+		if len(errs) > maxCheckErrors {
+			cause = fmt.Errorf("%w\n(and %d more)", errors.Join(errs[:maxCheckErrors]...), len(errs)-maxCheckErrors)
+		}
+		return damaged(s.path, cause)
+	}
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(keySchema); {
+		case v == nil:
+			if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
+				return err
+			}
+		case string(v) != schemaVersion:
+			return fmt.Errorf("spool: %s has schema version %q, this relaybox understands %q: use the relaybox that wrote it",
+				s.path, v, schemaVersion)
+		}
+		for _, name := range [][]byte{bucketMsgs, bucketBody, bucketIncoming} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		if v := meta.Get(keyLastID); v != nil {
+			s.ids.seen(string(v))
+		}
+		if err := s.removeUnfinished(tx); err != nil {
+			return err
+		}
+		return s.loadIndex(tx)
+	})
+	if err != nil {
+		return fmt.Errorf("spool: open %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// removeUnfinished deletes the chunks of writers that never committed.
+func (s *Spool) removeUnfinished(tx *bbolt.Tx) error {
+	inc := tx.Bucket(bucketIncoming)
+	body := tx.Bucket(bucketBody)
+	var ids []string
+	if err := inc.ForEach(func(k, _ []byte) error {
+		ids = append(ids, string(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		n, err := deletePrefix(body, []byte(id))
+		if err != nil {
+			return err
+		}
+		if err := inc.Delete([]byte(id)); err != nil {
+			return err
+		}
+		s.ids.seen(id)
+		s.log.Warn("spool: removed unfinished message left by an interrupted write", "id", id, "chunks", n)
+	}
+	return nil
+}
+
+func (s *Spool) loadIndex(tx *bbolt.Tx) error {
+	return tx.Bucket(bucketMsgs).ForEach(func(k, v []byte) error {
+		id := string(k)
+		s.ids.seen(id)
+		var m Message
+		if err := json.Unmarshal(v, &m); err != nil {
+			// Keep the record for the admin rather than fail the whole
+			// relay over one unreadable message.
+			s.log.Error("spool: unreadable message record left in place", "id", id, "err", err)
+			return nil
+		}
+		s.index[id] = entryOf(&m)
+		s.stored += m.Size
+		return nil
+	})
+}
+
+// deletePrefix removes every key in b that starts with prefix and returns
+// how many there were. Keys are collected first because deleting under a
+// moving cursor can skip entries.
+func deletePrefix(b *bbolt.Bucket, prefix []byte) (int, error) {
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+// Close stops accepting requests, lets the committer finish what it has
+// taken, and closes the file. Writers still open are left as unfinished
+// writes and removed at the next Open.
+func (s *Spool) Close() error {
+	s.qmu.Lock()
+	if s.closing {
+		s.qmu.Unlock()
+		<-s.stopped
+		return nil
+	}
+	s.closing = true
+	s.qcond.Broadcast()
+	s.qmu.Unlock()
+	<-s.stopped
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("spool: close: %w", err)
+	}
+	return nil
+}
+
+func (s *Spool) isClosed() bool {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return s.closing
+}
+
+// view runs a short read transaction.
+func (s *Spool) view(fn func(tx *bbolt.Tx) error) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	err := s.db.View(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// check runs bbolt's consistency check and returns every finding.
+func (s *Spool) check() []error {
+	var errs []error
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		for e := range tx.Check() {
+			errs = append(errs, e)
+		}
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// Check runs bbolt's consistency check on the open spool (tx.Check); all
+// findings are joined into one error.
+func (s *Spool) Check() error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	if errs := s.check(); len(errs) > 0 {
+		return fmt.Errorf("spool: check %s: %w", s.path, errors.Join(errs...))
+	}
+	return nil
+}

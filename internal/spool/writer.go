@@ -1,0 +1,282 @@
+package spool
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+var errWriterDone = errors.New("spool: writer already committed or aborted")
+
+// Writer streams one message body into the spool. It implements io.Writer.
+// It is not safe for concurrent use; one SMTP session owns it.
+//
+// Memory: at most two chunks, the one being filled and the one the
+// committer is storing, so the next chunk fills while the last is fsynced.
+type Writer struct {
+	s        *Spool
+	id       string
+	env      Envelope
+	received time.Time
+
+	buf      []byte       // chunk being filled
+	spare    []byte       // buffer of the chunk in flight, reused after it is stored
+	chunks   int          // chunks handed to the committer
+	size     int64        // bytes accepted by Write, all reserved against the quota
+	inflight <-chan error // result of the chunk in flight, nil if none
+	err      error        // sticky: after a failed Write, only Abort is useful
+	done     bool
+}
+
+// Create starts a message. It refuses with ErrQuota when the spool is
+// already at or over MaxSize. The writer must end in Commit or Abort.
+func (s *Spool) Create(env Envelope) (*Writer, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	now := s.opt.Now().Round(0) // no monotonic reading: it would not survive JSON
+	s.mu.Lock()
+	if s.opt.MaxSize > 0 && s.stored+s.reserved >= s.opt.MaxSize {
+		s.mu.Unlock()
+		return nil, ErrQuota
+	}
+	s.writers++
+	s.mu.Unlock()
+	env.Recipients = append([]string(nil), env.Recipients...)
+	return &Writer{s: s, id: s.ids.next(now), env: env, received: now}, nil
+}
+
+// ID returns the queue ID, known from Create on so the listener can log it.
+func (w *Writer) ID() string { return w.id }
+
+// Write implements io.Writer. Full chunks are stored as they fill; an error
+// wrapping ErrQuota means the message would take the spool past MaxSize.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errWriterDone
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if err := w.s.reserve(int64(len(p))); err != nil {
+		w.err = fmt.Errorf("spool: message %s: %w", w.id, err)
+		return 0, w.err
+	}
+	w.size += int64(len(p))
+	cs := w.s.opt.ChunkSize
+	n := 0
+	for len(p) > 0 {
+		if len(w.buf) == cap(w.buf) {
+			w.grow(len(p))
+		}
+		k := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf = w.buf[:len(w.buf)+k]
+		p = p[k:]
+		n += k
+		if len(w.buf) == cs {
+			if err := w.flush(); err != nil {
+				w.err = err
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// grow enlarges the fill buffer geometrically up to one chunk, so a small
+// message never costs a whole chunk of memory.
+func (w *Writer) grow(need int) {
+	cs := w.s.opt.ChunkSize
+	c := max(2*cap(w.buf), len(w.buf)+need, 4096)
+	c = min(c, cs)
+	nb := make([]byte, len(w.buf), c)
+	copy(nb, w.buf)
+	w.buf = nb
+}
+
+// wait collects the result of the chunk in flight.
+func (w *Writer) wait() error {
+	if w.inflight == nil {
+		return nil
+	}
+	err := <-w.inflight
+	w.inflight = nil
+	if err != nil {
+		return fmt.Errorf("spool: store chunk of %s: %w", w.id, err)
+	}
+	return nil
+}
+
+// flush hands the full buffer to the committer without waiting for it.
+func (w *Writer) flush() error {
+	if err := w.wait(); err != nil {
+		return err
+	}
+	id, idx, data := w.id, w.chunks, w.buf
+	var marker []byte
+	if idx == 0 {
+		marker = []byte(w.received.Format(time.RFC3339Nano))
+	}
+	done, err := w.s.enqueue(func(tx *bbolt.Tx) error {
+		if marker != nil {
+			// Same transaction as the first chunk: a crash leaves either
+			// nothing or chunks that Open knows to remove.
+			if err := tx.Bucket(bucketIncoming).Put([]byte(id), marker); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketBody).Put(chunkKey(id, idx), data)
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("spool: store chunk of %s: %w", w.id, err)
+	}
+	w.chunks++
+	w.inflight = done
+	// bbolt keeps data until its transaction commits; it becomes the spare
+	// only after wait has seen that commit.
+	next := w.spare
+	if cap(next) < w.s.opt.ChunkSize {
+		// A message that filled one chunk is likely to fill more.
+		next = make([]byte, 0, w.s.opt.ChunkSize)
+	}
+	w.buf, w.spare = next[:0], data
+	return nil
+}
+
+// Commit stores the last chunk and the message record in one group commit
+// and returns once that is fsynced: only then may the listener answer 250.
+// On failure the writer is aborted (its chunks removed) and Abort is a no-op.
+func (w *Writer) Commit() (*Message, error) {
+	if w.done {
+		return nil, errWriterDone
+	}
+	if w.err != nil {
+		err := w.err
+		w.abort()
+		return nil, err
+	}
+	if err := w.wait(); err != nil {
+		w.abort()
+		return nil, err
+	}
+	m := &Message{
+		ID:          w.id,
+		Received:    w.received,
+		ClientAddr:  w.env.ClientAddr,
+		Helo:        w.env.Helo,
+		From:        w.env.From,
+		AuthUser:    w.env.AuthUser,
+		Device:      w.env.Device,
+		Size:        w.size,
+		Chunks:      w.chunks,
+		Recipients:  make([]Recipient, len(w.env.Recipients)),
+		State:       StateQueued,
+		NextAttempt: w.received,
+	}
+	for i, a := range w.env.Recipients {
+		m.Recipients[i] = Recipient{Address: a, State: RcptPending}
+	}
+	last, lastIdx, stored := w.buf, w.chunks, w.chunks > 0
+	if len(last) > 0 {
+		m.Chunks++
+	}
+	rec, err := json.Marshal(m)
+	if err != nil {
+		w.abort()
+		return nil, fmt.Errorf("spool: commit %s: %w", w.id, err)
+	}
+	s, id, size, ent := w.s, w.id, w.size, entryOf(m)
+	err = s.submit(func(tx *bbolt.Tx) error {
+		if len(last) > 0 {
+			if err := tx.Bucket(bucketBody).Put(chunkKey(id, lastIdx), last); err != nil {
+				return err
+			}
+		}
+		if stored {
+			if err := tx.Bucket(bucketIncoming).Delete([]byte(id)); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if cur := meta.Get(keyLastID); cur == nil || string(cur) < id {
+			if err := meta.Put(keyLastID, []byte(id)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMsgs).Put([]byte(id), rec)
+	}, func() {
+		s.mu.Lock()
+		s.reserved -= size
+		s.stored += size
+		s.writers--
+		s.index[id] = ent
+		s.mu.Unlock()
+	})
+	if err != nil {
+		w.abort()
+		return nil, fmt.Errorf("spool: commit %s: %w", id, err)
+	}
+	w.done = true
+	w.buf, w.spare = nil, nil
+	return m, nil
+}
+
+// Abort removes everything this writer stored and releases its quota. It is
+// safe after a failed Write or Commit and idempotent.
+func (w *Writer) Abort() error {
+	if w.done {
+		return nil
+	}
+	return w.abort()
+}
+
+func (w *Writer) abort() error {
+	w.done = true
+	// A chunk whose store failed left nothing; the ones before it are
+	// removed below whatever this says.
+	_ = w.wait()
+	var err error
+	if w.chunks > 0 {
+		id := w.id
+		err = w.s.submit(func(tx *bbolt.Tx) error {
+			if _, err := deletePrefix(tx.Bucket(bucketBody), []byte(id)); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketIncoming).Delete([]byte(id))
+		}, nil)
+		if err != nil {
+			// The incoming marker is still there, so the next Open
+			// removes the chunks.
+			w.s.log.Error("spool: abort: chunks left for removal at next start", "id", id, "err", err)
+			err = fmt.Errorf("spool: abort %s: %w", id, err)
+		}
+	}
+	w.s.mu.Lock()
+	w.s.reserved -= w.size
+	w.s.writers--
+	w.s.mu.Unlock()
+	w.buf, w.spare = nil, nil
+	return err
+}
+
+// reserve counts n more bytes of an in-progress message against the quota.
+func (s *Spool) reserve(n int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opt.MaxSize > 0 && s.stored+s.reserved+n > s.opt.MaxSize {
+		return ErrQuota
+	}
+	s.reserved += n
+	return nil
+}
+
+func chunkKey(id string, idx int) []byte {
+	k := make([]byte, len(id)+4)
+	copy(k, id)
+	binary.BigEndian.PutUint32(k[len(id):], uint32(idx))
+	return k
+}
