@@ -32,7 +32,10 @@ func relayCases() []relayCase {
 	// 63-octet labels under dept.campus.test, to build long domains.
 	l63 := long("a", 63)
 	// local(64) "@" domain(189) = 254 octets exactly.
-	domain189 := long("b", 63) + "." + long("c", 63) + "." + long("d", 43) + ".dept.campus.test"
+	domain189 := long("b", 63) + "." + long("c", 63) + "." + long("d", 44) + ".dept.campus.test"
+	if len(domain189) != 189 {
+		panic("test table: domain189 has the wrong length")
+	}
 	return []relayCase{
 		// Refused by the domain rule.
 		{"outside domain", "user@outside.test", 550, ""},
@@ -111,7 +114,7 @@ func relayCases() []relayCase {
 		{"local part 65 octets", long("a", 65) + "@campus.test", 501, ""},
 		{"label 64 octets", "user@" + long("a", 64) + ".dept.campus.test", 501, ""},
 		{"domain over 255 octets", "u@" + l63 + "." + l63 + "." + l63 + "." + l63 + ".dept.campus.test", 501, ""},
-		{"address 255 octets", long("a", 64) + "@x" + domain189, 501, ""},
+		{"address 255 octets", long("a", 63) + "@x." + domain189, 501, ""},
 		{"label starts with hyphen", "user@-a.dept.campus.test", 501, ""},
 		{"label ends with hyphen", "user@a-.dept.campus.test", 501, ""},
 		{"underscore in domain", "user@a_b.dept.campus.test", 501, ""},
@@ -248,6 +251,7 @@ func TestNewRulesRejectsBadEntries(t *testing.T) {
 		"[192.0.2.1]", "192.0.2.1", "*.192.0.2.1", "2001:db8::1", "[IPv6:2001:db8::1]",
 		"*.edu", "*.test.", "\uff43ampus.test", "xn--campus-.test",
 		strings.Repeat("a", 64) + ".test",
+		strings.Repeat("a.", 127) + "ab", // 256 octets
 	} {
 		r, err := NewRules([]string{"good.test", bad})
 		if err == nil {
@@ -258,6 +262,14 @@ func TestNewRulesRejectsBadEntries(t *testing.T) {
 		if !strings.HasPrefix(msg, "policy: ") || !strings.Contains(msg, `"`+strings.ReplaceAll(bad, "\n", `\n`)+`"`) {
 			t.Errorf("NewRules(%q) error %q does not name the entry", bad, msg)
 		}
+	}
+}
+
+func TestNewRulesLongestDomain(t *testing.T) {
+	d := strings.Repeat("a.", 126) + "abc" // 255 octets, RFC 5321 4.5.3.1.2
+	r, err := NewRules([]string{d})
+	if err != nil || r.Domains()[0] != d {
+		t.Fatalf("NewRules(255-octet domain) = %v", err)
 	}
 }
 

@@ -180,10 +180,8 @@ func (s *Spool) Delete(id string) error {
 		}
 		s.mu.Unlock()
 	})
-	if err != nil {
-		return fmt.Errorf("spool: delete: %w", err)
-	}
-	return nil
+	// Already prefixed: ErrNotFound, ErrClosed or the commit's own error.
+	return err
 }
 
 // Stats returns a snapshot from memory; it never touches the file.

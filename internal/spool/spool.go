@@ -254,8 +254,8 @@ func (s *Spool) prepare() (err error) {
 				return err
 			}
 		case string(v) != schemaVersion:
-			return fmt.Errorf("spool: %s has schema version %q, this relaybox understands %q: use the relaybox that wrote it",
-				s.path, v, schemaVersion)
+			return fmt.Errorf("schema version %q, this relaybox understands %q: use the relaybox that wrote it",
+				v, schemaVersion)
 		}
 		for _, name := range [][]byte{bucketMsgs, bucketBody, bucketIncoming} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {

@@ -1,0 +1,165 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+func TestGroupCommit(t *testing.T) {
+	const goroutines, each = 8, 100
+	s := openAt(t, tempPath(t), Options{})
+	start := s.commits.Load()
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*each)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				w, err := s.Create(testEnv())
+				if err != nil {
+					errs <- err
+					return
+				}
+				fmt.Fprintf(w, "Subject: %d/%d\r\n\r\nbody\r\n", g, i)
+				if _, err := w.Commit(); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	msgs, err := s.List(StateQueued)
+	if err != nil || len(msgs) != goroutines*each {
+		t.Fatalf("List: %d messages, %v; want %d", len(msgs), err, goroutines*each)
+	}
+	commits := s.commits.Load() - start
+	t.Logf("%d messages in %d commits", goroutines*each, commits)
+	if commits >= goroutines*each {
+		t.Errorf("%d commits for %d messages: commits are not shared", commits, goroutines*each)
+	}
+}
+
+// blockCommitter parks the committer inside a transaction until release is
+// called, so the requests sent meanwhile form one batch.
+func blockCommitter(t *testing.T, s *Spool) (release func()) {
+	t.Helper()
+	entered, gate := make(chan struct{}), make(chan struct{})
+	done, err := s.enqueue(func(*bbolt.Tx) error {
+		close(entered)
+		<-gate
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	return func() {
+		close(gate)
+		if err := <-done; err != nil {
+			t.Errorf("blocker: %v", err)
+		}
+	}
+}
+
+// waitQueued waits until n requests are queued for the committer.
+func waitQueued(t *testing.T, s *Spool, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.qmu.Lock()
+		q := len(s.queue)
+		s.qmu.Unlock()
+		if q >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d requests queued", q, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func ok(err error) bool { return err == nil }
+
+func is(target error) func(error) bool {
+	return func(err error) bool { return errors.Is(err, target) }
+}
+
+func TestBatchFailureIsolated(t *testing.T) {
+	s := openAt(t, tempPath(t), Options{})
+	var m [3]*Message
+	for i := range m {
+		m[i] = put(t, s, testEnv(), []byte("x"))
+	}
+	boom := errors.New("boom")
+	tests := []struct {
+		name string
+		call func() error
+		want func(error) bool
+	}{
+		{"ok before", func() error {
+			_, err := s.Update(m[0].ID, func(x *Message) error { x.LastReply = "first"; return nil })
+			return err
+		}, ok},
+		{"failing fn", func() error {
+			_, err := s.Update(m[1].ID, func(x *Message) error { x.LastReply = "lost"; return boom })
+			return err
+		}, is(boom)},
+		{"panicking fn", func() error {
+			_, err := s.Update(m[1].ID, func(x *Message) error { panic("bad fn") })
+			return err
+		}, func(err error) bool {
+			return err != nil && strings.Contains(err.Error(), "panicked: bad fn")
+		}},
+		{"missing message", func() error { return s.Delete("0000000000000") }, is(ErrNotFound)},
+		{"ok after", func() error {
+			_, err := s.Update(m[2].ID, func(x *Message) error { x.LastReply = "last"; return nil })
+			return err
+		}, ok},
+		{"new message", func() error {
+			w, err := s.Create(testEnv())
+			if err != nil {
+				return err
+			}
+			w.Write(make([]byte, 10))
+			_, err = w.Commit()
+			return err
+		}, ok},
+	}
+
+	release := blockCommitter(t, s)
+	before := s.commits.Load()
+	results := make([]chan error, len(tests))
+	for i, tt := range tests {
+		results[i] = make(chan error, 1)
+		go func() { results[i] <- tt.call() }()
+	}
+	waitQueued(t, s, len(tests))
+	release()
+	for i, tt := range tests {
+		if err := <-results[i]; !tt.want(err) {
+			t.Errorf("%s: unexpected result %v", tt.name, err)
+		}
+	}
+	// The blocker's commit plus one for the whole batch, however many
+	// requests in it failed.
+	if got := s.commits.Load() - before; got != 2 {
+		t.Errorf("%d commits, want 2 (blocker, then one batch)", got)
+	}
+	for i, want := range []string{"first", "", "last"} {
+		if got, _ := s.Get(m[i].ID); got.LastReply != want {
+			t.Errorf("message %d LastReply = %q, want %q", i, got.LastReply, want)
+		}
+	}
+}

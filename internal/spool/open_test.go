@@ -1,0 +1,134 @@
+package spool
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.etcd.io/bbolt"
+)
+
+// spoolFile makes a closed spool with a few messages and returns its bytes
+// and bbolt page size.
+func spoolFile(t *testing.T) ([]byte, int) {
+	t.Helper()
+	path := tempPath(t)
+	s := openAt(t, path, Options{ChunkSize: 1024})
+	for i := range 30 {
+		put(t, s, testEnv(), bytes.Repeat([]byte{byte('a' + i%26)}, 3000))
+	}
+	pageSize := s.db.Info().PageSize
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, pageSize
+}
+
+// pagesOfType lists the pages of a spool file that bbolt reports as typ.
+func pagesOfType(t *testing.T, data []byte, typ string) []int {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "probe.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, PreLoadFreelist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var out []int
+	db.View(func(tx *bbolt.Tx) error {
+		for id := 2; ; id++ {
+			p, err := tx.Page(id)
+			if err != nil || p == nil {
+				return nil
+			}
+			if p.Type == typ {
+				out = append(out, id)
+			}
+		}
+	})
+	return out
+}
+
+func TestOpenDamaged(t *testing.T) {
+	orig, pageSize := spoolFile(t)
+	garbage := func(data []byte, page int) {
+		rng := rand.New(rand.NewPCG(uint64(page), 7))
+		for i := page * pageSize; i < (page+1)*pageSize && i < len(data); i++ {
+			data[i] = byte(rng.Uint32())
+		}
+	}
+	leaves := pagesOfType(t, orig, "leaf")
+	branches := pagesOfType(t, orig, "branch")
+	if len(leaves) == 0 || len(branches) == 0 {
+		t.Fatalf("test spool has %d leaf and %d branch pages; need both", len(leaves), len(branches))
+	}
+	tests := []struct {
+		name    string
+		corrupt func([]byte) []byte
+	}{
+		{"both meta pages", func(d []byte) []byte { garbage(d, 0); garbage(d, 1); return d }},
+		{"a leaf page", func(d []byte) []byte { garbage(d, leaves[len(leaves)/2]); return d }},
+		{"a branch page", func(d []byte) []byte { garbage(d, branches[0]); return d }},
+		{"truncated", func(d []byte) []byte { return d[:pageSize/2] }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := tt.corrupt(bytes.Clone(orig))
+			path := filepath.Join(t.TempDir(), "spool.db")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(path, Options{})
+			if err == nil {
+				s.Close()
+				t.Fatal("Open of a damaged spool succeeded")
+			}
+			if !errors.Is(err, ErrDamaged) {
+				t.Errorf("error %v does not match ErrDamaged", err)
+			}
+			for _, want := range []string{"damaged", "bbolt check " + path, "keep the file", path + ".damaged"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not say %q: %v", want, err)
+				}
+			}
+			// The admin's evidence stays as it was, never a fresh spool.
+			if now, _ := os.ReadFile(path); !bytes.Equal(now, data) {
+				t.Error("Open changed the damaged file")
+			}
+		})
+	}
+}
+
+func TestOpenLocked(t *testing.T) {
+	path := tempPath(t)
+	openAt(t, path, Options{})
+	s, err := Open(path, Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("second Open of the same spool succeeded")
+	}
+	if !errors.Is(err, ErrLocked) {
+		t.Errorf("error %v does not match ErrLocked", err)
+	}
+	if want := "spool: " + path + " is locked: is another relaybox running?"; err.Error() != want {
+		t.Errorf("error = %q, want %q", err, want)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	s := openAt(t, tempPath(t), Options{})
+	put(t, s, testEnv(), []byte("x"))
+	if err := s.Check(); err != nil {
+		t.Errorf("Check of a healthy spool: %v", err)
+	}
+}
