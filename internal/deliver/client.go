@@ -188,7 +188,7 @@ func (c *Client) Check(ctx context.Context, i int, report func(Step)) error {
 	if err != nil {
 		return err
 	}
-	defer k.nc.Close()
+	defer k.raw.Close()
 	stop := k.watch(ctx)
 	defer stop()
 	if e := step(report, "quit", func() (string, *Error) {
@@ -256,6 +256,7 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 		}
 	}()
 	raw.SetDeadline(deadline)
+	k.raw = raw
 
 	var nc net.Conn = raw
 	handshake := func(tc *tls.Conn, budget time.Duration) *Error {
@@ -278,11 +279,11 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 	if e := step(report, "greeting", func() (string, *Error) {
 		code, msg, err := tp.ReadResponse(220)
 		if err != nil {
-			what := "no greeting"
-			if up.mode == "starttls" {
-				what = "no greeting (if the relay expects TLS from the first byte, as on port 465, set tls = \"tls\")"
+			e := k.protoFail(ctx, "greeting", err, "no greeting", c.connect)
+			if up.mode == "starttls" && e.Code == 0 && isTimeout(err) {
+				e.Text += `; if the relay expects TLS from the first byte, as on port 465, set tls = "tls"`
 			}
-			return "", k.protoFail(ctx, "greeting", err, what, c.connect)
+			return "", e
 		}
 		return fmt.Sprintf("%d %s", code, oneLine(msg)), nil
 	}); e != nil {
@@ -325,6 +326,9 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 		if e := step(report, "auth", func() (string, *Error) { return c.auth(ctx, k, nc) }); e != nil {
 			return nil, e
 		}
+	}
+	if !stop() { // ctx ended at the last moment and closed the socket
+		return nil, newErr("dial", "interrupted", ctx.Err())
 	}
 	c.log.Debug("upstream session open", "upstream", addr, "took", time.Since(start).Round(time.Millisecond))
 	return k, nil
@@ -407,7 +411,8 @@ type conn struct {
 	client *Client
 	up     *upstream
 	sc     *smtp.Client
-	nc     net.Conn // what sc talks over, for deadlines and closing
+	nc     net.Conn // what sc talks over (TLS, if any), for deadlines and a polite close
+	raw    net.Conn // the socket, closed directly to abort: no close_notify to a stuck peer
 	// broken is set once the session is in an unknown state (network error,
 	// cancelled, 421); the scheduler then drops it. Atomic because a
 	// context's AfterFunc sets it from another goroutine.
@@ -425,7 +430,7 @@ func (k *conn) Upstream() string { return k.up.cfg.Address }
 func (k *conn) watch(ctx context.Context) func() bool {
 	return context.AfterFunc(ctx, func() {
 		k.broken.Store(true)
-		k.nc.Close()
+		k.raw.Close()
 	})
 }
 
@@ -536,7 +541,7 @@ func (k *conn) Send(ctx context.Context, from string, rcpts []string, body io.Re
 		// The dot is never sent after a partial body: that would deliver a
 		// truncated message. Dropping the session aborts the transaction.
 		k.broken.Store(true)
-		k.nc.Close()
+		k.raw.Close()
 		if src.err != nil {
 			return results, &Error{Upstream: addr, Op: "data", Text: "reading the message body: " + src.err.Error(), Err: src.err}
 		}
@@ -571,11 +576,13 @@ func (k *conn) Close() error {
 		return nil
 	}
 	k.closed = true
+	c := k.raw
 	if !k.broken.Load() {
 		k.sc.CommandTimeout = min(k.client.command, quitTimeout)
 		_ = k.sc.Quit() // best effort: the message outcomes are already known
+		c = k.nc
 	}
-	if err := k.nc.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("deliver: close %s: %w", k.up.cfg.Address, err)
 	}
 	return nil

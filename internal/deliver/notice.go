@@ -146,8 +146,7 @@ func (s *Scheduler) finish(m *spool.Message, now time.Time) {
 		return
 	}
 	if m.State != spool.StateDead {
-		var err error
-		m, err = s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
+		dead, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
 			msg.State = spool.StateDead
 			return nil
 		})
@@ -155,6 +154,7 @@ func (s *Scheduler) finish(m *spool.Message, now time.Time) {
 			s.log.Error("deliver: cannot dead-letter message", "id", m.ID, "err", err)
 			return
 		}
+		m = dead
 	}
 	s.notice(m, m.LastReply, now)
 }
@@ -419,10 +419,5 @@ func subjectOf(hdr []byte) string {
 
 // flatLine keeps a reply from breaking the notice's lines.
 func flatLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
-		}
-		return r
-	}, s)
+	return strings.Join(strings.Fields(s), " ")
 }

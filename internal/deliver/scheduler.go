@@ -17,7 +17,8 @@ import (
 )
 
 // Store is the part of the spool the scheduler uses. *spool.Spool provides
-// all of it but Enqueue; SpoolStore adds that.
+// all of it but Enqueue (its Create returns a concrete *spool.Writer a fake
+// cannot make); SpoolStore adds that.
 type Store interface {
 	// Due returns queued messages with a pending recipient and
 	// NextAttempt <= now, oldest first, at most limit.
@@ -33,6 +34,29 @@ type Store interface {
 	Headers(id string, max int) ([]byte, error)
 	// Enqueue spools a new message (a failure notice) and commits it.
 	Enqueue(env spool.Envelope, body []byte) (*spool.Message, error)
+}
+
+// SpoolStore adapts the real spool to Store.
+func SpoolStore(sp *spool.Spool) Store { return spoolStore{sp} }
+
+type spoolStore struct{ *spool.Spool }
+
+// Enqueue implements Store: a notice goes through the same writer, quota
+// and fsync as device mail.
+func (s spoolStore) Enqueue(env spool.Envelope, body []byte) (*spool.Message, error) {
+	w, err := s.Create(env)
+	if err != nil {
+		return nil, fmt.Errorf("deliver: queue notice: %w", err)
+	}
+	if _, err := w.Write(body); err != nil {
+		w.Abort()
+		return nil, fmt.Errorf("deliver: queue notice: %w", err)
+	}
+	m, err := w.Commit()
+	if err != nil {
+		return nil, fmt.Errorf("deliver: queue notice: %w", err)
+	}
+	return m, nil
 }
 
 // SchedulerOptions configure NewScheduler. Zero durations take defaults.
@@ -52,8 +76,10 @@ type SchedulerOptions struct {
 	Now          func() time.Time
 	Jitter       func() float64 // in [0,1); default math/rand/v2
 	Logger       *slog.Logger
-	OnEvent      func(Event)                  // may be nil
-	OnUpstream   func(name string, err error) // nil err = the upstream worked; may be nil
+	// OnEvent and OnUpstream may be nil; they are called from the
+	// delivery goroutines, so they must be safe for concurrent use.
+	OnEvent    func(Event)
+	OnUpstream func(name string, err error) // nil err = the upstream worked
 }
 
 // Scheduler delivers due messages from the spool to the upstream relays.
@@ -89,7 +115,7 @@ type session struct {
 const batchSize = 256
 
 // historyMax bounds the attempt history kept per message.
-const historyMax = 32
+const historyMax = 20
 
 // NewScheduler checks opt and fills in defaults.
 func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
@@ -256,12 +282,22 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 	if !ok {
 		return time.Time{}, nil
 	}
-	// Still due means its update failed just now: come back later rather
-	// than spin.
-	if !next.After(now) {
-		next = now.Add(s.opt.MinBackoff)
+	if next.After(now) {
+		return next, nil
 	}
-	return next, nil
+	// Due already: new mail (a notice) is worth an immediate pass, but a
+	// message this pass saw stays due only because its update failed:
+	// come back later rather than spin.
+	due, err := s.opt.Store.Due(now, batchSize)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("deliver: due messages: %w", err)
+	}
+	for _, m := range due {
+		if !seen[m.ID] {
+			return now, nil
+		}
+	}
+	return now.Add(s.opt.MinBackoff), nil
 }
 
 // hold is the Tick without an upstream: nothing is tried, so nothing earns
@@ -459,6 +495,9 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 		}
 		conn, err := w.conn(ctx, i)
 		if err != nil {
+			if ctx.Err() != nil {
+				break // shutdown interrupted the dial: says nothing of the upstream
+			}
 			s.markDown(i, now, err)
 			p.lastUp, p.lastReply = name, replyOf(err)
 			p.tried = append(p.tried, spool.Attempt{At: now, Upstream: name, Outcome: "deferred", Reply: p.lastReply})
@@ -516,8 +555,8 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 		s.settle(fresh, p, name, pending, results, sendErr)
 		return
 	}
-	if ctx.Err() != nil && !p.recorded && len(p.tried) == 0 {
-		return
+	if ctx.Err() != nil && !p.recorded {
+		return // nothing was sent: leave the message as it was
 	}
 	s.deferAll(m, p)
 }

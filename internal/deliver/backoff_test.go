@@ -1,0 +1,115 @@
+package deliver
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"relaybox/internal/spool"
+)
+
+func TestBackoffTable(t *testing.T) {
+	fixed := func(j float64) func() float64 { return func() float64 { return j } }
+	b := Backoff{Min: time.Minute, Max: time.Hour, Jitter: fixed(0.5)}
+	cases := []struct {
+		attempt int
+		jitter  float64
+		want    time.Duration
+	}{
+		{1, 0.5, time.Minute},           // min
+		{2, 0.5, 2 * time.Minute},       // doubling
+		{3, 0.5, 4 * time.Minute},       //
+		{6, 0.5, 32 * time.Minute},      //
+		{7, 0.5, time.Hour},             // 64m capped
+		{1000, 0.5, time.Hour},          // no overflow
+		{0, 0.5, time.Minute},           // defensive: never below min
+		{1, 0, 48 * time.Second},        // jitter low bound: -20%
+		{3, 0, 192 * time.Second},       //
+		{7, 0, 48 * time.Minute},        // jitter spreads retries even at the cap
+		{7, 0.999999, time.Hour},        // never past max
+		{1, 0.999999, 72 * time.Second}, // jitter high bound: +20% (rounded below)
+	}
+	for _, tc := range cases {
+		b.Jitter = fixed(tc.jitter)
+		got := b.Delay(tc.attempt)
+		if d := got - tc.want; d < -time.Millisecond || d > time.Millisecond {
+			t.Errorf("Delay(%d) with jitter %v = %v, want %v", tc.attempt, tc.jitter, got, tc.want)
+		}
+	}
+
+	// Random jitter stays inside [0.8, 1.2) of the base.
+	b.Jitter = nil
+	for i := range 200 {
+		b.Jitter = fixed(float64(i) / 200)
+		if d := b.Delay(2); d < 96*time.Second || d >= 144*time.Second {
+			t.Fatalf("Delay(2) = %v outside ±20%% of 2m", d)
+		}
+	}
+
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	b.Jitter = fixed(0.5)
+	if got := b.Next(now, 7, now.Add(10*time.Minute)); !got.Equal(now.Add(10 * time.Minute)) {
+		t.Errorf("Next past expiry: %v", got)
+	}
+	if got := b.Next(now, 1, now.Add(10*time.Minute)); !got.Equal(now.Add(time.Minute)) {
+		t.Errorf("Next before expiry: %v", got)
+	}
+	if got := b.Next(now, 7, time.Time{}); !got.Equal(now.Add(time.Hour)) {
+		t.Errorf("Next without expiry: %v", got)
+	}
+}
+
+func TestExpiryCountsFromRequeue(t *testing.T) {
+	recv := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	m := &spool.Message{Received: recv}
+	if got := expiry(m, time.Hour); !got.Equal(recv.Add(time.Hour)) {
+		t.Errorf("expiry %v", got)
+	}
+	m.Requeued = recv.Add(48 * time.Hour)
+	if got := expiry(m, time.Hour); !got.Equal(m.Requeued.Add(time.Hour)) {
+		t.Errorf("requeued expiry %v", got)
+	}
+	if got := expiry(m, 0); !got.IsZero() {
+		t.Errorf("no max age: %v", got)
+	}
+}
+
+func TestFmtAge(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		2 * time.Hour:                     "2h0m0s",
+		120 * time.Hour:                   "5d0h",
+		26*time.Hour + 30*time.Minute:     "1d2h",
+		90*time.Second + time.Millisecond: "1m30s",
+	} {
+		if got := fmtAge(d); got != want {
+			t.Errorf("fmtAge(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestConnLevel(t *testing.T) {
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{netErr(up1, "dial", "refused"), true},
+		{netErr(up1, "tls", "certificate signed by unknown authority"), true},
+		{reply(up1, "greeting", 554, "", "go away"), true},
+		{reply(up1, "ehlo", 500, "", "what"), true},
+		{reply(up1, "starttls", 454, "", "tls not available"), true},
+		{reply(up1, "auth", 535, "5.7.8", "bad credentials"), true},
+		{reply(up1, "mail", 421, "", "closing"), true},
+		{reply(up1, "dot", 421, "", "closing"), true},
+		{reply(up1, "mail", 451, "", "later"), false},
+		{reply(up1, "rcpt", 550, "", "no"), false},
+		{netErr(up1, "data", "reset"), false},
+		{netErr(up1, "dot", "timeout"), false},
+		{errors.New("plain"), false},
+		{nil, false},
+	}
+	for _, tc := range cases {
+		if got := connLevel(tc.err); got != tc.want {
+			t.Errorf("connLevel(%v) = %v", tc.err, got)
+		}
+	}
+}

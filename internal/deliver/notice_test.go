@@ -1,0 +1,235 @@
+package deliver
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"relaybox/internal/spool"
+)
+
+func TestSubjectOf(t *testing.T) {
+	long := "Subject: " + strings.Repeat("é", 150) + "\r\n"
+	cases := []struct{ hdr, want string }{
+		{"From: a@b\r\nSubject: Scan 1\r\n", "Scan 1"},
+		{"subject:   lower case  \r\n", "lower case"},
+		{"Subject: folded\r\n  across\r\n\tlines\r\nTo: x\r\n", "folded across lines"},
+		{"Subject: first\r\nSubject: second\r\n", "first"},
+		{"From: a@b\r\n", ""},
+		{"From: a@b\r\n\r\nSubject: in the body\r\n", ""},
+		{"Subject: =?utf-8?q?caf=C3=A9?=\n", "=?utf-8?q?caf=C3=A9?="},
+		{"", ""},
+	}
+	for _, tc := range cases {
+		if got := subjectOf([]byte(tc.hdr)); got != tc.want {
+			t.Errorf("subjectOf(%q) = %q, want %q", tc.hdr, got, tc.want)
+		}
+	}
+	got := subjectOf([]byte(long))
+	if len(got) > 200 || !utf8.ValidString(got) || !strings.HasPrefix(got, "ééé") {
+		t.Errorf("long subject cut badly: %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+}
+
+func TestBuildNotice(t *testing.T) {
+	now := time.Date(2026, 3, 7, 9, 0, 0, 0, time.UTC)
+	m := &spool.Message{
+		ID: "Q1", From: "scanner@lab.example.edu", Received: now.Add(-120 * time.Hour),
+		Recipients: []spool.Recipient{
+			{Address: "alice@example.edu", State: spool.RcptDelivered},
+			{Address: "bob@example.edu", State: spool.RcptFailed, Reply: "550 5.1.1 no such\r\nuser"},
+		},
+	}
+	hdr := []byte("Received: from printer\r\n\tby relaybox\r\nSubject: Scan\r\n\r\nbody\r\n")
+	n := string(buildNotice("relaybox.test", "postmaster@example.edu", m, "550 5.1.1 no such user", hdr, now))
+
+	if strings.Contains(strings.ReplaceAll(n, "\r\n", ""), "\n") || strings.Contains(strings.ReplaceAll(n, "\r\n", ""), "\r") {
+		t.Fatalf("notice has a bare CR or LF:\n%q", n)
+	}
+	head, text, ok := strings.Cut(n, "\r\n\r\n")
+	if !ok {
+		t.Fatal("notice has no header/body separator")
+	}
+	for _, want := range []string{
+		"From: MAILER-DAEMON@relaybox.test", "To: <postmaster@example.edu>", "Subject: Undelivered mail: Scan",
+		"Date: Sat, 07 Mar 2026 09:00:00 +0000", "Message-ID: <notice.Q1.", "Auto-Submitted: auto-generated",
+	} {
+		if !strings.Contains(head, want+"\r\n") && !strings.Contains(head, want) {
+			t.Errorf("header lacks %q:\n%s", want, head)
+		}
+	}
+	for _, want := range []string{
+		"queued message Q1", "<bob@example.edu>: 550 5.1.1 no such user", "relaybox queue retry Q1",
+		"Received: from printer\r\n\tby relaybox\r\nSubject: Scan\r\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "alice@example.edu") || strings.Contains(text, "body\r\n") {
+		t.Errorf("text names a delivered recipient or quotes the body:\n%s", text)
+	}
+
+	// Without a readable header the notice still goes out, plainly titled.
+	n = string(buildNotice("relaybox.test", "postmaster@example.edu", m, "", nil, now))
+	if !strings.Contains(n, "Subject: Undelivered mail\r\n") || strings.Contains(n, "--- header") {
+		t.Errorf("header-less notice:\n%s", n)
+	}
+	if !bytes.HasSuffix([]byte(n), []byte("\r\n")) {
+		t.Error("notice does not end in CRLF")
+	}
+}
+
+// TestSchedulerPartialFailure: 5xx on one of two RCPTs delivers one,
+// fails the other, dead-letters the message and notices the admin; the
+// notice is then delivered like any mail.
+func TestSchedulerPartialFailure(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1, send: func(r []string) ([]RcptResult, error) {
+		res := accept(r)
+		for i, a := range r {
+			if a == "nobody@example.edu" {
+				res[i].Err = reply(up1, "rcpt", 550, "5.1.1", "no such user")
+			}
+		}
+		return res, nil
+	}})
+	h := newHarness(t, d, nil)
+	m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu", "nobody@example.edu"}, schedBody)
+	h.tick()
+
+	got := h.store.get(m.ID)
+	if got == nil || got.State != spool.StateDead || rcptStates(got) != "alice@example.edu=delivered nobody@example.edu=failed" {
+		t.Fatalf("message %+v", got)
+	}
+	if got.Recipients[1].Reply != "550 5.1.1 no such user" || got.History[0].Outcome != "partial" {
+		t.Fatalf("reply %q history %+v", got.Recipients[1].Reply, got.History)
+	}
+	if k := h.kinds(); !slices.Equal(k, []string{"sent:alice@example.edu", "failed:nobody@example.edu"}) {
+		t.Fatalf("events %v", k)
+	}
+	notices := h.notices()
+	if len(notices) != 1 {
+		t.Fatalf("%d notices", len(notices))
+	}
+	n := h.store.body(notices[0].ID)
+	for _, want := range []string{
+		"From: MAILER-DAEMON@relaybox.test\r\n", "Subject: Undelivered mail: Scan from copier 3\r\n",
+		"Message-ID: <notice." + m.ID + ".", m.ID, "<nobody@example.edu>: 550 5.1.1 no such user",
+		"Last reply from the upstream relay: 550 5.1.1 no such user", "\r\nMessage-ID: <x1@lab>\r\n",
+	} {
+		if !strings.Contains(n, want) {
+			t.Errorf("notice lacks %q:\n%s", want, n)
+		}
+	}
+	if strings.Contains(n, "SECRET BODY") || strings.Contains(n, "alice@example.edu>:") {
+		t.Errorf("notice quotes the body or a delivered recipient:\n%s", n)
+	}
+
+	// The notice is ordinary mail: the next Tick delivers it and nothing
+	// notices about it again.
+	h.tick()
+	if h.store.get(notices[0].ID) != nil || h.store.count() != 1 {
+		t.Fatalf("notice not delivered; %d messages left", h.store.count())
+	}
+	_, _, _, _, _, sends := d.stats()
+	if last := sends[len(sends)-1]; last.from != "" || !slices.Equal(last.rcpts, []string{"postmaster@example.edu"}) {
+		t.Fatalf("notice sent as %+v", last)
+	}
+}
+
+// TestSchedulerNoNoticeAboutNotices: a failing null-sender message goes
+// dead silently, or notices would loop.
+func TestSchedulerNoNoticeAboutNotices(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1, send: func([]string) ([]RcptResult, error) {
+		return nil, reply(up1, "mail", 554, "5.7.1", "rejected")
+	}})
+	h := newHarness(t, d, nil)
+	m := h.store.add("", []string{"alice@example.edu"}, schedBody)
+	h.tick()
+	if got := h.store.get(m.ID); got.State != spool.StateDead || rcptStates(got) != "alice@example.edu=failed" {
+		t.Fatalf("message %+v", got)
+	}
+	if h.store.count() != 1 {
+		t.Fatalf("a notice was created about a null-sender message")
+	}
+}
+
+// TestSchedulerExpiry: an upstream down longer than MaxAge dead-letters
+// the message with a notice; backoff never overshoots the expiry; the
+// notice is delivered once the upstream is back.
+func TestSchedulerExpiry(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1, dialErr: netErr(up1, "dial", "connection refused")})
+	h := newHarness(t, d, func(o *SchedulerOptions) { o.MaxAge = 2 * time.Hour })
+	m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu", "bob@example.edu"}, schedBody)
+	exp := h.clock.Now().Add(2 * time.Hour)
+	ticks := 0
+	for h.store.get(m.ID).State == spool.StateQueued {
+		if ticks++; ticks > 20 {
+			t.Fatal("never expired")
+		}
+		next := h.tick()
+		if next.After(exp) {
+			t.Fatalf("next attempt %v after expiry %v", next, exp)
+		}
+		if !next.IsZero() {
+			h.clock.Set(next)
+		}
+	}
+	got := h.store.get(m.ID)
+	want := "expired after 2h0m0s: connection refused"
+	if got.State != spool.StateDead || rcptStates(got) != "alice@example.edu=failed bob@example.edu=failed" || got.Recipients[0].Reply != want {
+		t.Fatalf("expired message %+v", got)
+	}
+	ev := h.lastEvent()
+	if ev.Kind != "expired" || strings.Join(ev.To, ",") != "alice@example.edu,bob@example.edu" || ev.Reply != want || ev.Upstream != up1 {
+		t.Fatalf("expired event %+v", ev)
+	}
+	notices := h.notices()
+	if len(notices) != 1 || !strings.Contains(h.store.body(notices[0].ID), "<bob@example.edu>: "+want) {
+		t.Fatalf("notices %d", len(notices))
+	}
+	d.set(0, func(u *fakeUp) { u.dialErr = nil })
+	h.clock.Advance(10 * time.Minute)
+	h.tick()
+	if h.store.get(notices[0].ID) != nil || h.store.get(m.ID) == nil {
+		t.Fatal("notice not delivered, or the dead letter was removed")
+	}
+}
+
+// TestSchedulerFinishesLeftovers: messages a crash or a failed Delete left
+// queued with nothing pending are finished on the next Tick, never resent.
+func TestSchedulerFinishesLeftovers(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1})
+	h := newHarness(t, d, nil)
+	h.store.failDel = errors.New("disk busy")
+	m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	h.tick()
+	if got := h.store.get(m.ID); got == nil || rcptStates(got) != "alice@example.edu=delivered" || got.State != spool.StateQueued {
+		t.Fatalf("after a failed delete: %+v", got)
+	}
+	h.store.mu.Lock()
+	h.store.failDel = nil
+	h.store.mu.Unlock()
+	mixed := h.store.add("scanner@lab.example.edu", []string{"a@example.edu", "b@example.edu"}, schedBody)
+	h.store.Update(mixed.ID, func(m *spool.Message) error {
+		m.Recipients[0].State, m.Recipients[1].State = spool.RcptDelivered, spool.RcptFailed
+		return nil
+	})
+	h.tick()
+	if h.store.get(m.ID) != nil {
+		t.Fatal("delivered leftover not deleted")
+	}
+	if got := h.store.get(mixed.ID); got.State != spool.StateDead {
+		t.Fatalf("failed leftover: %+v", got)
+	}
+	// The original once, then the notice about the failed leftover (queued
+	// by the sweep, so delivered in the same Tick); no leftover resent.
+	_, _, _, _, _, sends := d.stats()
+	if len(sends) != 2 || sends[1].from != "" || !strings.Contains(sends[1].body, "<b@example.edu>") {
+		t.Fatalf("sends %+v", sends)
+	}
+}

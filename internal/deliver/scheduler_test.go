@@ -1,0 +1,576 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"relaybox/internal/spool"
+)
+
+const up1, up2 = "relay1.example.edu:587", "relay2.example.edu:587"
+
+func rcptStates(m *spool.Message) string {
+	var out []string
+	for _, r := range m.Recipients {
+		out = append(out, r.Address+"="+string(r.State))
+	}
+	return strings.Join(out, " ")
+}
+
+// TestSchedulerConnectionFailures: an upstream that cannot be reached
+// defers the message with attempts recorded and a growing backoff, holds
+// the upstream back, and delivers once it works again.
+func TestSchedulerConnectionFailures(t *testing.T) {
+	cases := []struct {
+		name  string
+		err   error
+		reply string
+	}{
+		{"refused", netErr(up1, "dial", "connection refused"), "connection refused"},
+		{"never greets", netErr(up1, "greeting", "no greeting within 30s"), "no greeting within 30s"},
+		{"greets 421", reply(up1, "greeting", 421, "4.3.2", "too busy"), "421 4.3.2 too busy"},
+		{"non-smtp dial error", errors.New("no route to host"), "no route to host"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDialer(&fakeUp{name: up1, dialErr: tc.err})
+			h := newHarness(t, d, func(o *SchedulerOptions) { o.UpstreamHold = 3 * time.Minute })
+			m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+			start := h.clock.Now()
+
+			// Backoff doubles per attempt; while the upstream is held back
+			// the attempt is still recorded but nobody dials.
+			var gaps []time.Duration
+			for range 4 {
+				next := h.tick()
+				got := h.store.get(m.ID)
+				gaps = append(gaps, got.NextAttempt.Sub(h.clock.Now()))
+				if !next.Equal(got.NextAttempt) {
+					t.Fatalf("Tick returned %v, message due %v", next, got.NextAttempt)
+				}
+				h.clock.Set(next)
+			}
+			if want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute}; !slices.Equal(gaps, want) {
+				t.Fatalf("backoff gaps %v, want %v", gaps, want)
+			}
+			got := h.store.get(m.ID)
+			if got.Attempts != 4 || got.State != spool.StateQueued || got.LastReply != tc.reply {
+				t.Fatalf("after 4 ticks: attempts %d state %s last reply %q", got.Attempts, got.State, got.LastReply)
+			}
+			if len(got.History) != 4 || got.History[0].Upstream != up1 || got.History[0].Outcome != "deferred" {
+				t.Fatalf("history %+v", got.History)
+			}
+			dials, _, _, open, _, sends := d.stats()
+			// Dialled at 0 and 3m (held back at 1m), and at 7m (hold ended at 6m).
+			if dials[up1] != 3 || open != 0 || len(sends) != 0 {
+				t.Fatalf("dials %v open %d sends %d; want 3 dials (hold respected), nothing open or sent", dials, open, len(sends))
+			}
+			if k := h.kinds(); len(k) != 4 || k[0] != "deferred:alice@example.edu" {
+				t.Fatalf("events %v", k)
+			}
+			if !strings.Contains(strings.Join(h.ups, " "), up1+" fail") {
+				t.Fatalf("OnUpstream calls %v", h.ups)
+			}
+
+			d.set(0, func(u *fakeUp) { u.dialErr = nil })
+			h.clock.Advance(time.Hour)
+			if next := h.tick(); !next.IsZero() {
+				t.Fatalf("next wake %v with an empty queue", next)
+			}
+			if h.store.count() != 0 {
+				t.Fatalf("message not delivered: %s", rcptStates(h.store.get(m.ID)))
+			}
+			ev := h.lastEvent()
+			if ev.Kind != "sent" || ev.Upstream != up1 || ev.Delay != h.clock.Now().Sub(start) {
+				t.Fatalf("last event %+v", ev)
+			}
+		})
+	}
+}
+
+// TestSchedulerMessageLevelFaults covers faults after a good connection.
+func TestSchedulerMessageLevelFaults(t *testing.T) {
+	cases := []struct {
+		name      string
+		send      func(rcpts []string) ([]RcptResult, error)
+		states    string // after the faulty attempt
+		reply     string // LastReply
+		closed    bool   // session dropped
+		held      bool   // upstream held back
+		nextUsed2 bool   // a second upstream took over at once (must not)
+	}{
+		{
+			name: "4xx on MAIL",
+			send: func([]string) ([]RcptResult, error) {
+				return nil, reply(up1, "mail", 451, "4.3.0", "try later")
+			},
+			states: "a@example.edu=pending b@example.edu=pending", reply: "451 4.3.0 try later",
+		},
+		{
+			name: "4xx after DATA",
+			send: func(r []string) ([]RcptResult, error) {
+				return accept(r), reply(up1, "dot", 452, "4.3.1", "insufficient storage")
+			},
+			states: "a@example.edu=pending b@example.edu=pending", reply: "452 4.3.1 insufficient storage",
+		},
+		{
+			name: "connection cut during DATA",
+			send: func(r []string) ([]RcptResult, error) {
+				return accept(r), netErr(up1, "data", "connection reset by peer")
+			},
+			states: "a@example.edu=pending b@example.edu=pending", reply: "connection reset by peer", closed: true,
+		},
+		{
+			name: "slow upstream past the client timeout",
+			send: func(r []string) ([]RcptResult, error) {
+				return accept(r), netErr(up1, "dot", "no reply to the final dot within 10m0s")
+			},
+			states: "a@example.edu=pending b@example.edu=pending", reply: "no reply to the final dot within 10m0s", closed: true,
+		},
+		{
+			name: "4xx on one RCPT",
+			send: func(r []string) ([]RcptResult, error) {
+				res := accept(r)
+				res[1].Err = reply(up1, "rcpt", 450, "4.2.1", "mailbox busy")
+				return res, nil
+			},
+			states: "a@example.edu=delivered b@example.edu=pending", reply: "450 4.2.1 mailbox busy",
+		},
+		{
+			name: "421 on MAIL fails over",
+			send: func([]string) ([]RcptResult, error) {
+				return nil, reply(up1, "mail", 421, "4.7.0", "shutting down")
+			},
+			states: "", closed: true, held: true, nextUsed2: true,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDialer(&fakeUp{name: up1, send: tc.send}, &fakeUp{name: up2})
+			h := newHarness(t, d, nil)
+			m := h.store.add("scanner@lab.example.edu", []string{"a@example.edu", "b@example.edu"}, schedBody)
+			h.tick()
+			dials, _, closes, _, _, sends := d.stats()
+			if tc.nextUsed2 {
+				if h.store.count() != 0 || len(sends) != 2 || sends[1].upstream != up2 {
+					t.Fatalf("no failover: %d messages left, sends %+v", h.store.count(), sends)
+				}
+			} else {
+				got := h.store.get(m.ID)
+				if rcptStates(got) != tc.states || got.LastReply != tc.reply || got.Attempts != 1 {
+					t.Fatalf("got %q last %q attempts %d", rcptStates(got), got.LastReply, got.Attempts)
+				}
+				if !got.NextAttempt.Equal(h.clock.Now().Add(time.Minute)) || got.State != spool.StateQueued {
+					t.Fatalf("next attempt %v state %s", got.NextAttempt, got.State)
+				}
+				// Deferral never moves on to the next upstream: the first
+				// may already hold the message.
+				if dials[up2] != 0 || len(sends) != 1 {
+					t.Fatalf("second upstream used: dials %v sends %d", dials, len(sends))
+				}
+			}
+			if (closes == 1) != tc.closed {
+				t.Fatalf("closes %d, want closed=%v", closes, tc.closed)
+			}
+			if _, down := h.sched.isDown(0, h.clock.Now()); down != tc.held {
+				t.Fatalf("upstream held=%v, want %v", down, tc.held)
+			}
+
+			// The next attempt after the fault completes the message.
+			d.set(0, func(u *fakeUp) { u.send = nil })
+			h.clock.Advance(10 * time.Minute)
+			h.tick()
+			if h.store.count() != 0 {
+				t.Fatalf("not delivered after recovery: %s", rcptStates(h.store.get(m.ID)))
+			}
+			_, _, _, _, _, sends = d.stats()
+			last := sends[len(sends)-1]
+			if tc.states == "a@example.edu=delivered b@example.edu=pending" && !slices.Equal(last.rcpts, []string{"b@example.edu"}) {
+				t.Fatalf("retry sent to %v, want only the pending recipient", last.rcpts)
+			}
+		})
+	}
+}
+
+// TestSchedulerFailover: the first upstream refuses, the second takes the
+// message at once; the first is skipped for UpstreamHold, then tried again.
+func TestSchedulerFailover(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1, dialErr: netErr(up1, "dial", "connection refused")}, &fakeUp{name: up2})
+	h := newHarness(t, d, func(o *SchedulerOptions) { o.Connections = 1 })
+	m1 := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	h.store.add("scanner@lab.example.edu", []string{"bob@example.edu"}, schedBody)
+	h.tick()
+	dials, _, _, _, _, sends := d.stats()
+	if h.store.count() != 0 || dials[up1] != 1 || dials[up2] != 1 || len(sends) != 2 {
+		t.Fatalf("left %d, dials %v, sends %d", h.store.count(), dials, len(sends))
+	}
+	if ups := strings.Join(h.ups, ", "); ups != up1+" fail, "+up2+" ok, "+up2+" ok" {
+		t.Fatalf("OnUpstream: %s", ups)
+	}
+	_ = m1
+
+	// Within the hold, new mail goes straight to the second upstream.
+	h.clock.Advance(4 * time.Minute)
+	h.store.add("scanner@lab.example.edu", []string{"carol@example.edu"}, schedBody)
+	h.tick()
+	if dials, _, _, _, _, _ = d.stats(); dials[up1] != 1 {
+		t.Fatalf("held upstream dialled: %v", dials)
+	}
+	// After the hold, the first upstream is preferred again.
+	d.set(0, func(u *fakeUp) { u.dialErr = nil })
+	h.clock.Advance(2 * time.Minute)
+	h.store.add("scanner@lab.example.edu", []string{"dave@example.edu"}, schedBody)
+	h.tick()
+	_, _, _, _, _, sends = d.stats()
+	if last := sends[len(sends)-1]; last.upstream != up1 {
+		t.Fatalf("after the hold mail went to %s", last.upstream)
+	}
+}
+
+// TestSchedulerFailoverHistory: each upstream tried in one attempt leaves a
+// History entry, the attempt counts once.
+func TestSchedulerFailoverHistory(t *testing.T) {
+	d := newDialer(
+		&fakeUp{name: up1, send: func([]string) ([]RcptResult, error) {
+			return nil, reply(up1, "mail", 421, "", "closing")
+		}},
+		&fakeUp{name: up2, send: func([]string) ([]RcptResult, error) {
+			return nil, reply(up2, "mail", 451, "", "greylisted")
+		}},
+	)
+	h := newHarness(t, d, nil)
+	m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	h.tick()
+	got := h.store.get(m.ID)
+	if got.Attempts != 1 || len(got.History) != 2 {
+		t.Fatalf("attempts %d history %+v", got.Attempts, got.History)
+	}
+	if h0, h1 := got.History[0], got.History[1]; h0.Upstream != up1 || h0.Outcome != "deferred" || h0.Reply != "421 closing" ||
+		h1.Upstream != up2 || h1.Outcome != "deferred" || h1.Reply != "451 greylisted" {
+		t.Fatalf("history %+v", got.History)
+	}
+}
+
+// TestSchedulerNoUpstream: without an upstream mail is held (no attempt,
+// no backoff, one log line) and goes out the moment one is configured.
+func TestSchedulerNoUpstream(t *testing.T) {
+	h := newHarness(t, newDialer(), nil)
+	m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	h.store.add("scanner@lab.example.edu", []string{"bob@example.edu"}, schedBody)
+	before := h.store.get(m.ID)
+	next := h.tick()
+	h.clock.Advance(time.Hour)
+	h.tick()
+	got := h.store.get(m.ID)
+	if got.Attempts != 0 || !got.NextAttempt.Equal(before.NextAttempt) || len(got.History) != 0 {
+		t.Fatalf("held message changed: %+v", got)
+	}
+	if want := before.Received.Add(120 * time.Hour); !next.Equal(want) {
+		t.Fatalf("held wake %v, want the expiry %v", next, want)
+	}
+	if n := strings.Count(strings.Join(h.logs.lines(), "\n"), "no upstream configured: 2 messages held"); n != 1 {
+		t.Fatalf("held line logged %d times:\n%s", n, strings.Join(h.logs.lines(), "\n"))
+	}
+	if len(h.kinds()) != 0 {
+		t.Fatalf("held mail produced events %v", h.kinds())
+	}
+
+	// Same spool, now with an upstream: delivered on the first Tick.
+	d := newDialer(&fakeUp{name: up1})
+	s, err := NewScheduler(SchedulerOptions{Store: h.store, Dialer: d, Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if h.store.count() != 0 {
+		t.Fatalf("%d messages left after an upstream appeared", h.store.count())
+	}
+}
+
+// TestSchedulerRecordsAttemptBeforeSend: while the upstream is receiving
+// the message, the spool already shows the attempt and its backoff.
+func TestSchedulerRecordsAttemptBeforeSend(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1})
+	h := newHarness(t, d, nil)
+	m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	checked := false
+	d.during = func(c *fakeConn, rcpts []string) {
+		got := h.store.get(m.ID)
+		n := len(got.History)
+		if got.Attempts != 1 || !got.NextAttempt.After(h.clock.Now()) || n != 1 || got.History[0].Upstream != up1 || got.History[0].Outcome != "" {
+			t.Errorf("during Send the spool shows %+v", got)
+		}
+		checked = true
+	}
+	h.tick()
+	if !checked || h.store.count() != 0 {
+		t.Fatalf("checked %v, %d left", checked, h.store.count())
+	}
+}
+
+// TestSchedulerSessionReuse: one session carries consecutive messages with
+// RSET between, survives a short idle, and is closed after IdleClose.
+func TestSchedulerSessionReuse(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1})
+	h := newHarness(t, d, func(o *SchedulerOptions) { o.Connections = 1 })
+	h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	h.store.add("scanner@lab.example.edu", []string{"bob@example.edu"}, schedBody)
+	h.tick()
+	dials, resets, closes, open, _, sends := d.stats()
+	if dials[up1] != 1 || resets != 1 || closes != 0 || open != 1 || len(sends) != 2 {
+		t.Fatalf("dials %v resets %d closes %d open %d sends %d", dials, resets, closes, open, len(sends))
+	}
+	h.clock.Advance(20 * time.Second)
+	h.store.add("scanner@lab.example.edu", []string{"carol@example.edu"}, schedBody)
+	h.tick()
+	if dials, resets, _, _, _, _ = d.stats(); dials[up1] != 1 || resets != 2 {
+		t.Fatalf("idle session not reused: dials %v resets %d", dials, resets)
+	}
+	h.clock.Advance(30 * time.Second)
+	h.tick()
+	if _, _, closes, open, _, _ = d.stats(); closes != 1 || open != 0 {
+		t.Fatalf("idle session not closed: closes %d open %d", closes, open)
+	}
+}
+
+// TestSchedulerResetFailureRedials: a reused session that fails RSET is
+// replaced; the upstream is not held back for it.
+func TestSchedulerResetFailureRedials(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1})
+	h := newHarness(t, d, nil)
+	h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	h.tick()
+	d.set(0, func(u *fakeUp) { u.resetErr = netErr(up1, "rset", "broken pipe") })
+	h.store.add("scanner@lab.example.edu", []string{"bob@example.edu"}, schedBody)
+	h.tick()
+	dials, _, closes, _, _, sends := d.stats()
+	if h.store.count() != 0 || dials[up1] != 2 || closes != 1 || len(sends) != 2 {
+		t.Fatalf("left %d dials %v closes %d sends %d", h.store.count(), dials, closes, len(sends))
+	}
+	if _, down := h.sched.isDown(0, h.clock.Now()); down {
+		t.Fatal("upstream held back for a stale session")
+	}
+}
+
+// TestSchedulerConnectionsBound: never more than Connections sessions,
+// and they do run in parallel.
+func TestSchedulerConnectionsBound(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1})
+	h := newHarness(t, d, func(o *SchedulerOptions) { o.Connections = 3 })
+	for i := range 10 {
+		h.store.add("scanner@lab.example.edu", []string{"user" + string(rune('a'+i)) + "@example.edu"}, schedBody)
+	}
+	var mu sync.Mutex
+	inflight, most, started := 0, 0, 0
+	all := make(chan struct{})
+	d.during = func(*fakeConn, []string) {
+		mu.Lock()
+		inflight++
+		most = max(most, inflight)
+		if started++; started == 3 {
+			close(all)
+		}
+		first := started <= 3
+		mu.Unlock()
+		if first {
+			// The first three wait for each other: proof of parallelism.
+			select {
+			case <-all:
+			case <-time.After(5 * time.Second):
+				t.Error("sends did not run in parallel")
+			}
+		}
+		mu.Lock()
+		inflight--
+		mu.Unlock()
+	}
+	h.tick()
+	_, _, _, _, maxOpen, sends := d.stats()
+	if h.store.count() != 0 || len(sends) != 10 || most != 3 || maxOpen > 3 {
+		t.Fatalf("left %d sends %d most in flight %d max open %d", h.store.count(), len(sends), most, maxOpen)
+	}
+	// Idle sessions from this Tick plus new dials never pass the bound,
+	// even when the preferred upstream changes under them.
+	d.ups = append(d.ups, &fakeUp{name: up2})
+	d.during = nil
+	d.set(0, func(u *fakeUp) { u.resetErr = errors.New("gone"); u.dialErr = errors.New("refused") })
+	for range 5 {
+		h.store.add("scanner@lab.example.edu", []string{"zed@example.edu"}, schedBody)
+	}
+	h.tick()
+	if _, _, _, _, maxOpen, _ = d.stats(); maxOpen > 3 || h.store.count() != 0 {
+		t.Fatalf("max open %d, %d left", maxOpen, h.store.count())
+	}
+}
+
+// TestSchedulerLogLine: one key=value line per event with exactly the
+// agreed keys.
+func TestSchedulerLogLine(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1, send: func(r []string) ([]RcptResult, error) {
+		res := accept(r)
+		res[2].Err = reply(up1, "rcpt", 451, "4.3.0", "try \"later\"")
+		return res, nil
+	}})
+	h := newHarness(t, d, nil)
+	h.store.add("scanner@lab.example.edu", []string{"a@example.edu", "b@example.edu", "c@example.edu"}, schedBody)
+	h.clock.Advance(90 * time.Second)
+	h.tick()
+	var events []string
+	for _, l := range h.logs.lines() {
+		if strings.Contains(l, " event=") {
+			events = append(events, l)
+		}
+	}
+	want := []*regexp.Regexp{
+		regexp.MustCompile(`^time=\S+ level=INFO msg=message id=M001 event=sent from=scanner@lab\.example\.edu to=a@example\.edu,b@example\.edu upstream=relay1\.example\.edu:587 reply="" delay=1m30s$`),
+		regexp.MustCompile(`^time=\S+ level=WARN msg=message id=M001 event=deferred from=scanner@lab\.example\.edu to=c@example\.edu upstream=relay1\.example\.edu:587 reply="451 4\.3\.0 try \\"later\\"" delay=1m30s$`),
+	}
+	if len(events) != len(want) {
+		t.Fatalf("event lines:\n%s", strings.Join(events, "\n"))
+	}
+	for i, re := range want {
+		if !re.MatchString(events[i]) {
+			t.Errorf("line %d:\n%s\ndoes not match\n%s", i, events[i], re)
+		}
+	}
+}
+
+// TestSchedulerRunAndKick: Run delivers what is due, wakes on Kick, and
+// closes its sessions when the context ends.
+func TestSchedulerRunAndKick(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1})
+	got := make(chan Event, 10)
+	h := newHarness(t, d, func(o *SchedulerOptions) { o.OnEvent = func(ev Event) { got <- ev } })
+	h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.sched.Run(ctx) }()
+	wait := func(who string) {
+		t.Helper()
+		select {
+		case ev := <-got:
+			if ev.Kind != "sent" || ev.To[0] != who {
+				t.Fatalf("event %+v", ev)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s not delivered", who)
+		}
+	}
+	wait("alice@example.edu")
+	h.store.add("scanner@lab.example.edu", []string{"bob@example.edu"}, schedBody)
+	h.sched.Kick()
+	wait("bob@example.edu")
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if _, _, _, open, _, _ := d.stats(); open != 0 {
+		t.Fatalf("%d sessions open after Run", open)
+	}
+}
+
+// TestSchedulerCancelledIsNoAttempt: a Tick on a cancelled context (shutdown)
+// charges no attempt.
+func TestSchedulerCancelledIsNoAttempt(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1})
+	h := newHarness(t, d, nil)
+	m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := h.sched.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.store.get(m.ID); got.Attempts != 0 || !got.NextAttempt.Equal(m.NextAttempt) {
+		t.Fatalf("shutdown charged an attempt: %+v", got)
+	}
+}
+
+func TestNewSchedulerRejects(t *testing.T) {
+	st := newStore(newClock())
+	for name, opt := range map[string]SchedulerOptions{
+		"no store":       {},
+		"min above max":  {Store: st, MinBackoff: time.Hour, MaxBackoff: time.Minute},
+		"negative":       {Store: st, Connections: -1},
+		"header in addr": {Store: st, Notify: "a@b\r\nBcc: x@y"},
+	} {
+		if _, err := NewScheduler(opt); err == nil || !strings.HasPrefix(err.Error(), "deliver: ") {
+			t.Errorf("%s: err %v", name, err)
+		}
+	}
+}
+
+// TestSchedulerWithSpool runs the partial-failure path against the real
+// spool: outcome, dead letter, notice spooled and then delivered.
+func TestSchedulerWithSpool(t *testing.T) {
+	clock := newClock()
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{Now: clock.Now, ChunkSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	w, err := sp.Create(spool.Envelope{From: "scanner@lab.example.edu", Recipients: []string{"alice@example.edu", "nobody@example.edu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := schedBody + strings.Repeat("scan data line\r\n", 500)
+	w.Write([]byte(body))
+	m, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDialer(&fakeUp{name: up1, send: func(r []string) ([]RcptResult, error) {
+		res := accept(r)
+		for i, a := range r {
+			if a == "nobody@example.edu" {
+				res[i].Err = reply(up1, "rcpt", 550, "5.1.1", "no such user")
+			}
+		}
+		return res, nil
+	}})
+	s, err := NewScheduler(SchedulerOptions{Store: SpoolStore(sp), Dialer: d, Now: clock.Now, Notify: "postmaster@example.edu", Hostname: "relaybox.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := sp.Get(m.ID)
+	if err != nil || got.State != spool.StateDead || rcptStates(got) != "alice@example.edu=delivered nobody@example.edu=failed" || got.Attempts != 1 {
+		t.Fatalf("message %+v, %v", got, err)
+	}
+	queued, _ := sp.List(spool.StateQueued)
+	if len(queued) != 1 || queued[0].From != "" {
+		t.Fatalf("queued after the failure: %+v", queued)
+	}
+	_, _, _, _, _, sends := d.stats()
+	if sends[0].body != body {
+		t.Fatal("body changed on its way through the spool")
+	}
+	if _, err := s.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if queued, _ = sp.List(spool.StateQueued); len(queued) != 0 {
+		t.Fatalf("notice not delivered: %+v", queued)
+	}
+	_, _, _, _, _, sends = d.stats()
+	if n := sends[len(sends)-1]; n.from != "" || !strings.Contains(n.body, "Subject: Undelivered mail: Scan from copier 3\r\n") ||
+		strings.Contains(n.body, "scan data line") {
+		t.Fatalf("notice as sent:\n%s", n.body)
+	}
+}
