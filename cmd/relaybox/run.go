@@ -106,7 +106,7 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	log.Info("spool open", "path", cfg.SpoolPath(), "messages", st.Messages, "bytes", st.Bytes, "dead", st.Dead)
 
 	d.sched, err = deliver.NewScheduler(deliver.SchedulerOptions{
-		Store:        sp,
+		Store:        deliver.SpoolStore(sp),
 		Dialer:       client,
 		Connections:  cfg.Delivery.Connections,
 		MinBackoff:   cfg.Delivery.MinBackoff.D(),

@@ -1,0 +1,424 @@
+package main
+
+// relaybox status and relaybox queue: thin clients of the running daemon's
+// admin API. They never open the spool (bbolt locks it while the daemon
+// runs); everything they print comes from internal/admin.
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"relaybox/internal/admin"
+	"relaybox/internal/spool"
+	"relaybox/internal/status"
+)
+
+const defaultAdminAddr = "127.0.0.1:8025"
+
+// adminFlags are the flags status and queue share.
+type adminFlags struct {
+	config, addr, passwordFile *string
+	json                       *bool
+}
+
+func newAdminFlags(fs *flag.FlagSet) *adminFlags {
+	return &adminFlags{
+		config:       fs.String("config", "", "the daemon's config file: use its admin.listen and admin.password_file"),
+		addr:         fs.String("admin", "", "admin API `HOST:PORT` (default: admin.listen of -config, else "+defaultAdminAddr+")"),
+		passwordFile: fs.String("password-file", "", "`FILE` holding the admin password (default: admin.password_file of -config)"),
+		json:         fs.Bool("json", false, "print JSON instead of tables"),
+	}
+}
+
+// client builds the API client: -admin and -password-file win over the
+// config, which wins over the default loopback address.
+func (a *adminFlags) client() (*admin.Client, error) {
+	addr, pwFile := defaultAdminAddr, ""
+	if *a.config != "" {
+		cfg, err := loadConfig(*a.config)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Admin.Listen == "" && *a.addr == "" {
+			return nil, usageError{fmt.Errorf("admin.listen is empty in %s: the admin API is off, so there is no daemon to ask; set admin.listen or pass -admin HOST:PORT", *a.config)}
+		}
+		if cfg.Admin.Listen != "" {
+			addr = dialable(cfg.Admin.Listen)
+		}
+		pwFile = cfg.Admin.PasswordFile
+	}
+	if *a.addr != "" {
+		if _, _, err := net.SplitHostPort(*a.addr); err != nil {
+			return nil, usageError{fmt.Errorf("-admin %q: want HOST:PORT, like %s", *a.addr, defaultAdminAddr)}
+		}
+		addr = dialable(*a.addr)
+	}
+	if *a.passwordFile != "" {
+		pwFile = *a.passwordFile
+	}
+	pass := ""
+	if pwFile != "" {
+		var err error
+		if pass, err = admin.ReadPassword(pwFile); err != nil {
+			return nil, usageError{err}
+		}
+	}
+	return &admin.Client{Base: "http://" + addr, Password: pass}, nil
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("status", stderr)
+	af := newAdminFlags(fs)
+	words, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(words) > 0 {
+		return usageError{fmt.Errorf("status takes no arguments, got %q", strings.Join(words, " "))}
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	snap, err := c.Status()
+	if err != nil {
+		return err
+	}
+	if *af.json {
+		return printJSON(stdout, snap)
+	}
+	return printStatus(stdout, snap)
+}
+
+const queueUsage = "usage: relaybox queue list | dead | show ID | retry [-force] ID | retry-all | retry-dead | delete ID  [-config FILE] [-admin HOST:PORT] [-json]"
+
+func cmdQueue(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("queue", stderr)
+	af := newAdminFlags(fs)
+	force := fs.Bool("force", false, "retry: also requeue recipients the upstream refused for good (5xx)")
+	words, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(words) == 0 {
+		words = []string{"list"}
+	}
+	verb, rest := words[0], words[1:]
+	needID := verb == "show" || verb == "retry" || verb == "delete"
+	switch {
+	case !needID && !slices.Contains([]string{"list", "dead", "retry-all", "retry-dead"}, verb):
+		return usageError{fmt.Errorf("unknown queue command %q\n%s", verb, queueUsage)}
+	case needID && len(rest) != 1:
+		return usageError{fmt.Errorf("queue %s needs one message ID (see relaybox queue list)\n%s", verb, queueUsage)}
+	case !needID && len(rest) != 0:
+		return usageError{fmt.Errorf("queue %s takes no arguments, got %q\n%s", verb, strings.Join(rest, " "), queueUsage)}
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	out := func(v any, human func() error) error {
+		if *af.json {
+			return printJSON(stdout, v)
+		}
+		return human()
+	}
+	switch verb {
+	case "list", "dead":
+		var msgs []admin.Message
+		if verb == "list" {
+			msgs, err = c.Queue()
+		} else {
+			msgs, err = c.Dead()
+		}
+		if err != nil {
+			return err
+		}
+		return out(map[string]any{"messages": msgs}, func() error { return printMessages(stdout, msgs, verb == "dead") })
+	case "show":
+		d, err := c.Show(rest[0])
+		if err != nil {
+			return notFoundHint(err, rest[0])
+		}
+		return out(d, func() error { return printDetail(stdout, d) })
+	case "retry":
+		retry := c.Retry
+		if *force {
+			retry = c.ForceRetry
+		}
+		m, err := retry(rest[0])
+		var ae *admin.APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusConflict && !*force {
+			return fmt.Errorf("%w\nto requeue it anyway: relaybox queue retry -force %s", err, rest[0])
+		}
+		if err != nil {
+			return notFoundHint(err, rest[0])
+		}
+		return out(m, func() error {
+			pending := 0
+			for _, r := range m.Recipients {
+				if r.State == spool.RcptPending {
+					pending++
+				}
+			}
+			_, err := fmt.Fprintf(stdout, "%s: due now (%s, %s waiting)\n", m.ID, m.State, count(pending, "recipient"))
+			return err
+		})
+	case "retry-all", "retry-dead":
+		var n int
+		if verb == "retry-all" {
+			n, err = c.RetryAll()
+		} else {
+			n, err = c.RetryDead()
+		}
+		if err != nil {
+			return err
+		}
+		return out(map[string]int{"retried": n}, func() error {
+			what := "due now"
+			if verb == "retry-dead" {
+				what = "requeued from the dead letters, due now"
+			}
+			_, err := fmt.Fprintf(stdout, "%s %s\n", count(n, "message"), what)
+			return err
+		})
+	case "delete":
+		if err := c.Delete(rest[0]); err != nil {
+			return notFoundHint(err, rest[0])
+		}
+		return out(map[string]string{"deleted": rest[0]}, func() error {
+			_, err := fmt.Fprintf(stdout, "%s: deleted\n", rest[0])
+			return err
+		})
+	}
+	return usageError{fmt.Errorf("unknown queue command %q\n%s", verb, queueUsage)}
+}
+
+// notFoundHint turns the API's 404 into a sentence that says where to look.
+func notFoundHint(err error, id string) error {
+	if admin.NotFound(err) {
+		return fmt.Errorf("no message %s in the queue or the dead letters (see relaybox queue list, relaybox queue dead)", id)
+	}
+	return err
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printStatus(w io.Writer, s status.Snapshot) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	line := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s:\t%s\n", k, fmt.Sprintf(format, a...)) }
+	line("state", "%s for %s", s.State, status.FormatDuration(s.Now.Sub(s.Since)))
+	if s.Reason != "" {
+		line("reason", "%s", s.Reason)
+	}
+	up := ""
+	if !s.Started.IsZero() {
+		up = ", up " + status.FormatDuration(s.Now.Sub(s.Started))
+	}
+	line("version", "%s%s", s.Version, up)
+	q := s.Queue
+	oldest := ""
+	if q.Messages > 0 && !q.Oldest.IsZero() {
+		oldest = ", oldest " + status.FormatDuration(time.Duration(q.OldestAgeSeconds*float64(time.Second)))
+	}
+	line("queue", "%s (%s)%s", count(q.Messages, "message"), status.FormatBytes(q.Bytes), oldest)
+	line("dead letters", "%s (%s)", count(q.Dead, "message"), status.FormatBytes(q.DeadBytes))
+	if q.Quota > 0 {
+		line("spool", "%d%% of the %s quota", (q.Bytes+q.DeadBytes)*100/q.Quota, status.FormatBytes(q.Quota))
+	}
+	c := s.Counters
+	line("since start", "accepted %d, delivered %d, deferred %d, failed %d, expired %d", c.Accepted, c.Delivered, c.Deferred, c.Failed, c.Expired)
+	for _, warn := range s.Warnings {
+		line("warning", "%s", warn)
+	}
+	if s.NoUpstream {
+		line("upstreams", "none configured: mail is held until one is added")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(s.Upstreams) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "UPSTREAM\tUP\tFAILURES\tLAST SUCCESS\tLAST ERROR")
+	for _, u := range s.Upstreams {
+		ok := "yes"
+		if !u.Up {
+			ok = "no"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", u.Name, ok, u.ConsecutiveFailures, ago(s.Now, u.LastSuccess), clip(u.LastError, 70))
+	}
+	return tw.Flush()
+}
+
+func printMessages(w io.Writer, msgs []admin.Message, dead bool) error {
+	if len(msgs) == 0 {
+		msg := "queue is empty"
+		if dead {
+			msg = "no dead letters"
+		}
+		_, err := fmt.Fprintln(w, msg)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	if dead {
+		fmt.Fprintln(tw, "ID\tAGE\tFROM\tSIZE\tTRIES\tRECIPIENTS\tLAST REPLY")
+	} else {
+		fmt.Fprintln(tw, "ID\tAGE\tFROM\tSIZE\tTRIES\tNEXT\tRECIPIENTS\tLAST REPLY")
+	}
+	for _, m := range msgs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t", m.ID, status.FormatDuration(seconds(m.AgeSeconds)), clip(sender(m.From), 40),
+			status.FormatBytes(m.Size), m.Attempts)
+		if !dead {
+			next := "now"
+			if m.NextInSeconds >= 1 {
+				next = "in " + status.FormatDuration(seconds(m.NextInSeconds))
+			}
+			fmt.Fprintf(tw, "%s\t", next)
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", rcptSummary(m.Recipients), clip(m.LastReply, 60))
+	}
+	return tw.Flush()
+}
+
+func printDetail(w io.Writer, d *admin.Detail) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	line := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s:\t%s\n", k, fmt.Sprintf(format, a...)) }
+	line("id", "%s", d.ID)
+	line("state", "%s", d.State)
+	line("received", "%s (%s ago)", d.Received.Format(time.RFC3339), status.FormatDuration(seconds(d.AgeSeconds)))
+	if !d.Requeued.IsZero() {
+		line("requeued", "%s", d.Requeued.Format(time.RFC3339))
+	}
+	line("from", "%s", sender(d.From))
+	client := d.ClientAddr
+	if d.Helo != "" {
+		client += " (HELO " + d.Helo + ")"
+	}
+	line("client", "%s", client)
+	if d.Device != "" {
+		line("device", "%s", d.Device)
+	}
+	if d.AuthUser != "" {
+		line("auth user", "%s", d.AuthUser)
+	}
+	line("size", "%s", status.FormatBytes(d.Size))
+	attempts := fmt.Sprint(d.Attempts)
+	if d.State == spool.StateQueued {
+		if d.NextInSeconds >= 1 {
+			attempts += ", next in " + status.FormatDuration(seconds(d.NextInSeconds))
+		} else {
+			attempts += ", due now"
+		}
+	}
+	line("attempts", "%s", attempts)
+	if d.LastReply != "" {
+		line("last reply", "%s", d.LastReply)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nrecipients:")
+	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	for _, r := range d.Recipients {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", r.Address, r.State, r.Reply)
+	}
+	tw.Flush()
+	if len(d.History) > 0 {
+		fmt.Fprintln(w, "\nhistory:")
+		tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+		for _, h := range d.History {
+			outcome := h.Outcome
+			if outcome == "" {
+				outcome = "(unknown: interrupted)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", h.At.Format(time.RFC3339), h.Upstream, outcome, h.Reply)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintln(w, "\nheaders:")
+	for _, l := range strings.Split(strings.TrimRight(d.Headers, "\r\n"), "\n") {
+		fmt.Fprintln(w, "  "+printable(strings.TrimRight(l, "\r")))
+	}
+	return nil
+}
+
+// printable replaces control characters: headers come from devices and
+// must not drive the operator's terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || (r >= 0x20 && r != 0x7f && (r < 0x80 || r >= 0xa0)) {
+			return r
+		}
+		return '?'
+	}, s)
+}
+
+func rcptSummary(rs []admin.Recipient) string {
+	if len(rs) == 0 {
+		return "-"
+	}
+	// The first recipient still waiting is the interesting one.
+	first := rs[0]
+	for _, r := range rs {
+		if r.State == spool.RcptPending {
+			first = r
+			break
+		}
+	}
+	s := first.Address
+	if first.State != spool.RcptPending {
+		s += " (" + string(first.State) + ")"
+	}
+	if len(rs) > 1 {
+		s += fmt.Sprintf(" +%d", len(rs)-1)
+	}
+	return s
+}
+
+func sender(from string) string {
+	if from == "" {
+		return "<>"
+	}
+	return from
+}
+
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return status.FormatDuration(now.Sub(t)) + " ago"
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+func count(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// clip shortens s to n runes for a table cell, printable only.
+func clip(s string, n int) string {
+	s = printable(s)
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
