@@ -54,6 +54,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdUpstreamCheck(rest, stdout, stderr)
 	case "send-test":
 		err = cmdSendTest(rest, stdout, stderr)
+	case "status":
+		err = cmdStatus(rest, stdout, stderr)
+	case "queue":
+		err = cmdQueue(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "relaybox %s (%s, %s/%s)\n", version, goVersion(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "-help", "--help":
@@ -86,6 +90,9 @@ commands:
   check-config   [-config FILE]   validate and print the effective config (secrets redacted)
   upstream-check [-config FILE]   connect to each upstream: TLS, verify, EHLO, AUTH; sends nothing
   send-test      -to ADDR [-server HOST:PORT] [-from ADDR]   send one test message
+  status         [-config FILE | -admin HOST:PORT] [-json]   the running daemon's health
+  queue          list|dead|show ID|retry [-force] ID|retry-all|retry-dead|delete ID
+                 [-config FILE | -admin HOST:PORT] [-json]   the running daemon's queue
   version                         print the version
 
 Without -config, relaybox runs on built-in defaults: listen 127.0.0.1:2525,

@@ -7,17 +7,20 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
 
+	"relaybox/internal/admin"
 	"relaybox/internal/config"
 	"relaybox/internal/deliver"
 	"relaybox/internal/policy"
 	"relaybox/internal/smtpd"
 	"relaybox/internal/spool"
+	"relaybox/internal/status"
 )
 
 func cmdRun(args []string, stderr io.Writer) error {
@@ -60,6 +63,9 @@ type daemon struct {
 	sched     *deliver.Scheduler
 	smtp      *smtpd.Server
 	listeners []net.Listener
+	status    *status.Model
+	admin     *http.Server // nil when admin.listen is ""
+	adminL    net.Listener
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -71,6 +77,13 @@ type daemon struct {
 // undoes what it started.
 func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	d = &daemon{cfg: cfg, log: log}
+	var upNames []string
+	for _, u := range cfg.Upstream {
+		upNames = append(upNames, u.Address)
+	}
+	d.status = status.New(status.Options{Upstreams: upNames, Version: version, Warnings: warnings(cfg), Queue: d.queueStats})
+	log = slog.New(d.status.Handler(log.Handler())) // every log record also lands in the ring of recent events
+	d.log = log
 	rules, err := policy.NewRules(cfg.Policy.RecipientDomains)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("policy.recipient_domains: %w", err)}
@@ -117,6 +130,8 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		Notify:       cfg.Queue.Notify,
 		Hostname:     cfg.Hostname,
 		Logger:       log,
+		OnEvent:      func(ev deliver.Event) { d.status.Delivery(ev.Kind) },
+		OnUpstream:   d.status.UpstreamResult,
 	})
 	if err != nil {
 		return nil, err
@@ -133,7 +148,7 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		MaxConnections: cfg.Listen.MaxConnections,
 		IdleTimeout:    cfg.Listen.IdleTimeout.D(),
 		Logger:         log,
-		OnAccepted:     func(*spool.Message) { d.sched.Kick() },
+		OnAccepted:     func(*spool.Message) { d.status.Accepted(); d.sched.Kick() },
 	})
 	if err != nil {
 		return nil, err
@@ -145,6 +160,15 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 			return nil, err
 		}
 		d.listeners = append(d.listeners, l)
+	}
+	adminPass := ""
+	if cfg.Admin.Listen != "" {
+		d.adminL, adminPass, err = admin.Listen(cfg.Admin.Listen, cfg.Admin.PasswordFile)
+		if err != nil {
+			err = fmt.Errorf("%w%s", err, listenHint(err))
+			return nil, err
+		}
+		d.admin = admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Kick, Password: adminPass, Logger: log}).HTTPServer()
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -166,6 +190,17 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		}(l)
 		log.Info("listening", "addr", l.Addr().String())
 	}
+	if d.admin != nil {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			if err := d.admin.Serve(d.adminL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin API stopped", "err", err.Error())
+			}
+		}()
+		log.Info("admin API listening", "addr", d.adminL.Addr().String(), "auth", adminPass != "")
+	}
+	d.status.Started()
 	log.Info("relaybox started", "version", version, "hostname", cfg.Hostname,
 		"upstreams", len(cfg.Upstream), "recipient_domains", strings.Join(cfg.Policy.RecipientDomains, ","))
 	return d, nil
@@ -185,11 +220,15 @@ func listenHint(err error) string {
 // stops delivery and closes the spool.
 func (d *daemon) shutdown() error {
 	d.shutOnce.Do(func() {
+		d.status.Stopping()
 		d.log.Info("shutting down", "grace", d.cfg.Listen.ShutdownGrace.D().String())
 		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Listen.ShutdownGrace.D())
 		defer cancel()
 		if err := d.smtp.Shutdown(ctx); err != nil {
 			d.log.Warn("listener shutdown", "err", err.Error())
+		}
+		if d.admin != nil && d.admin.Shutdown(ctx) != nil {
+			d.admin.Close()
 		}
 		d.cancel()
 		d.wg.Wait()
@@ -203,6 +242,9 @@ func (d *daemon) closeAll() error {
 	for _, l := range d.listeners {
 		_ = l.Close()
 	}
+	if d.adminL != nil {
+		_ = d.adminL.Close() // already closed by Shutdown when it was serving
+	}
 	var errs []error
 	if d.sched != nil {
 		errs = append(errs, d.sched.Close())
@@ -211,4 +253,14 @@ func (d *daemon) closeAll() error {
 		errs = append(errs, d.spool.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// queueStats feeds the status model from the spool's in-memory figures.
+func (d *daemon) queueStats() status.QueueStats {
+	if d.spool == nil {
+		return status.QueueStats{}
+	}
+	s := d.spool.Stats()
+	return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest,
+		Dead: s.Dead, DeadBytes: s.DeadBytes, Quota: int64(d.cfg.Queue.MaxSize)}
 }

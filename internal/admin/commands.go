@@ -1,0 +1,236 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"relaybox/internal/spool"
+	"relaybox/internal/status"
+)
+
+// This file is the command layer: what an operator can ask of the daemon.
+// The HTTP handlers and the serial console both call these methods, so the
+// two can never disagree about what "retry" means.
+
+// ErrNothingToRetry: the message has no recipient a retry could help
+// (every one was refused permanently, or none is left).
+var ErrNothingToRetry = errors.New("admin: nothing to retry")
+
+// headerMax bounds the header block shown by Show: enough for any real
+// header, small enough for a serial console.
+const headerMax = 64 << 10
+
+// Message is one message as the API and the console show it: the envelope
+// and per-recipient state, never the body.
+type Message struct {
+	ID            string      `json:"id"`
+	State         spool.State `json:"state"` // queued | dead
+	Received      time.Time   `json:"received"`
+	AgeSeconds    float64     `json:"age_seconds"`
+	From          string      `json:"from"` // "" is the null sender <>
+	ClientAddr    string      `json:"client_addr,omitempty"`
+	Device        string      `json:"device,omitempty"`
+	Size          int64       `json:"size"`
+	Attempts      int         `json:"attempts"`
+	NextAttempt   time.Time   `json:"next_attempt"`
+	NextInSeconds float64     `json:"next_in_seconds"` // <= 0: due now
+	LastReply     string      `json:"last_reply"`
+	Requeued      time.Time   `json:"requeued,omitzero"`
+	Recipients    []Recipient `json:"recipients"`
+}
+
+// Recipient is one envelope recipient and what happened to it.
+type Recipient struct {
+	Address string          `json:"address"`
+	State   spool.RcptState `json:"state"` // pending | delivered | failed
+	Reply   string          `json:"reply"`
+	Updated time.Time       `json:"updated,omitzero"`
+}
+
+// Detail is Message plus what `queue show` adds: the header block and the
+// attempt history.
+type Detail struct {
+	Message
+	Helo     string          `json:"helo,omitempty"`
+	AuthUser string          `json:"auth_user,omitempty"`
+	Headers  string          `json:"headers"`
+	History  []spool.Attempt `json:"history"`
+}
+
+func (s *Server) view(m *spool.Message, now time.Time) Message {
+	v := Message{
+		ID: m.ID, State: m.State, Received: m.Received, AgeSeconds: max(now.Sub(m.Received).Seconds(), 0),
+		From: m.From, ClientAddr: m.ClientAddr, Device: m.Device, Size: m.Size, Attempts: m.Attempts,
+		NextAttempt: m.NextAttempt, NextInSeconds: m.NextAttempt.Sub(now).Seconds(),
+		LastReply: m.LastReply, Requeued: m.Requeued, Recipients: make([]Recipient, len(m.Recipients)),
+	}
+	for i, r := range m.Recipients {
+		v.Recipients[i] = Recipient{Address: r.Address, State: r.State, Reply: r.Reply, Updated: r.Updated}
+	}
+	return v
+}
+
+// Status returns the status model's snapshot.
+func (s *Server) Status() status.Snapshot { return s.opt.Status.Snapshot() }
+
+// List returns the messages in state (queued or dead), oldest first.
+func (s *Server) List(state spool.State) ([]Message, error) {
+	msgs, err := s.opt.Queue.List(state)
+	if err != nil {
+		return nil, fmt.Errorf("admin: list %s: %w", state, err)
+	}
+	now := s.opt.Now()
+	out := make([]Message, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, s.view(m, now))
+	}
+	return out, nil
+}
+
+// Show returns one message with its header block and history.
+func (s *Server) Show(id string) (*Detail, error) {
+	m, err := s.opt.Queue.Get(id)
+	if err != nil {
+		return nil, fmt.Errorf("admin: show %s: %w", id, err)
+	}
+	hdr, err := s.opt.Queue.Headers(id, headerMax)
+	if err != nil {
+		return nil, fmt.Errorf("admin: headers of %s: %w", id, err)
+	}
+	d := &Detail{Message: s.view(m, s.opt.Now()), Helo: m.Helo, AuthUser: m.AuthUser,
+		Headers: string(hdr), History: append([]spool.Attempt{}, m.History...)}
+	return d, nil
+}
+
+// Retry makes message id due now, whatever its backoff, and wakes the
+// scheduler. A dead message is requeued with a fresh queue.max_age: its
+// recipients that expired or failed for a temporary reason go back to
+// pending. It fails with ErrNothingToRetry when every failed recipient
+// was refused permanently (5xx); ForceRetry requeues those too.
+func (s *Server) Retry(id string) (*spool.Message, error) { return s.retry(id, false) }
+
+// ForceRetry is Retry that also requeues recipients refused with a 5xx
+// reply: for when the cause was on our side (say, missing upstream
+// credentials) and has been fixed.
+func (s *Server) ForceRetry(id string) (*spool.Message, error) { return s.retry(id, true) }
+
+func (s *Server) retry(id string, force bool) (*spool.Message, error) {
+	m, err := s.makeDue(id, force)
+	if errors.Is(err, ErrNothingToRetry) {
+		return nil, err // already names the message and the package
+	}
+	if err != nil {
+		return nil, fmt.Errorf("admin: retry %s: %w", id, err)
+	}
+	s.kick()
+	s.log.Info("admin: retry", "id", id, "state", string(m.State), "pending", len(m.Pending()), "force", force)
+	return m, nil
+}
+
+// makeDue is the spool update behind every retry; it does not kick.
+func (s *Server) makeDue(id string, force bool) (*spool.Message, error) {
+	now := s.opt.Now()
+	return s.opt.Queue.Update(id, func(m *spool.Message) error {
+		if m.State == spool.StateDead {
+			// Runs again if the batch is retried, so it only reads m.
+			n, refusal := 0, ""
+			for i := range m.Recipients {
+				r := &m.Recipients[i]
+				switch {
+				case r.State != spool.RcptFailed:
+				case force || retryable(r.Reply):
+					r.State, r.Updated = spool.RcptPending, now
+					n++
+				case refusal == "":
+					refusal = r.Reply
+				}
+			}
+			if n == 0 {
+				return fmt.Errorf("%w for %s: every recipient was refused for good (%s); fix the cause, then retry with force",
+					ErrNothingToRetry, m.ID, refusal)
+			}
+			m.State, m.Requeued = spool.StateQueued, now
+		} else if len(m.Pending()) == 0 {
+			return fmt.Errorf("%w for %s: no recipient is waiting", ErrNothingToRetry, m.ID)
+		}
+		m.NextAttempt = now
+		return nil
+	})
+}
+
+// retryable: an expired recipient, or one whose last reply was not a 5xx
+// (a temporary reply or a network error), may succeed on a new attempt.
+func retryable(reply string) bool {
+	if strings.HasPrefix(reply, "expired") {
+		return true
+	}
+	return !(len(reply) >= 3 && reply[0] == '5' && isDigit(reply[1]) && isDigit(reply[2]))
+}
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+
+// RetryAll makes every queued message with a waiting recipient due now and
+// wakes the scheduler once. It returns how many it changed.
+func (s *Server) RetryAll() (int, error) {
+	n, err := s.retryState(spool.StateQueued)
+	if err != nil {
+		return n, fmt.Errorf("admin: retry-all: %w", err)
+	}
+	return n, nil
+}
+
+// RetryDead requeues every dead message that Retry would requeue (those
+// with an expired or temporarily failed recipient) and returns how many.
+func (s *Server) RetryDead() (int, error) {
+	n, err := s.retryState(spool.StateDead)
+	if err != nil {
+		return n, fmt.Errorf("admin: retry-dead: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Server) retryState(state spool.State) (int, error) {
+	msgs, err := s.opt.Queue.List(state)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	defer func() {
+		if n > 0 {
+			s.kick()
+		}
+		s.log.Info("admin: retry all", "state", string(state), "messages", n)
+	}()
+	for _, m := range msgs {
+		if state == spool.StateQueued && len(m.Pending()) == 0 {
+			continue
+		}
+		_, err := s.makeDue(m.ID, false)
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, ErrNothingToRetry), errors.Is(err, spool.ErrNotFound):
+			// Delivered, deleted or refused for good since the listing.
+		default:
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Delete removes a message (queued or dead) and its body for good.
+func (s *Server) Delete(id string) error {
+	if err := s.opt.Queue.Delete(id); err != nil {
+		return fmt.Errorf("admin: delete %s: %w", id, err)
+	}
+	s.log.Info("admin: deleted", "id", id)
+	return nil
+}
+
+func (s *Server) kick() {
+	if s.opt.Kick != nil {
+		s.opt.Kick()
+	}
+}

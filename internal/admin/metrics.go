@@ -1,0 +1,92 @@
+package admin
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"relaybox/internal/status"
+)
+
+// metrics writes the Prometheus text exposition format 0.0.4 by hand: a
+// dozen series do not justify a client library in a static binary for a
+// small board. Every figure comes from one status snapshot.
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	snap := s.opt.Status.Snapshot()
+	var b bytes.Buffer
+	writeMetrics(&b, snap)
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	_, _ = w.Write(b.Bytes())
+}
+
+type sample struct {
+	labels string // rendered {k="v"}, or ""
+	value  string
+}
+
+func writeMetrics(b *bytes.Buffer, snap status.Snapshot) {
+	family := func(name, typ, help string, samples ...sample) {
+		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+		for _, sm := range samples {
+			fmt.Fprintf(b, "%s%s %s\n", name, sm.labels, sm.value)
+		}
+	}
+	u := func(v uint64) sample { return sample{value: strconv.FormatUint(v, 10)} }
+	i := func(v int64) sample { return sample{value: strconv.FormatInt(v, 10)} }
+	c := snap.Counters
+	family("relaybox_messages_accepted_total", "counter", "Messages accepted from devices and committed to the spool.", u(c.Accepted))
+	family("relaybox_messages_delivered_total", "counter", "Message deliveries the upstream relay accepted.", u(c.Delivered))
+	family("relaybox_messages_deferred_total", "counter", "Delivery attempts that ended in a temporary failure (retried later).", u(c.Deferred))
+	family("relaybox_messages_failed_total", "counter", "Deliveries refused for good by the upstream relay.", u(c.Failed))
+	family("relaybox_messages_expired_total", "counter", "Messages dead-lettered after queue.max_age.", u(c.Expired))
+
+	q := snap.Queue
+	family("relaybox_queue_messages", "gauge", "Messages waiting in the spool (not dead).", i(int64(q.Messages)))
+	family("relaybox_queue_bytes", "gauge", "Body bytes of the messages waiting in the spool.", i(q.Bytes))
+	family("relaybox_queue_oldest_age_seconds", "gauge", "Age of the oldest waiting message; 0 when the queue is empty.",
+		sample{value: formatFloat(q.OldestAgeSeconds)})
+	family("relaybox_queue_quota_bytes", "gauge", "The spool quota (queue.max_size); 0 = unlimited.", i(q.Quota))
+	family("relaybox_dead_messages", "gauge", "Messages on the dead-letter list.", i(int64(q.Dead)))
+	family("relaybox_dead_bytes", "gauge", "Body bytes of the messages on the dead-letter list.", i(q.DeadBytes))
+
+	var up, fails, last []sample
+	for _, us := range snap.Upstreams {
+		l := labels("upstream", us.Name)
+		v := "0"
+		if us.Up {
+			v = "1"
+		}
+		up = append(up, sample{l, v})
+		fails = append(fails, sample{l, strconv.Itoa(us.ConsecutiveFailures)})
+		ts := "0"
+		if !us.LastSuccess.IsZero() {
+			ts = formatFloat(float64(us.LastSuccess.UnixMilli()) / 1000)
+		}
+		last = append(last, sample{l, ts})
+	}
+	family("relaybox_upstream_up", "gauge", "1 if the upstream relay's last result was a success (or it has not been tried), else 0.", up...)
+	family("relaybox_upstream_consecutive_failures", "gauge", "Failures of the upstream relay since its last success.", fails...)
+	family("relaybox_upstream_last_success_timestamp_seconds", "gauge", "Unix time of the upstream relay's last success; 0 = never.", last...)
+
+	var states []sample
+	for _, st := range status.States() {
+		v := "0"
+		if st == snap.State {
+			v = "1"
+		}
+		states = append(states, sample{labels("state", string(st)), v})
+	}
+	family("relaybox_state", "gauge", "Overall state: 1 for the current one.", states...)
+	family("relaybox_info", "gauge", "Build information.", sample{labels("version", snap.Version), "1"})
+}
+
+func formatFloat(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// labelEscaper implements the text format's label value escaping.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+func labels(name, value string) string {
+	return "{" + name + `="` + labelEscaper.Replace(value) + `"}`
+}

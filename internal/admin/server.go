@@ -1,0 +1,239 @@
+// Package admin is relaybox's local HTTP API (/healthz, /metrics, /api/...)
+// and the command layer behind it, which the serial console shares. It also
+// holds the Client the CLI's status and queue commands use.
+//
+// Authentication is HTTP basic auth with one shared password (any user
+// name) when admin.password_file is set. Over plain HTTP on a LAN that is
+// the honest minimum: it keeps out the curious, not someone sniffing the
+// wire. /healthz stays open so monitoring needs no secret.
+package admin
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"relaybox/internal/spool"
+	"relaybox/internal/status"
+)
+
+// Queue is what the admin layer needs of the spool; *spool.Spool has it.
+type Queue interface {
+	Get(id string) (*spool.Message, error)
+	List(state spool.State) ([]*spool.Message, error)
+	Update(id string, fn func(*spool.Message) error) (*spool.Message, error)
+	Delete(id string) error
+	Headers(id string, max int) ([]byte, error)
+}
+
+var _ Queue = (*spool.Spool)(nil)
+
+// Options configure NewServer.
+type Options struct {
+	Status   *status.Model
+	Queue    Queue
+	Kick     func()           // wakes the scheduler after a retry; may be nil
+	Now      func() time.Time // default time.Now
+	Password string           // "" = no authentication
+	Logger   *slog.Logger     // default discard
+}
+
+// Server is the admin HTTP API and command layer. It implements
+// http.Handler.
+type Server struct {
+	opt     Options
+	log     *slog.Logger
+	mux     *http.ServeMux
+	passSum [sha256.Size]byte
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// NewServer builds the server. Status and Queue are required.
+func NewServer(opt Options) *Server {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opt: opt, log: opt.Logger, mux: http.NewServeMux()}
+	if opt.Password != "" {
+		s.passSum = sha256.Sum256([]byte(opt.Password))
+	}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /metrics", s.auth(s.metrics))
+	s.mux.HandleFunc("GET /api/status", s.auth(s.apiStatus))
+	s.mux.HandleFunc("GET /api/events", s.auth(s.apiEvents))
+	s.mux.HandleFunc("GET /api/queue", s.auth(s.apiList(spool.StateQueued)))
+	s.mux.HandleFunc("GET /api/dead", s.auth(s.apiList(spool.StateDead)))
+	s.mux.HandleFunc("GET /api/queue/{id}", s.auth(s.apiShow))
+	s.mux.HandleFunc("POST /api/queue/{id}/retry", s.auth(s.apiRetry))
+	s.mux.HandleFunc("POST /api/queue/retry-all", s.auth(s.apiRetryAll))
+	s.mux.HandleFunc("POST /api/dead/retry-all", s.auth(s.apiRetryDead))
+	s.mux.HandleFunc("DELETE /api/queue/{id}", s.auth(s.apiDelete))
+	s.mux.HandleFunc("/api/", s.auth(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
+	}))
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	s.mux.ServeHTTP(w, r)
+}
+
+// HTTPServer wraps the handler with timeouts fit for a small box: a slow
+// or stuck client cannot hold connections open for ever.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// auth wraps h with basic auth when a password is set. The user name is
+// ignored; the password is compared in constant time (of equal-length
+// hashes, so its length does not leak either).
+func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
+	if s.opt.Password == "" {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		_, pass, ok := r.BasicAuth()
+		sum := sha256.Sum256([]byte(pass))
+		if !ok || subtle.ConstantTimeCompare(sum[:], s.passSum[:]) != 1 {
+			if ok {
+				s.log.Warn("admin: wrong password", "remote", r.RemoteAddr, "path", r.URL.Path)
+			}
+			w.Header().Set("WWW-Authenticate", `Basic realm="relaybox", charset="UTF-8"`)
+			writeError(w, http.StatusUnauthorized, "authentication required: use the password in admin.password_file")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// healthz is for load balancers and monitoring: 200 while mail flows
+// (ok or degraded), 503 otherwise. The reason is in the body.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	snap := s.opt.Status.Snapshot()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	code := http.StatusServiceUnavailable
+	if snap.State == status.OK || snap.State == status.Degraded {
+		code = http.StatusOK
+	}
+	w.WriteHeader(code)
+	body := string(snap.State)
+	if snap.State != status.OK && snap.Reason != "" {
+		body += ": " + snap.Reason
+	}
+	_, _ = w.Write([]byte(body + "\n"))
+}
+
+func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.opt.Status.Snapshot())
+}
+
+// apiEvents returns the ring of recent log events, newest last.
+func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"events": s.opt.Status.Recent(0)})
+}
+
+func (s *Server) apiList(state spool.State) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		msgs, err := s.List(state)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"messages": msgs})
+	}
+}
+
+func (s *Server) apiShow(w http.ResponseWriter, r *http.Request) {
+	d, err := s.Show(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// apiRetry: ?force=1 also requeues recipients refused with a 5xx.
+func (s *Server) apiRetry(w http.ResponseWriter, r *http.Request) {
+	retry := s.Retry
+	if f := r.URL.Query().Get("force"); f == "1" || f == "true" {
+		retry = s.ForceRetry
+	}
+	m, err := retry(r.PathValue("id"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(m, s.opt.Now()))
+}
+
+func (s *Server) apiRetryAll(w http.ResponseWriter, r *http.Request) {
+	n, err := s.RetryAll()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"retried": n})
+}
+
+func (s *Server) apiRetryDead(w http.ResponseWriter, r *http.Request) {
+	n, err := s.RetryDead()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"retried": n})
+}
+
+func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.Delete(id); err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"deleted": id})
+}
+
+// fail maps a command error to a status code. Errors from the spool carry
+// no secrets and no message content, so the text is safe to return.
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, spool.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, ErrNothingToRetry):
+		writeError(w, http.StatusConflict, err.Error())
+	default:
+		s.log.Error("admin: request failed", "err", err)
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

@@ -1,0 +1,420 @@
+// Package status is relaybox's one health model. Every subsystem reports
+// into it (the scheduler's upstream results and message events, the
+// listener's accepts, spool errors) and every reader (LED, serial console,
+// admin API, /metrics) reads a Snapshot of it, so no reader computes health
+// on its own and they can never disagree.
+//
+// The overall state is derived when a Snapshot is taken, from the reports
+// and the queue figures at that moment, so time-based rules ("no upstream
+// took mail for 30m") need no timer.
+package status
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// State is the overall health of the relay.
+type State string
+
+const (
+	Starting State = "starting"
+	OK       State = "ok"
+	Degraded State = "degraded"
+	Failing  State = "failing"
+	Stopping State = "stopping"
+)
+
+// States lists every state in a stable order (for /metrics, which writes a
+// 0 or 1 sample for each).
+func States() []State { return []State{Starting, OK, Degraded, Failing, Stopping} }
+
+// Upstream is what the model knows about one upstream relay.
+type Upstream struct {
+	Name                string    `json:"name"`
+	Up                  bool      `json:"up"` // false while its last result was a failure
+	LastSuccess         time.Time `json:"last_success,omitzero"`
+	LastFailure         time.Time `json:"last_failure,omitzero"`
+	LastError           string    `json:"last_error,omitempty"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	FailingSince        time.Time `json:"failing_since,omitzero"` // first failure of the current streak
+}
+
+// QueueStats are the spool figures, supplied by Options.Queue.
+type QueueStats struct {
+	Messages         int       `json:"messages"` // queued, not dead
+	Bytes            int64     `json:"bytes"`
+	Oldest           time.Time `json:"oldest,omitzero"` // Received of the oldest queued message
+	OldestAgeSeconds float64   `json:"oldest_age_seconds"`
+	Dead             int       `json:"dead"`
+	DeadBytes        int64     `json:"dead_bytes"`
+	Quota            int64     `json:"quota"` // queue.max_size; 0 = unlimited
+}
+
+// Counters count message events since the daemon started.
+type Counters struct {
+	Accepted  uint64 `json:"accepted"`
+	Delivered uint64 `json:"delivered"`
+	Deferred  uint64 `json:"deferred"`
+	Failed    uint64 `json:"failed"`
+	Expired   uint64 `json:"expired"`
+}
+
+// Snapshot is the model at one moment.
+type Snapshot struct {
+	State      State      `json:"state"`
+	Reason     string     `json:"reason,omitempty"` // a sentence for a technician
+	Since      time.Time  `json:"since"`            // when State was first seen
+	Upstreams  []Upstream `json:"upstreams"`
+	NoUpstream bool       `json:"no_upstream"` // none configured: mail is held
+	Queue      QueueStats `json:"queue"`
+	Counters   Counters   `json:"counters"`
+	Warnings   []string   `json:"warnings,omitempty"` // standing configuration warnings
+	Version    string     `json:"version"`
+	Started    time.Time  `json:"started,omitzero"`
+	Now        time.Time  `json:"now"` // the daemon's clock, so readers compute ages like it does
+}
+
+// Options configure New. Zero values take the documented defaults.
+type Options struct {
+	Now       func() time.Time  // default time.Now
+	Upstreams []string          // configured upstream names, in order; empty = mail is held
+	Queue     func() QueueStats // spool figures; nil = empty queue
+	Version   string
+	// Warnings are standing configuration warnings (an insecure upstream,
+	// no recipient domains) that every reader should show.
+	Warnings []string
+	// DegradedAfter consecutive failures of one upstream make the relay
+	// degraded (default 1).
+	DegradedAfter int
+	// FailingAfter: mail queued and no upstream success for this long, or
+	// mail held this long with no upstream configured, is failing
+	// (default 30m).
+	FailingAfter time.Duration
+	RingSize     int // recent log events kept (default 300)
+}
+
+// quotaFailingPercent is how full the spool may get before the relay is
+// failing: beyond it devices are about to get 452 for every message.
+const quotaFailingPercent = 95
+
+// Model is the health model. Its methods are safe for concurrent use.
+type Model struct {
+	opt Options
+
+	mu        sync.Mutex
+	started   bool
+	stopping  bool
+	startedAt time.Time
+	spoolErr  string
+	spoolAt   time.Time
+	ups       []Upstream
+	counters  Counters
+	state     State
+	since     time.Time
+	ring      []Event
+	ringNext  int // where the next event goes
+	ringLen   int
+}
+
+// New builds a Model in the starting state.
+func New(opt Options) *Model {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.DegradedAfter <= 0 {
+		opt.DegradedAfter = 1
+	}
+	if opt.FailingAfter <= 0 {
+		opt.FailingAfter = 30 * time.Minute
+	}
+	if opt.RingSize <= 0 {
+		opt.RingSize = 300
+	}
+	opt.Warnings = append([]string(nil), opt.Warnings...)
+	m := &Model{opt: opt, state: Starting, since: opt.Now(), ring: make([]Event, opt.RingSize)}
+	for _, name := range opt.Upstreams {
+		m.ups = append(m.ups, Upstream{Name: name, Up: true})
+	}
+	return m
+}
+
+// Started marks the daemon as up: listeners open, delivery running.
+func (m *Model) Started() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.started = true
+	m.startedAt = m.opt.Now()
+}
+
+// Stopping marks the daemon as shutting down; the state stays stopping.
+func (m *Model) Stopping() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stopping = true
+}
+
+// Accepted counts one message committed to the spool.
+func (m *Model) Accepted() {
+	m.mu.Lock()
+	m.counters.Accepted++
+	m.mu.Unlock()
+}
+
+// Delivery counts one message event by the scheduler's kind: sent,
+// deferred, failed or expired. Other kinds are ignored.
+func (m *Model) Delivery(kind string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch kind {
+	case "sent":
+		m.counters.Delivered++
+	case "deferred":
+		m.counters.Deferred++
+	case "failed":
+		m.counters.Failed++
+	case "expired":
+		m.counters.Expired++
+	}
+}
+
+// UpstreamResult records the outcome of using upstream name: nil means it
+// worked (even if it refused a recipient), an error means it could not be
+// used. An unknown name is added, so the model never drops a report.
+func (m *Model) UpstreamResult(name string, err error) {
+	now := m.opt.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := m.upstream(name)
+	if err == nil {
+		u.Up, u.LastSuccess, u.ConsecutiveFailures, u.FailingSince = true, now, 0, time.Time{}
+		return
+	}
+	if u.ConsecutiveFailures == 0 {
+		u.FailingSince = now
+	}
+	u.Up, u.LastFailure, u.LastError = false, now, errText(err)
+	u.ConsecutiveFailures++
+}
+
+func (m *Model) upstream(name string) *Upstream {
+	for i := range m.ups {
+		if m.ups[i].Name == name {
+			return &m.ups[i]
+		}
+	}
+	m.ups = append(m.ups, Upstream{Name: name, Up: true})
+	return &m.ups[len(m.ups)-1]
+}
+
+// errText prefers the bare SMTP reply ("421 4.7.0 try later") when the
+// error offers one (deliver.Error does), since the upstream's name is
+// shown beside it anyway.
+func errText(err error) string {
+	var r interface{ Reply() string }
+	if errors.As(err, &r) {
+		if s := r.Reply(); s != "" {
+			return oneLine(s)
+		}
+	}
+	return oneLine(err.Error())
+}
+
+// SpoolError makes the relay failing until SpoolOK: mail cannot be kept
+// safe, so devices are being refused.
+func (m *Model) SpoolError(err error) {
+	if err == nil {
+		m.SpoolOK()
+		return
+	}
+	now := m.opt.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.spoolErr == "" {
+		m.spoolAt = now
+	}
+	m.spoolErr = oneLine(err.Error())
+}
+
+// SpoolOK clears a spool error after a successful spool write.
+func (m *Model) SpoolOK() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.spoolErr, m.spoolAt = "", time.Time{}
+}
+
+// Snapshot evaluates the state now and returns a copy of the model.
+func (m *Model) Snapshot() Snapshot {
+	var q QueueStats
+	if m.opt.Queue != nil {
+		// Outside the lock: the queue function takes the spool's own lock.
+		q = m.opt.Queue()
+	}
+	now := m.opt.Now()
+	if !q.Oldest.IsZero() {
+		q.OldestAgeSeconds = max(now.Sub(q.Oldest).Seconds(), 0)
+	} else {
+		q.OldestAgeSeconds = 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	state, reason := m.evaluate(now, q)
+	if state != m.state {
+		m.state, m.since = state, now
+	}
+	return Snapshot{
+		State:      state,
+		Reason:     reason,
+		Since:      m.since,
+		Upstreams:  append([]Upstream{}, m.ups...),
+		NoUpstream: len(m.opt.Upstreams) == 0,
+		Queue:      q,
+		Counters:   m.counters,
+		Warnings:   append([]string(nil), m.opt.Warnings...),
+		Version:    m.opt.Version,
+		Started:    m.startedAt,
+		Now:        now,
+	}
+}
+
+// evaluate applies the state rules; m.mu is held. When several causes
+// apply, the reason names each, worst first.
+func (m *Model) evaluate(now time.Time, q QueueStats) (State, string) {
+	switch {
+	case m.stopping:
+		return Stopping, "shutting down"
+	case !m.started:
+		return Starting, "starting up"
+	}
+	var failing, degraded []string
+	if m.spoolErr != "" {
+		failing = append(failing, fmt.Sprintf("spool error for %s: %s; new mail is refused with 451 (check the disk holding data_dir)",
+			FormatDuration(now.Sub(m.spoolAt)), m.spoolErr))
+	}
+	if used := q.Bytes + q.DeadBytes; q.Quota > 0 && used*100 >= q.Quota*quotaFailingPercent {
+		failing = append(failing, fmt.Sprintf("spool %d%% full (%s of %s): new mail is refused with 452 at the limit; delete dead letters or get the upstream working",
+			used*100/q.Quota, FormatBytes(used), FormatBytes(q.Quota)))
+	}
+	noUpstream := len(m.opt.Upstreams) == 0
+	if q.Messages > 0 {
+		age := now.Sub(q.Oldest)
+		switch {
+		case noUpstream && !q.Oldest.IsZero() && age >= m.opt.FailingAfter:
+			failing = append(failing, fmt.Sprintf("no upstream configured: %s held, the oldest for %s; add an [[upstream]] to the config",
+				plural(q.Messages, "message"), FormatDuration(age)))
+		case noUpstream:
+			degraded = append(degraded, fmt.Sprintf("no upstream configured: %s held until one is added to the config",
+				plural(q.Messages, "message")))
+		default:
+			// Mail has been waiting at least this long with nothing taken
+			// upstream: counting from the oldest message (or the start)
+			// keeps a quiet week without mail from looking like an outage.
+			ref := m.startedAt
+			if q.Oldest.After(ref) {
+				ref = q.Oldest
+			}
+			for _, u := range m.ups {
+				if u.LastSuccess.After(ref) {
+					ref = u.LastSuccess
+				}
+			}
+			if d := now.Sub(ref); d >= m.opt.FailingAfter {
+				failing = append(failing, fmt.Sprintf("no upstream has taken mail for %s while %s wait%s",
+					FormatDuration(d), plural(q.Messages, "message"), m.lastErrorClause()))
+			}
+		}
+	}
+	for _, u := range m.ups {
+		if u.ConsecutiveFailures >= m.opt.DegradedAfter {
+			degraded = append(degraded, fmt.Sprintf("upstream %s failing for %s: %s",
+				u.Name, FormatDuration(now.Sub(u.FailingSince)), u.LastError))
+		}
+	}
+	switch {
+	case len(failing) > 0:
+		return Failing, strings.Join(append(failing, degraded...), "; ")
+	case len(degraded) > 0:
+		return Degraded, strings.Join(degraded, "; ")
+	case noUpstream:
+		return OK, "no upstream configured: mail will be held"
+	}
+	return OK, ""
+}
+
+// lastErrorClause names the most recent upstream failure, if any.
+func (m *Model) lastErrorClause() string {
+	var last *Upstream
+	for i := range m.ups {
+		u := &m.ups[i]
+		if u.LastError != "" && (last == nil || u.LastFailure.After(last.LastFailure)) {
+			last = u
+		}
+	}
+	if last == nil {
+		return ""
+	}
+	return fmt.Sprintf("; last error from %s: %s", last.Name, last.LastError)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// FormatDuration renders a duration the way a technician says it: "45s",
+// "12m", "3h5m", "2d4h".
+func FormatDuration(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 24*time.Hour:
+		h, mins := int(d/time.Hour), int(d%time.Hour/time.Minute)
+		if mins == 0 {
+			return fmt.Sprintf("%dh", h)
+		}
+		return fmt.Sprintf("%dh%dm", h, mins)
+	}
+	days, h := int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour)
+	if h == 0 {
+		return fmt.Sprintf("%dd", days)
+	}
+	return fmt.Sprintf("%dd%dh", days, h)
+}
+
+// FormatBytes renders a byte count in binary units, as queue.max_size is
+// written: "512 B", "12.3 KiB", "1.0 GiB".
+func FormatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit && exp < 4; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// oneLine keeps a reply on one line, since readers print it in tables and
+// on a serial terminal.
+// Control characters become spaces: a device-supplied string must not
+// drive a terminal.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, s)), " ")
+}
