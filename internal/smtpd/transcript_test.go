@@ -27,6 +27,7 @@ import (
 //	X: cut                    (client closes the connection)
 //	= queued 1                (after the dialog: committed messages in the spool)
 //	= body-contains "text"    (every queued body contains text)
+//	= crlf-only               (no queued body holds a bare CR or bare LF)
 //
 // Each runs against a real listener on 127.0.0.1 and a real spool.
 
@@ -41,6 +42,7 @@ type transcriptConfig struct {
 	sender     string
 	queued     int
 	bodyChecks []string
+	crlfOnly   bool
 }
 
 func TestTranscripts(t *testing.T) {
@@ -133,6 +135,15 @@ func runTranscript(t *testing.T, file string) {
 	}
 	for _, m := range msgs {
 		body := readBody(t, sp, m.ID)
+		if cfg.crlfOnly {
+			for i := 0; i < len(body); i++ {
+				if (body[i] == '\r' && (i+1 == len(body) || body[i+1] != '\n')) ||
+					(body[i] == '\n' && (i == 0 || body[i-1] != '\r')) {
+					t.Errorf("message %s: bare CR or LF at byte %d: %q", m.ID, i, body[max(0, i-20):min(len(body), i+20)])
+					break
+				}
+			}
+		}
 		for _, want := range cfg.bodyChecks {
 			if !strings.Contains(body, want) {
 				t.Errorf("message %s body lacks %q:\n%s", m.ID, want, body)
@@ -165,6 +176,8 @@ func applySetting(t *testing.T, c *transcriptConfig, s string) {
 		c.sender = val
 	case "queued":
 		c.queued = int(atoi())
+	case "crlf-only":
+		c.crlfOnly = true
 	case "body-contains":
 		v, err := strconv.Unquote(val)
 		if err != nil {
