@@ -147,6 +147,7 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		MaxRecipients:  cfg.Listen.MaxRecipients,
 		MaxConnections: cfg.Listen.MaxConnections,
 		IdleTimeout:    cfg.Listen.IdleTimeout.D(),
+		Auth:           authOptions(cfg.Auth),
 		Logger:         log,
 		OnAccepted:     func(*spool.Message) { d.status.Accepted(); d.sched.Kick() },
 	})
@@ -263,4 +264,14 @@ func (d *daemon) queueStats() status.QueueStats {
 	s := d.spool.Stats()
 	return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest,
 		Dead: s.Dead, DeadBytes: s.DeadBytes, Quota: int64(d.cfg.Queue.MaxSize)}
+}
+
+// authOptions turns auth.* into the listener's form (smtpd does not import
+// config).
+func authOptions(a config.Auth) smtpd.AuthOptions {
+	users := make(map[string][]byte, len(a.Users))
+	for _, u := range a.Users {
+		users[u.Name] = []byte(u.PasswordHash)
+	}
+	return smtpd.AuthOptions{Mode: a.Mode, Users: users}
 }

@@ -34,6 +34,8 @@ type keyScanner struct {
 	last  map[string]int // current element index of each array of tables, by plain path
 }
 
+const maxKeyDepth = 16
+
 // pathSeg is one key segment; idx >= 0 marks an element of an array.
 type pathSeg struct {
 	name string
@@ -80,6 +82,10 @@ func (s *keyScanner) skipSpace(nl bool) {
 func (s *keyScanner) record(path []pathSeg, line int) { s.recordAs(path, line, false) }
 
 func (s *keyScanner) recordAs(path []pathSeg, line int, elem bool) {
+	// No relaybox key is this deep; the cap keeps hostile nesting linear.
+	if len(path) > maxKeyDepth {
+		return
+	}
 	names := make(toml.Key, len(path))
 	var b strings.Builder
 	for i, p := range path {
@@ -103,7 +109,7 @@ func (s *keyScanner) recordAs(path []pathSeg, line int, elem bool) {
 // recordPrefixes records every prefix of path, so implicit tables created
 // by dotted keys ("listen.smtp = ...") have a line too.
 func (s *keyScanner) recordPrefixes(path []pathSeg, line int) {
-	for i := 1; i <= len(path); i++ {
+	for i := 1; i <= len(path) && i <= maxKeyDepth; i++ {
 		s.record(path[:i], line)
 	}
 }
@@ -147,6 +153,9 @@ func (s *keyScanner) document() {
 // resolve turns a header's names into a path, giving each array-of-tables
 // prefix its current element index; a [[header]] starts a new element.
 func (s *keyScanner) resolve(names []string, array bool) []pathSeg {
+	if len(names) > maxKeyDepth+1 {
+		names = names[:maxKeyDepth+1] // too deep to record; keeps this linear
+	}
 	path := make([]pathSeg, 0, len(names))
 	for i, n := range names {
 		path = append(path, pathSeg{name: n, idx: -1})
@@ -224,7 +233,14 @@ func (s *keyScanner) keyValue(table []pathSeg) {
 		return
 	}
 	path := append(append([]pathSeg(nil), table...), segs(names)...)
-	s.recordPrefixes(path, line)
+	if len(path) > maxKeyDepth+1 {
+		// Past the cap nothing is recorded; a short path keeps each level
+		// of hostile nesting from copying all the levels above it.
+		path = path[:maxKeyDepth+1]
+	}
+	for i := len(table) + 1; i <= len(path) && i <= maxKeyDepth; i++ {
+		s.record(path[:i], line) // the table itself is recorded already
+	}
 	s.skipSpace(false)
 	if s.eof() || s.src[s.pos] != '=' {
 		return
@@ -294,8 +310,8 @@ func (s *keyScanner) literalString() {
 	}
 }
 
-// multiline skips a """ or ''' string, which may end with up to two extra
-// quote characters that belong to the content.
+// multiline skips a triple-quoted string, which may end with up to two
+// extra quote characters that belong to the content.
 func (s *keyScanner) multiline(delim string, escapes bool) {
 	s.advance(3)
 	for !s.eof() {

@@ -145,6 +145,11 @@ func decodeError(err error, name string, data []byte) error {
 		if pe.LastKey == "" {
 			e.Msg = "TOML syntax: " + pe.Message
 		}
+		// An error found at a newline ("[listen" then Enter) is reported on
+		// the next line by the library; the admin's mistake is on this one.
+		if st := pe.Position.Start; st >= 0 && st < len(data) && data[st] == '\n' {
+			e.Line = 1 + strings.Count(string(data[:st]), "\n")
+		}
 		// A value error (Size, Duration) names the key without array
 		// indices; the line tells which element it was.
 		if e.Line > 0 && e.Key != "" {
@@ -246,7 +251,7 @@ func unknownMsg(plain string, known map[string]keyKind) string {
 		sort.Strings(elsewhere)
 		return fmt.Sprintf("unknown key here; %s belongs in %s: is a table header missing above it?", leaf, strings.Join(elsewhere, " or "))
 	}
-	return "unknown key; remove it or check the spelling against testdata/config/full.toml"
+	return "unknown key; remove it or fix the spelling (`relaybox check-config` prints every key)"
 }
 
 func splitLast(k string) (parent, leaf string) {

@@ -85,14 +85,14 @@ func (c Config) problems(intSize int) []*Error {
 
 // checkHostPort requires "host:port" with a numeric port 1-65535; an empty
 // host (":25", all interfaces) is allowed only when emptyHost is set.
-func checkHostPort(p *problems, key, addr string, emptyHost bool) {
+func checkHostPort(p *problems, key, addr string, emptyHost bool, example string) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		p.add(key, "%q is not host:port; write e.g. \"0.0.0.0:25\" or \"[::1]:25\"", addr)
+		p.add(key, "%q is not host:port; write e.g. %q", addr, example)
 		return
 	}
 	if host == "" && !emptyHost {
-		p.add(key, "%q has no host; write e.g. \"smtp.example.edu:587\"", addr)
+		p.add(key, "%q has no host; write e.g. %q", addr, example)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		p.add(key, "%q: port %q must be a number from 1 to 65535", addr, port)
@@ -104,7 +104,7 @@ func (l Listen) check(p *problems) {
 		p.add("listen.smtp", "is empty; list at least one address to listen on, e.g. [\"0.0.0.0:25\"]")
 	}
 	for i, a := range l.SMTP {
-		checkHostPort(p, fmt.Sprintf("listen.smtp[%d]", i), a, true)
+		checkHostPort(p, fmt.Sprintf("listen.smtp[%d]", i), a, true, "0.0.0.0:25")
 	}
 	if len(l.AllowedNetworks) == 0 {
 		p.add("listen.allowed_networks", "is empty, so every client would be refused; list your devices' networks, e.g. [\"192.168.1.0/24\"]")
@@ -256,7 +256,7 @@ func (u Upstream) check(p *problems, key string) {
 	if u.Address == "" {
 		p.add(key+".address", "is required; write the campus relay as host:port, e.g. \"smtp.example.edu:587\"")
 	} else {
-		checkHostPort(p, key+".address", u.Address, false)
+		checkHostPort(p, key+".address", u.Address, false, "smtp.example.edu:587")
 	}
 	switch u.TLS {
 	case "", TLSStartTLS, TLSImplicit:
@@ -324,7 +324,7 @@ func (d Delivery) check(p *problems) {
 func (a Admin) check(p *problems) {
 	if a.Listen != "" {
 		before := len(*p)
-		checkHostPort(p, "admin.listen", a.Listen, true)
+		checkHostPort(p, "admin.listen", a.Listen, true, "127.0.0.1:8025")
 		if len(*p) == before && a.PasswordFile == "" && !isLoopbackHost(a.Listen) {
 			p.add("admin.password_file", "admin.listen %s is reachable from the LAN; set admin.password_file (or listen on 127.0.0.1)", a.Listen)
 		}

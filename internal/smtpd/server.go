@@ -39,6 +39,7 @@ type Options struct {
 	IdleTimeout    time.Duration
 	Now            func() time.Time
 	Logger         *slog.Logger
+	Auth           AuthOptions // device AUTH; the zero value is mode off
 	// OnAccepted runs after a message is committed (wake the scheduler,
 	// count it). It must not block.
 	OnAccepted func(*spool.Message)
@@ -49,6 +50,7 @@ type Server struct {
 	opt  Options
 	smtp *smtp.Server
 	log  *slog.Logger
+	auth *authenticator
 
 	// inData counts sessions inside DATA, so Shutdown can wait for their
 	// commits before the caller closes the spool.
@@ -75,8 +77,15 @@ func New(opt Options) (*Server, error) {
 	if opt.Hostname == "" {
 		opt.Hostname = "relaybox"
 	}
-	s := &Server{opt: opt, log: opt.Logger}
+	auth, err := newAuthenticator(opt.Auth)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opt: opt, log: opt.Logger, auth: auth}
 	srv := smtp.NewServer(&backend{s: s})
+	// The LAN listener is plaintext by design and devices send their
+	// credentials in clear; without this go-smtp refuses AUTH with 523.
+	srv.AllowInsecureAuth = true
 	srv.Domain = opt.Hostname
 	srv.MaxMessageBytes = opt.MaxMessageSize
 	srv.MaxRecipients = opt.MaxRecipients

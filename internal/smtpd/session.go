@@ -20,6 +20,7 @@ type session struct {
 	conn   *smtp.Conn
 	client netip.Addr
 	helo   string // sanitised: safe for logs and the Received header
+	auth   authState
 
 	from    string
 	hasFrom bool
@@ -45,6 +46,9 @@ func (se *session) Logout() error { return nil }
 
 // Mail implements smtp.Session.
 func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+	if se.auth.dropped {
+		return errDropped
+	}
 	se.Reset()
 	addr, err := policy.ParseSender(from)
 	if err != nil {
@@ -100,6 +104,7 @@ func (se *session) Data(r io.Reader) error {
 		Helo:       se.helo,
 		From:       se.from,
 		Recipients: se.rcpts,
+		AuthUser:   se.auth.user,
 	})
 	if err != nil {
 		return se.storeError("", err)

@@ -1,0 +1,263 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodHash = "$2b$10$nRwEHKsFZCJ1zGcJ0FNaFwEaDPjzQNlVLWtKGFY90m54skdVdIk9p"
+
+// validBase is Default plus one upstream and a domain: what a real box runs.
+func validBase() Config {
+	c := Default()
+	c.Policy.RecipientDomains = []string{"example.edu"}
+	c.Upstream = []Upstream{{Address: "smtp.example.edu:587", TLS: TLSStartTLS}}
+	return c
+}
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+	if err := validBase().Validate(); err != nil {
+		t.Fatalf("validBase().Validate() = %v", err)
+	}
+	if got := Default().SpoolPath(); got != filepath.Join("relaybox-data", "spool.db") {
+		t.Errorf("SpoolPath() = %q", got)
+	}
+}
+
+// problemsOf returns the *Error values inside a Validate result.
+func problemsOf(err error) []*Error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []*Error
+		for _, e := range j.Unwrap() {
+			out = append(out, problemsOf(e)...)
+		}
+		return out
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return []*Error{e}
+	}
+	return nil
+}
+
+func TestValidateRules(t *testing.T) {
+	dir := t.TempDir()
+	existing := filepath.Join(dir, "exists.pem")
+	if err := os.WriteFile(existing, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.pem")
+
+	tests := []struct {
+		name    string
+		mutate  func(c *Config)
+		key     string // the key the error must name
+		wantMsg string // substring of the message
+	}{
+		{"empty hostname", func(c *Config) { c.Hostname = "" }, "hostname", "set the name"},
+		{"empty data_dir", func(c *Config) { c.DataDir = "" }, "data_dir", "spool.db"},
+		{"no listen address", func(c *Config) { c.Listen.SMTP = nil }, "listen.smtp", "at least one"},
+		{"listen without port", func(c *Config) { c.Listen.SMTP = []string{"127.0.0.1:2525", "0.0.0.0"} }, "listen.smtp[1]", "not host:port"},
+		{"listen port zero", func(c *Config) { c.Listen.SMTP = []string{"127.0.0.1:0"} }, "listen.smtp[0]", "1 to 65535"},
+		{"listen port too big", func(c *Config) { c.Listen.SMTP = []string{"127.0.0.1:70000"} }, "listen.smtp[0]", "1 to 65535"},
+		{"listen port by name", func(c *Config) { c.Listen.SMTP = []string{"127.0.0.1:smtp"} }, "listen.smtp[0]", "must be a number"},
+		{"no networks", func(c *Config) { c.Listen.AllowedNetworks = []string{} }, "listen.allowed_networks", "every client would be refused"},
+		{"bare IPv4", func(c *Config) { c.Listen.AllowedNetworks = []string{"10.0.0.5"} }, "listen.allowed_networks[0]", `write "10.0.0.5/32"`},
+		{"bare IPv6", func(c *Config) { c.Listen.AllowedNetworks = []string{"::1", "fd00::7"} }, "listen.allowed_networks[1]", `write "fd00::7/128"`},
+		{"junk network", func(c *Config) { c.Listen.AllowedNetworks = []string{"lab"} }, "listen.allowed_networks[0]", "CIDR"},
+		{"zero message size", func(c *Config) { c.Listen.MaxMessageSize = 0 }, "listen.max_message_size", "at most 1GiB"},
+		{"huge message size", func(c *Config) { c.Listen.MaxMessageSize = 2 * GiB }, "listen.max_message_size", "at most 1GiB"},
+		{"zero recipients", func(c *Config) { c.Listen.MaxRecipients = 0 }, "listen.max_recipients", "1 to 1000"},
+		{"too many recipients", func(c *Config) { c.Listen.MaxRecipients = 1001 }, "listen.max_recipients", "1 to 1000"},
+		{"zero connections", func(c *Config) { c.Listen.MaxConnections = 0 }, "listen.max_connections", "at least 1"},
+		{"zero idle timeout", func(c *Config) { c.Listen.IdleTimeout = 0 }, "listen.idle_timeout", "above 0"},
+		{"negative grace", func(c *Config) { c.Listen.ShutdownGrace = -1 }, "listen.shutdown_grace", "negative"},
+		{"auth mode", func(c *Config) { c.Auth.Mode = "plain" }, "auth.mode", "off, any or users"},
+		{"users without users", func(c *Config) { c.Auth.Mode = AuthUsers }, "auth.users", "at least one"},
+		{"user without name", func(c *Config) {
+			c.Auth = Auth{Mode: AuthUsers, Users: []AuthUser{{PasswordHash: goodHash}}}
+		}, "auth.users[0].name", "give the device account a name"},
+		{"duplicate user", func(c *Config) {
+			c.Auth = Auth{Mode: AuthUsers, Users: []AuthUser{{"a", goodHash}, {"a", goodHash}}}
+		}, "auth.users[1].name", "unique"},
+		{"plain password", func(c *Config) {
+			c.Auth = Auth{Mode: AuthUsers, Users: []AuthUser{{"scanner", "hunter2"}}}
+		}, "auth.users[0].password_hash", "htpasswd"},
+		{"md5 hash", func(c *Config) {
+			c.Auth = Auth{Mode: AuthUsers, Users: []AuthUser{{"scanner", "$1$abc$" + strings.Repeat("x", 53)}}}
+		}, "auth.users[0].password_hash", "not a bcrypt hash"},
+		{"redacted hash pasted back", func(c *Config) {
+			c.Auth = Auth{Mode: AuthUsers, Users: []AuthUser{{"scanner", RedactedText}}}
+		}, "auth.users[0].password_hash", "check-config"},
+		{"empty domain", func(c *Config) { c.Policy.RecipientDomains = []string{"example.edu", ""} }, "policy.recipient_domains[1]", "is empty"},
+		{"domain with space", func(c *Config) { c.Policy.RecipientDomains = []string{"example.edu lab.example.edu"} }, "policy.recipient_domains[0]", "space"},
+		{"domain with @", func(c *Config) { c.Policy.RecipientDomains = []string{"@example.edu"} }, "policy.recipient_domains[0]", "'@'"},
+		{"wildcard twice", func(c *Config) { c.Policy.RecipientDomains = []string{"*.*.example.edu"} }, "policy.recipient_domains[0]", "only once"},
+		{"wildcard inside", func(c *Config) { c.Policy.RecipientDomains = []string{"lab.*.example.edu"} }, "policy.recipient_domains[0]", "only once, at the start"},
+		{"bare wildcard", func(c *Config) { c.Policy.RecipientDomains = []string{"*"} }, "policy.recipient_domains[0]", "only once"},
+		{"wildcard without domain", func(c *Config) { c.Policy.RecipientDomains = []string{"*."} }, "policy.recipient_domains[0]", "no domain"},
+		{"trailing dot", func(c *Config) { c.Policy.RecipientDomains = []string{"example.edu."} }, "policy.recipient_domains[0]", "trailing dot"},
+		{"double dot", func(c *Config) { c.Policy.RecipientDomains = []string{"example..edu"} }, "policy.recipient_domains[0]", "empty label"},
+		{"sender without @", func(c *Config) { c.Policy.Sender = "lab-devices" }, "policy.sender", "not one"},
+		{"sender with two @", func(c *Config) { c.Policy.Sender = "a@b@example.edu" }, "policy.sender", "has 2 '@'"},
+		{"sender empty domain", func(c *Config) { c.Policy.Sender = "lab@" }, "policy.sender", "both sides"},
+		{"zero quota", func(c *Config) { c.Queue.MaxSize = 0 }, "queue.max_size", "above 0"},
+		{"zero max age", func(c *Config) { c.Queue.MaxAge = 0 }, "queue.max_age", "above 0"},
+		{"notify without @", func(c *Config) { c.Queue.Notify = "postmaster" }, "queue.notify", "postmaster@example.edu"},
+		{"upstream without address", func(c *Config) { c.Upstream[0].Address = "" }, "upstream[0].address", "is required"},
+		{"upstream without port", func(c *Config) {
+			c.Upstream = append(c.Upstream, Upstream{Address: "smtp2.example.edu"})
+		}, "upstream[1].address", "not host:port"},
+		{"upstream without host", func(c *Config) { c.Upstream[0].Address = ":587" }, "upstream[0].address", "no host"},
+		{"upstream tls junk", func(c *Config) {
+			c.Upstream = append(c.Upstream, Upstream{Address: "b.example.edu:587", TLS: "ssl"})
+		}, "upstream[1].tls", "starttls (port 587), tls (port 465) or none"},
+		{"tls none without insecure", func(c *Config) { c.Upstream[0].TLS = TLSNone }, "upstream[0].tls",
+			`"none" sends mail in clear; set insecure = true to allow it`},
+		{"username without password file", func(c *Config) { c.Upstream[0].Username = "lab" }, "upstream[0].password_file", "go together"},
+		{"password file without username", func(c *Config) { c.Upstream[0].PasswordFile = existing }, "upstream[0].password_file", "go together"},
+		{"cert without key", func(c *Config) { c.Upstream[0].CertFile = existing }, "upstream[0].key_file", "go together"},
+		{"missing ca file", func(c *Config) { c.Upstream[0].CAFile = missing }, "upstream[0].ca_file", missing},
+		{"missing password file", func(c *Config) {
+			c.Upstream[0].Username, c.Upstream[0].PasswordFile = "lab", missing
+		}, "upstream[0].password_file", "does not exist"},
+		{"missing cert file", func(c *Config) {
+			c.Upstream[0].CertFile, c.Upstream[0].KeyFile = missing, existing
+		}, "upstream[0].cert_file", missing},
+		{"key file is a directory", func(c *Config) {
+			c.Upstream[0].CertFile, c.Upstream[0].KeyFile = existing, dir
+		}, "upstream[0].key_file", "is a directory"},
+		{"zero connections upstream", func(c *Config) { c.Delivery.Connections = 0 }, "delivery.connections", "above 0"},
+		{"zero min backoff", func(c *Config) { c.Delivery.MinBackoff = 0 }, "delivery.min_backoff", "above 0"},
+		{"zero max backoff", func(c *Config) { c.Delivery.MaxBackoff = 0 }, "delivery.max_backoff", "above 0"},
+		{"zero connect timeout", func(c *Config) { c.Delivery.ConnectTimeout = 0 }, "delivery.connect_timeout", "above 0"},
+		{"zero command timeout", func(c *Config) { c.Delivery.CommandTimeout = 0 }, "delivery.command_timeout", "above 0"},
+		{"zero data timeout", func(c *Config) { c.Delivery.DataTimeout = 0 }, "delivery.data_timeout", "above 0"},
+		{"zero idle close", func(c *Config) { c.Delivery.IdleClose = 0 }, "delivery.idle_close", "above 0"},
+		{"zero upstream hold", func(c *Config) { c.Delivery.UpstreamHold = 0 }, "delivery.upstream_hold", "above 0"},
+		{"backoff inverted", func(c *Config) {
+			c.Delivery.MinBackoff, c.Delivery.MaxBackoff = Duration(2*time.Hour), Duration(time.Hour)
+		}, "delivery.min_backoff", "more than delivery.max_backoff"},
+		{"zero baud", func(c *Config) { c.Console.Baud = 0 }, "console.baud", "115200"},
+		{"admin listen junk", func(c *Config) { c.Admin.Listen = "8025" }, "admin.listen", "not host:port"},
+		{"admin on LAN without password", func(c *Config) { c.Admin.Listen = "0.0.0.0:8025" }, "admin.password_file",
+			"admin.listen 0.0.0.0:8025 is reachable from the LAN; set admin.password_file"},
+		{"admin on all interfaces without password", func(c *Config) { c.Admin.Listen = ":8025" }, "admin.password_file", "reachable from the LAN"},
+		{"admin on a LAN name without password", func(c *Config) { c.Admin.Listen = "relaybox.lan:8025" }, "admin.password_file", "reachable from the LAN"},
+		{"admin password file missing", func(c *Config) { c.Admin.PasswordFile = missing }, "admin.password_file", missing},
+		{"log level", func(c *Config) { c.Log.Level = "verbose" }, "log.level", "debug, info, warn or error"},
+		{"log format", func(c *Config) { c.Log.Format = "xml" }, "log.format", "text or json"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validBase()
+			tt.mutate(&c)
+			ps := problemsOf(c.Validate())
+			if len(ps) == 0 {
+				t.Fatalf("Validate() = nil; want an error about %s", tt.key)
+			}
+			for _, p := range ps {
+				if p.Key == tt.key && strings.Contains(p.Msg, tt.wantMsg) {
+					if !strings.Contains(p.Error(), tt.key) {
+						t.Errorf("Error() = %q does not name %s", p.Error(), tt.key)
+					}
+					return
+				}
+			}
+			t.Errorf("no error for %s containing %q; got %v", tt.key, tt.wantMsg, ps)
+		})
+	}
+}
+
+func TestValidateAccepts(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		mutate func(c *Config)
+	}{
+		{"no recipient domains (cmd warns)", func(c *Config) { c.Policy.RecipientDomains = nil }},
+		{"no upstream (mail is held)", func(c *Config) { c.Upstream = nil }},
+		{"wildcard domain", func(c *Config) { c.Policy.RecipientDomains = []string{"*.example.edu", "example.edu"} }},
+		{"listen on all interfaces", func(c *Config) { c.Listen.SMTP = []string{":25", "[::]:25"} }},
+		{"short idle timeout for tests", func(c *Config) { c.Listen.IdleTimeout = Duration(time.Second) }},
+		{"tls none when insecure", func(c *Config) { c.Upstream[0].TLS, c.Upstream[0].Insecure = TLSNone, true }},
+		{"empty tls means starttls", func(c *Config) { c.Upstream[0].TLS = "" }},
+		{"upstream auth", func(c *Config) { c.Upstream[0].Username, c.Upstream[0].PasswordFile = "lab", pw }},
+		{"users mode", func(c *Config) {
+			c.Auth = Auth{Mode: AuthUsers, Users: []AuthUser{{"scanner", goodHash}, {"copier", "$2y$12$" + goodHash[7:]}}}
+		}},
+		{"admin disabled", func(c *Config) { c.Admin.Listen = "" }},
+		{"admin on localhost", func(c *Config) { c.Admin.Listen = "localhost:8025" }},
+		{"admin on IPv6 loopback", func(c *Config) { c.Admin.Listen = "[::1]:8025" }},
+		{"admin on 127.0.0.2", func(c *Config) { c.Admin.Listen = "127.0.0.2:8025" }},
+		{"admin on LAN with password", func(c *Config) { c.Admin.Listen, c.Admin.PasswordFile = "0.0.0.0:8025", pw }},
+		{"equal backoffs", func(c *Config) { c.Delivery.MinBackoff = c.Delivery.MaxBackoff }},
+		{"largest message", func(c *Config) { c.Listen.MaxMessageSize = GiB }},
+		{"large quota on 64-bit", func(c *Config) { c.Queue.MaxSize = 64 * GiB }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validBase()
+			tt.mutate(&c)
+			if err := c.Validate(); err != nil {
+				t.Errorf("Validate() = %v; want nil", err)
+			}
+		})
+	}
+}
+
+func TestQueueSizeOn32Bit(t *testing.T) {
+	c := validBase()
+	c.Queue.MaxSize = 2 * GiB
+	if ps := c.problems(64); len(ps) != 0 {
+		t.Fatalf("64-bit: %v", ps)
+	}
+	ps := c.problems(32)
+	if len(ps) != 1 || ps[0].Key != "queue.max_size" || !strings.Contains(ps[0].Msg, "2 GiB") {
+		t.Fatalf("32-bit: %v; want one queue.max_size error explaining the 2 GiB map", ps)
+	}
+	c.Queue.MaxSize = GiB
+	if ps := c.problems(32); len(ps) != 0 {
+		t.Fatalf("32-bit with 1GiB: %v", ps)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := validBase()
+	c.Log.Level = "loud"
+	c.Console.Baud = -1
+	c.Upstream[0].TLS = "ssl"
+	ps := problemsOf(c.Validate())
+	if len(ps) != 3 {
+		t.Fatalf("got %d problems, want 3: %v", len(ps), ps)
+	}
+	msg := c.Validate().Error()
+	for _, k := range []string{"log.level", "console.baud", "upstream[0].tls"} {
+		if !strings.Contains(msg, k) {
+			t.Errorf("joined error %q does not mention %s", msg, k)
+		}
+	}
+}
+
+func TestPasswordHashNeverEchoed(t *testing.T) {
+	c := validBase()
+	c.Auth = Auth{Mode: AuthUsers, Users: []AuthUser{{"scanner", "my-plain-password"}}}
+	err := c.Validate()
+	if err == nil || strings.Contains(err.Error(), "my-plain-password") {
+		t.Fatalf("Validate() = %v; want an error that does not repeat the value", err)
+	}
+}
