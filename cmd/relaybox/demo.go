@@ -25,6 +25,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
 	listen := fs.String("listen", "127.0.0.1:2525", "where devices (and curl) connect")
 	dataDir := fs.String("data", "relaybox-demo-data", "spool directory for the demo")
+	adminAddr := fs.String("admin", "127.0.0.1:8025", `admin API address ("" for none)`)
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -58,9 +59,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	cfg := config.Default()
 	cfg.DataDir = *dataDir
 	cfg.Listen.SMTP = []string{*listen}
+	cfg.Admin.Listen = *adminAddr
 	cfg.Policy.RecipientDomains = []string{"example.edu", "*.example.edu"}
 	cfg.Delivery.MinBackoff = config.Duration(5 * time.Second)
-	cfg.Upstream = []config.Upstream{{Address: up.Addr(), TLS: "starttls", CAFile: caFile}}
+	cfg.Upstream = []config.Upstream{{Address: up.Addr(), TLS: "starttls", CAFile: caFile, ServerName: "127.0.0.1"}}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -78,8 +80,9 @@ Send a message from another terminal:
   printf 'Subject: hello from a scanner\r\n\r\nscan attached\r\n' > /tmp/msg.txt
   curl --url smtp://%[1]s --mail-from scanner@lab.example.edu --mail-rcpt someone@example.edu --upload-file /tmp/msg.txt
 
+Watch it: relaybox status -admin %[3]s   relaybox queue list -admin %[3]s
 Press Ctrl-C to stop.
-`, *listen, up.Addr())
+`, *listen, up.Addr(), *adminAddr)
 	<-ctx.Done()
 	stop()
 	return d.shutdown()

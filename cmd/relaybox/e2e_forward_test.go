@@ -135,7 +135,7 @@ func TestE2EForwardSTARTTLSAndImplicitTLS(t *testing.T) {
 func TestE2EUntrustedUpstreamDefers(t *testing.T) {
 	cases := []struct {
 		name, extra, want string
-		otherCA        bool
+		otherCA           bool
 	}{
 		{"unknown authority", "", "certificate signed by unknown authority", true},
 		{"wrong name", `server_name = "relay.campus.test"`, `not for the expected server_name`, false},
