@@ -1,0 +1,138 @@
+package main
+
+// Wiring for the serial console: it gets the daemon's own command layer,
+// status model, upstream client and listener, so `upstream` and
+// `send-test` on the console do exactly what the CLI commands of the same
+// name do.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"relaybox/internal/admin"
+	"relaybox/internal/config"
+	"relaybox/internal/console"
+	"relaybox/internal/deliver"
+)
+
+// startConsole runs the serial console on console.device until ctx ends.
+// It does nothing when no device is configured. A device that is missing
+// or fails is retried by console.Run, so the relay starts either way.
+func (d *daemon) startConsole(ctx context.Context, cmds *admin.Server, client *deliver.Client) {
+	if d.cfg.Console.Device == "" {
+		return
+	}
+	c := console.New(console.Options{
+		Commands: cmds,
+		Status:   d.status,
+		Upstream: upstreamCheck(d.cfg, client),
+		SendTest: d.sendTest,
+		Version:  version,
+		Hostname: d.cfg.Hostname,
+	})
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := c.Run(ctx, d.cfg.Console.Device, d.cfg.Console.Baud, d.log); err != nil {
+			d.log.Error("console stopped", "err", err.Error())
+		}
+	}()
+}
+
+// upstreamCheck is `relaybox upstream-check` for the console: every
+// upstream in order, each step reported as it finishes. nil when no
+// upstream is configured.
+func upstreamCheck(cfg config.Config, client *deliver.Client) func(context.Context, func(name, result string)) error {
+	if len(cfg.Upstream) == 0 || client == nil {
+		return nil
+	}
+	return func(ctx context.Context, report func(name, result string)) error {
+		failed := 0
+		for i := range cfg.Upstream {
+			report("upstream", fmt.Sprintf("%s (tls=%s)", client.Name(i), cfg.Upstream[i].TLS))
+			cctx, cancel := context.WithTimeout(ctx, 2*cfg.Delivery.ConnectTimeout.D()+cfg.Delivery.CommandTimeout.D())
+			err := client.Check(cctx, i, func(s deliver.Step) { report(s.Name, checkStepResult(s)) })
+			cancel()
+			if err != nil {
+				failed++
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d of %d upstreams failed the check", failed, len(cfg.Upstream))
+		}
+		return nil
+	}
+}
+
+// checkStepResult renders one step of Client.Check as upstream-check
+// prints it: "ok (detail) [12ms]" or "FAILED: reason".
+func checkStepResult(s deliver.Step) string {
+	if s.Err != nil {
+		return "FAILED: " + s.Err.Error()
+	}
+	res := "ok"
+	if s.Detail != "" {
+		res += " (" + s.Detail + ")"
+	}
+	return fmt.Sprintf("%s [%s]", res, s.Took.Round(time.Millisecond))
+}
+
+// sendTest sends one test message through the relay's first listener,
+// as `relaybox send-test` does from outside.
+func (d *daemon) sendTest(ctx context.Context, to string) (string, error) {
+	if len(d.listeners) == 0 {
+		return "", errors.New("no SMTP listener is open")
+	}
+	addr := dialable(d.listeners[0].Addr().String())
+	return sendTestMessage(ctx, addr, d.cfg.Hostname, "relaybox-test@"+d.cfg.Hostname, to, time.Now())
+}
+
+// sendTestMessage sends the test message to the relay at addr and returns
+// its final reply. ctx bounds the whole dialog.
+func sendTestMessage(ctx context.Context, addr, hello, from, to string, now time.Time) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("connect %s: %w (is relaybox listening? check listen.smtp)", addr, err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	c := smtp.NewClient(conn)
+	defer c.Close()
+	body := fmt.Sprintf("From: relaybox test <%s>\r\nTo: <%s>\r\nSubject: relaybox test message %s\r\n"+
+		"Date: %s\r\n\r\nThis is a test message sent by relaybox's send-test at %s.\r\n"+
+		"If you can read it, the relay accepted and forwarded it.\r\n",
+		from, to, now.Format(time.RFC3339), now.Format(time.RFC1123Z), now.Format(time.RFC3339))
+	if err := c.Hello(hello); err != nil {
+		return "", fmt.Errorf("EHLO: %w", err)
+	}
+	if err := c.Mail(from, nil); err != nil {
+		return "", fmt.Errorf("MAIL FROM:<%s>: %w", from, err)
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		return "", fmt.Errorf("RCPT TO:<%s>: %w (is its domain in policy.recipient_domains?)", to, err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		return "", fmt.Errorf("DATA: %w", err)
+	}
+	if _, err := io.WriteString(w, body); err != nil {
+		return "", fmt.Errorf("DATA: %w", err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return "", fmt.Errorf("end of DATA: %w", err)
+	}
+	_ = c.Quit()
+	return "250 " + resp.StatusText, nil
+}
