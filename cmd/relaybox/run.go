@@ -169,11 +169,16 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 			err = fmt.Errorf("%w%s", err, listenHint(err))
 			return nil, err
 		}
-		d.admin = admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Kick, Password: adminPass, Logger: log}).HTTPServer()
+	}
+	// One command layer for the admin API and the serial console.
+	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Kick, Password: adminPass, Logger: log})
+	if d.adminL != nil {
+		d.admin = cmds.HTTPServer()
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
+	d.startConsole(ctx, cmds, client)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-smtp"
 
 	"relaybox/internal/deliver"
 )
@@ -39,40 +38,12 @@ func cmdSendTest(args []string, stdout, stderr io.Writer) error {
 	if sender == "" {
 		sender = "relaybox-test@" + cfg.Hostname
 	}
-	now := time.Now()
-	body := fmt.Sprintf("From: relaybox test <%s>\r\nTo: <%s>\r\nSubject: relaybox test message %s\r\n"+
-		"Date: %s\r\n\r\nThis is a test message sent by `relaybox send-test` at %s.\r\n"+
-		"If you can read it, the relay accepted and forwarded it.\r\n",
-		sender, *to, now.Format(time.RFC3339), now.Format(time.RFC1123Z), now.Format(time.RFC3339))
-
 	fmt.Fprintf(stdout, "connecting to %s\n", addr)
-	c, err := smtp.Dial(addr)
+	reply, err := sendTestMessage(context.Background(), addr, cfg.Hostname, sender, *to, time.Now())
 	if err != nil {
-		return fmt.Errorf("connect %s: %w (is relaybox running? check listen.smtp)", addr, err)
+		return err
 	}
-	defer c.Close()
-	if err := c.Hello(cfg.Hostname); err != nil {
-		return fmt.Errorf("EHLO: %w", err)
-	}
-	if err := c.Mail(sender, nil); err != nil {
-		return fmt.Errorf("MAIL FROM:<%s>: %w", sender, err)
-	}
-	if err := c.Rcpt(*to, nil); err != nil {
-		return fmt.Errorf("RCPT TO:<%s>: %w (is its domain in policy.recipient_domains?)", *to, err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		return fmt.Errorf("DATA: %w", err)
-	}
-	if _, err := io.WriteString(w, body); err != nil {
-		return fmt.Errorf("DATA: %w", err)
-	}
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		return fmt.Errorf("end of DATA: %w", err)
-	}
-	_ = c.Quit()
-	fmt.Fprintf(stdout, "accepted: 250 %s\n", resp.StatusText)
+	fmt.Fprintf(stdout, "accepted: %s\n", reply)
 	return nil
 }
 
@@ -116,15 +87,7 @@ func cmdUpstreamCheck(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "upstream[%d] %s (tls=%s)\n", i, client.Name(i), cfg.Upstream[i].TLS)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.Delivery.ConnectTimeout.D()+cfg.Delivery.CommandTimeout.D())
 		err := client.Check(ctx, i, func(s deliver.Step) {
-			res := "ok"
-			if s.Err != nil {
-				res = "FAILED: " + s.Err.Error()
-			}
-			detail := ""
-			if s.Detail != "" {
-				detail = " (" + s.Detail + ")"
-			}
-			fmt.Fprintf(stdout, "  %-10s %s%s  [%s]\n", s.Name, res, detail, s.Took.Round(time.Millisecond))
+			fmt.Fprintf(stdout, "  %-10s %s\n", s.Name, checkStepResult(s))
 		})
 		cancel()
 		if err != nil {
