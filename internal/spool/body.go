@@ -45,14 +45,20 @@ func (s *Spool) openBody(id string) (*bodyReader, error) {
 func (r *bodyReader) load() error {
 	idx := r.next
 	err := r.s.view(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketBody).Get(chunkKey(r.id, idx))
-		if v == nil {
+		prefix := chunkKey(r.id, idx)
+		r.buf = r.buf[:0]
+		found := false
+		c := tx.Bucket(bucketBody).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			r.buf = append(r.buf, v...)
+			found = true
+		}
+		if !found {
 			if tx.Bucket(bucketMsgs).Get([]byte(r.id)) == nil {
 				return notFound(r.id) // deleted while being read
 			}
 			return fmt.Errorf("spool: body of %s: chunk %d of %d is missing", r.id, idx, r.chunks)
 		}
-		r.buf = append(r.buf[:0], v...)
 		return nil
 	})
 	if err != nil {

@@ -208,23 +208,83 @@ func openDB(path string) (db *bbolt.DB, err error) {
 			db, err = nil, damaged(path, fmt.Errorf("bbolt panicked: %v", r))
 		}
 	}()
-	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, InitialMmapSize: initialMmap})
+	// The freelist is not written at each commit (NoFreelistSync): with
+	// many free pages it would cost more disk writes per message than the
+	// message itself. bbolt rebuilds it at open by walking the tree, and
+	// panics (in a goroutine we cannot recover) if the tree is damaged, so
+	// the file is checked first through a read-only open, which does not
+	// build the freelist.
+	if fi, statErr := os.Stat(path); statErr == nil && fi.Size() > 0 {
+		if err := preCheck(path); err != nil {
+			return nil, err
+		}
+	}
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, InitialMmapSize: initialMmap,
+		NoFreelistSync: true, FreelistType: bbolt.FreelistMapType})
 	if err == nil {
 		return db, nil
 	}
+	return nil, openError(path, err)
+}
+
+// preCheck opens path read-only and reads every bucket, key and value.
+// bbolt's own tx.Check cannot be used here: it builds the freelist the same
+// way, and would panic in its goroutine. A page that fails bbolt's checks
+// while we read it panics in ours, where it is recovered and reported.
+func preCheck(path string) (err error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, ReadOnly: true})
+	if err != nil {
+		return openError(path, err)
+	}
+	defer db.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			err = damaged(path, fmt.Errorf("bbolt panicked while reading it: %v", r))
+		}
+	}()
+	err = db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error { return walkBucket(b) })
+	})
+	if err != nil {
+		return damaged(path, err)
+	}
+	return nil
+}
+
+// walkBucket touches every value in b and its nested buckets.
+func walkBucket(b *bbolt.Bucket) error {
+	var sum byte
+	return b.ForEach(func(k, v []byte) error {
+		if v == nil {
+			if nb := b.Bucket(k); nb != nil {
+				return walkBucket(nb)
+			}
+			return nil
+		}
+		// Read the ends of the value: overflow pages are mapped lazily,
+		// and a truncated file shows up here.
+		if len(v) > 0 {
+			sum += v[0] + v[len(v)-1]
+		}
+		_ = sum
+		return nil
+	})
+}
+
+func openError(path string, err error) error {
 	var pe *fs.PathError
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, &spoolError{
+		return &spoolError{
 			msg:   fmt.Sprintf("spool: %s is locked: is another relaybox running?", path),
 			kind:  ErrLocked,
 			cause: err,
 		}
 	case errors.As(err, &pe):
 		// Permissions, missing directory, I/O: not the file's content.
-		return nil, fmt.Errorf("spool: open %s: %w", path, err)
+		return fmt.Errorf("spool: open %s: %w", path, err)
 	default:
-		return nil, damaged(path, err)
+		return damaged(path, err)
 	}
 }
 
@@ -236,13 +296,6 @@ func (s *Spool) prepare() (err error) {
 			err = damaged(s.path, fmt.Errorf("bbolt panicked: %v", r))
 		}
 	}()
-	if errs := s.check(); len(errs) > 0 {
-		cause := errors.Join(errs...)
-		if len(errs) > maxCheckErrors {
-			cause = fmt.Errorf("%w\n(and %d more)", errors.Join(errs[:maxCheckErrors]...), len(errs)-maxCheckErrors)
-		}
-		return damaged(s.path, cause)
-	}
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {

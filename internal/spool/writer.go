@@ -129,7 +129,7 @@ func (w *Writer) flush() error {
 				return err
 			}
 		}
-		return tx.Bucket(bucketBody).Put(chunkKey(id, idx), data)
+		return putChunk(tx.Bucket(bucketBody), id, idx, data)
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("spool: store chunk of %s: %w", w.id, err)
@@ -192,7 +192,7 @@ func (w *Writer) Commit() (*Message, error) {
 	s, id, size, ent := w.s, w.id, w.size, entryOf(m)
 	err = s.submit(func(tx *bbolt.Tx) error {
 		if len(last) > 0 {
-			if err := tx.Bucket(bucketBody).Put(chunkKey(id, lastIdx), last); err != nil {
+			if err := putChunk(tx.Bucket(bucketBody), id, lastIdx, last); err != nil {
 				return err
 			}
 		}
@@ -279,4 +279,36 @@ func chunkKey(id string, idx int) []byte {
 	copy(k, id)
 	binary.BigEndian.PutUint32(k[len(id):], uint32(idx))
 	return k
+}
+
+// pieceSize is how a chunk is cut up inside bbolt. bbolt keeps at least
+// two values per leaf node and rewrites a whole node when a key is added to
+// it, so storing 256 KiB chunks as single values rewrote the previous chunk
+// with every new one: 5.5 bytes written to disk per body byte (measured,
+// 8 clients x 1 MiB; 16 KiB pieces: 1.6; 4 KiB pieces: 1.7). Two pieces of
+// 2000 bytes, with their 16-byte element headers and 19-byte keys, fill one
+// 4 KiB page exactly, so a new piece never drags a big neighbour along:
+// 1.13 bytes written per body byte.
+const pieceSize = 2000
+
+// pieceKey is chunkKey ‖ uint16 piece index: the pieces of a chunk sort
+// together and in order, and every key of a message still starts with id.
+func pieceKey(id string, idx, piece int) []byte {
+	k := make([]byte, len(id)+6)
+	copy(k, id)
+	binary.BigEndian.PutUint32(k[len(id):], uint32(idx))
+	binary.BigEndian.PutUint16(k[len(id)+4:], uint16(piece))
+	return k
+}
+
+// putChunk stores data as chunk idx of message id, in pieces.
+func putChunk(b *bbolt.Bucket, id string, idx int, data []byte) error {
+	for p := 0; len(data) > 0 || p == 0; p++ {
+		n := min(len(data), pieceSize)
+		if err := b.Put(pieceKey(id, idx, p), data[:n]); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
 }
