@@ -25,8 +25,10 @@ demo: build
 	./$(BIN) demo
 
 # Every test: vet (also for Windows), unit and end-to-end tests (they build
-# the real binary and drive it with curl and python3), and a short fuzz run.
-test: vet unit fuzz
+# the real binary and drive it with curl and python3), a short fuzz run, the
+# suite under qemu as ARMv6 and arm64 (skipped loudly without
+# qemu-user-static), and the release builds checked.
+test: vet unit fuzz test-arm dist check-dist
 
 vet:
 	$(GO) vet ./...
@@ -48,3 +50,21 @@ bench: build
 
 clean:
 	rm -rf bin
+
+# dist/ is a directory: without .PHONY, make would call it up to date.
+.PHONY: dist check-dist test-arm
+
+# Static release binaries for linux/arm v6 and v7, linux/arm64, linux/amd64
+# and windows/amd64 in dist/, with SHA256SUMS (scripts/cross-build.sh).
+dist:
+	VERSION='$(VERSION)' GO='$(GO)' scripts/cross-build.sh dist
+
+# Each dist/ binary exists, is under 12 MiB, static, for the right
+# GOOS/GOARCH/GOARM, CGO off, version stamped (scripts/check-dist.sh).
+check-dist:
+	GO='$(GO)' scripts/check-dist.sh dist
+
+# The suite (short) under qemu-user as ARMv6 (Pi Zero/1) and arm64; says
+# loudly how to install qemu-user-static when it is missing, and exits 0.
+test-arm:
+	GO='$(GO)' scripts/test-arm.sh

@@ -54,6 +54,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdUpstreamCheck(rest, stdout, stderr)
 	case "send-test":
 		err = cmdSendTest(rest, stdout, stderr)
+	case "service":
+		err = cmdService(rest, stdout, stderr)
 	case "status":
 		err = cmdStatus(rest, stdout, stderr)
 	case "queue":
@@ -93,6 +95,7 @@ commands:
   status         [-config FILE | -admin HOST:PORT] [-json]   the running daemon's health
   queue          list|dead|show ID|retry [-force] ID|retry-all|retry-dead|delete ID
                  [-config FILE | -admin HOST:PORT] [-json]   the running daemon's queue
+  service        install|uninstall|start|stop|restart|status|unit [-config FILE]   run as a systemd / Windows service
   version                         print the version
 
 Without -config, relaybox runs on built-in defaults: listen 127.0.0.1:2525,

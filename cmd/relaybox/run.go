@@ -13,11 +13,14 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"relaybox/internal/admin"
 	"relaybox/internal/config"
 	"relaybox/internal/deliver"
+	"relaybox/internal/led"
 	"relaybox/internal/policy"
+	"relaybox/internal/service"
 	"relaybox/internal/smtpd"
 	"relaybox/internal/spool"
 	"relaybox/internal/status"
@@ -34,6 +37,24 @@ func cmdRun(args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
+	if !service.Interactive() {
+		// Started by systemd or the Windows service manager.
+		var lvl slog.Level
+		_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+		if h, err := service.LogHandler(log.Handler(), lvl); err == nil {
+			log = slog.New(h)
+		} else {
+			log.Warn("service log unavailable", "err", err.Error())
+		}
+		var d *daemon
+		return service.RunService(func() (err error) { d, err = startDaemon(cfg, log); return err },
+			func() error {
+				if d == nil {
+					return nil
+				}
+				return d.shutdown()
+			})
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	d, err := startDaemon(cfg, log)
@@ -179,6 +200,7 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.startConsole(ctx, cmds, client)
+	d.startLED(ctx)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -279,4 +301,32 @@ func authOptions(a config.Auth) smtpd.AuthOptions {
 		users[u.Name] = []byte(u.PasswordHash)
 	}
 	return smtpd.AuthOptions{Mode: a.Mode, Users: users}
+}
+
+// startLED drives the status LED from the status model, when led.pin is set.
+// A missing pin is reported once and the relay carries on without it.
+func (d *daemon) startLED(ctx context.Context) {
+	if d.cfg.LED.Pin == "" {
+		return
+	}
+	pin, err := led.OpenPin(d.cfg.LED.Pin)
+	if err != nil {
+		d.log.Warn("status LED disabled", "err", err.Error())
+		return
+	}
+	l := led.New(pin, d.cfg.LED.ActiveLow, led.RealClock{})
+	d.wg.Add(2)
+	go func() {
+		defer d.wg.Done()
+		l.Follow(ctx, 250*time.Millisecond, func() (string, bool) {
+			s := d.status.Snapshot()
+			return string(s.State), s.Queue.Messages > 0
+		})
+	}()
+	go func() {
+		defer d.wg.Done()
+		if err := l.Run(ctx); err != nil {
+			d.log.Warn("status LED stopped", "err", err.Error())
+		}
+	}()
 }

@@ -213,8 +213,10 @@ func TestValidateAccepts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validBase()
 			tt.mutate(&c)
-			if err := c.Validate(); err != nil {
-				t.Errorf("Validate() = %v; want nil", err)
+			// 64-bit rules: the 32-bit quota cap has its own test, and
+			// this suite also runs under qemu-arm.
+			if ps := c.problems(64); len(ps) != 0 {
+				t.Errorf("problems(64) = %v; want none", ps)
 			}
 		})
 	}

@@ -35,15 +35,24 @@ type Options struct {
 	// OnMessage, when set, sees each message as it arrives (the demo prints).
 	OnMessage func(Message)
 	// Reject, when set, may refuse a stage: it gets "mail", "rcpt:<addr>"
-	// or "data" and returns an *smtp.SMTPError or nil.
+	// or "data" and returns an *smtp.SMTPError or nil. It may also sleep,
+	// to play a slow relay.
 	Reject func(stage string) error
+	// Cut, when set and true for a stage (same names as Reject), drops the
+	// TCP connection without a reply, as a relay that crashes or a
+	// middlebox that times out would. At "data" part of the body is read
+	// first, so the cut lands mid-transfer. Nothing is recorded.
+	Cut func(stage string) bool
 }
 
 // Sink is a running upstream.
 type Sink struct {
 	opt  Options
-	srv  *smtp.Server
-	ln   net.Listener
+	addr string // fixed at the first Start, so Restart comes back where it was
+
+	srvMu sync.Mutex
+	srv   *smtp.Server // nil while stopped
+
 	mu   sync.Mutex
 	msgs []Message
 }
@@ -53,35 +62,72 @@ func Start(addr string, opt Options) (*Sink, error) {
 	if opt.Hostname == "" {
 		opt.Hostname = "sink.localhost"
 	}
-	s := &Sink{opt: opt}
+	if opt.Implicit && opt.TLS == nil {
+		return nil, errors.New("sink: implicit TLS needs a TLS config")
+	}
+	s := &Sink{opt: opt, addr: addr}
+	if err := s.serve(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// serve listens on s.addr with a fresh server: a go-smtp Server cannot
+// serve again once closed.
+func (s *Sink) serve() error {
+	s.srvMu.Lock()
+	defer s.srvMu.Unlock()
+	if s.srv != nil {
+		return nil
+	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &session{s: s, conn: c}, nil
 	}))
-	srv.Domain = opt.Hostname
-	srv.TLSConfig = opt.TLS
+	srv.Domain = s.opt.Hostname
+	srv.TLSConfig = s.opt.TLS
 	srv.ReadTimeout = time.Minute
 	srv.WriteTimeout = time.Minute
 	srv.ErrorLog = nopLogger{}
 	var ln net.Listener
 	var err error
-	if opt.Implicit {
-		if opt.TLS == nil {
-			return nil, errors.New("sink: implicit TLS needs a TLS config")
-		}
-		ln, err = tls.Listen("tcp", addr, opt.TLS)
+	if s.opt.Implicit {
+		ln, err = tls.Listen("tcp", s.addr, s.opt.TLS)
 	} else {
-		ln, err = net.Listen("tcp", addr)
+		ln, err = net.Listen("tcp", s.addr)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sink: listen %s: %w", addr, err)
+		return fmt.Errorf("sink: listen %s: %w", s.addr, err)
 	}
-	s.srv, s.ln = srv, ln
+	s.addr = ln.Addr().String()
+	s.srv = srv
 	go func() { _ = srv.Serve(ln) }()
-	return s, nil
+	return nil
 }
 
-// Addr is the listening address.
-func (s *Sink) Addr() string { return s.ln.Addr().String() }
+// Addr is the listening address (also while stopped).
+func (s *Sink) Addr() string {
+	s.srvMu.Lock()
+	defer s.srvMu.Unlock()
+	return s.addr
+}
+
+// Stop closes the listener and drops every open session, as a relay that
+// goes down would; what arrived so far is kept. Stopping a stopped sink
+// does nothing.
+func (s *Sink) Stop() error {
+	s.srvMu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.srvMu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Close()
+}
+
+// Restart listens again at the same address with the same options after
+// Stop (or Close); on a running sink it does nothing.
+func (s *Sink) Restart() error { return s.serve() }
 
 // Messages returns a copy of what arrived so far.
 func (s *Sink) Messages() []Message {
@@ -104,8 +150,8 @@ func (s *Sink) Wait(ctx context.Context, n int) ([]Message, error) {
 	}
 }
 
-// Close stops the sink.
-func (s *Sink) Close() error { return s.srv.Close() }
+// Close stops the sink; it is Stop, kept for existing callers.
+func (s *Sink) Close() error { return s.Stop() }
 
 type session struct {
 	s    *Sink
@@ -115,10 +161,22 @@ type session struct {
 }
 
 func (se *session) reject(stage string) error {
+	if se.s.opt.Cut != nil && se.s.opt.Cut(stage) {
+		return se.cut()
+	}
 	if se.s.opt.Reject == nil {
 		return nil
 	}
 	return se.s.opt.Reject(stage)
+}
+
+// errCut is returned after the connection was dropped; no reply reaches
+// the client.
+var errCut = errors.New("sink: connection cut")
+
+func (se *session) cut() error {
+	_ = se.conn.Conn().Close()
+	return errCut
 }
 
 func (se *session) Reset()        { se.from, se.to = "", nil }
@@ -141,12 +199,18 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (se *session) Data(r io.Reader) error {
+	if se.s.opt.Cut != nil && se.s.opt.Cut("data") {
+		_, _ = io.CopyN(io.Discard, r, 256)
+		return se.cut()
+	}
 	var buf bytes.Buffer
 	if _, err := io.Copy(&buf, r); err != nil {
 		return err
 	}
-	if err := se.reject("data"); err != nil {
-		return err
+	if se.s.opt.Reject != nil {
+		if err := se.s.opt.Reject("data"); err != nil {
+			return err
+		}
 	}
 	_, isTLS := se.conn.TLSConnectionState()
 	m := Message{From: se.from, To: append([]string(nil), se.to...), Body: buf.Bytes(), TLS: isTLS, At: time.Now()}

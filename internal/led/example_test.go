@@ -1,0 +1,19 @@
+package led_test
+
+import (
+	"fmt"
+
+	"relaybox/internal/led"
+)
+
+// The double blink a technician sees when the relay is failing.
+func ExamplePattern() {
+	for _, s := range led.Pattern(led.Failing, false) {
+		fmt.Println(s.On, s.For)
+	}
+	// Output:
+	// true 150ms
+	// false 150ms
+	// true 150ms
+	// false 1.05s
+}
