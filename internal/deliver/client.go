@@ -532,12 +532,19 @@ func (k *conn) Send(ctx context.Context, from string, rcpts []string, body io.Re
 	if err != nil {
 		return results, k.fail(ctx, "data", err, k.client.command)
 	}
+	// The body goes straight to the connection, dot-stuffed by us in large
+	// writes (see dotStuffer); go-smtp's DotWriter has written nothing, so
+	// its buffer is empty and Close below adds the final "\r\n.\r\n".
 	// go-smtp sets no deadline while the body streams, so each write gets
 	// one here; a relay that stops reading cannot hang us forever.
-	dw := &deadlineWriter{w: w, nc: k.nc, d: k.client.command}
+	ds := newDotStuffer(&deadlineWriter{w: k.nc, nc: k.nc, d: k.client.command})
 	src := &readErr{r: body}
 	buf := make([]byte, 32*1024)
-	if _, err := io.CopyBuffer(dw, src, buf); err != nil {
+	_, err = io.CopyBuffer(ds, src, buf)
+	if err == nil {
+		err = ds.Finish()
+	}
+	if err != nil {
 		// The dot is never sent after a partial body: that would deliver a
 		// truncated message. Dropping the session aborts the transaction.
 		k.broken.Store(true)

@@ -20,38 +20,53 @@ var crlf = []byte("\r\n")
 
 func newCRLFWriter(w io.Writer) *crlfWriter { return &crlfWriter{w: w} }
 
-// Write implements io.Writer.
+// Write implements io.Writer. Clean CRLF text passes through in one write;
+// only a bare CR or LF splits it.
 func (c *crlfWriter) Write(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
 	total := len(p)
-	for len(p) > 0 {
-		if c.pendingCR {
-			// The CR was already emitted as CRLF's first byte; an LF now
-			// completes it, anything else means the CR was bare.
-			c.pendingCR = false
-			if p[0] == '\n' {
-				c.put(crlf[1:])
-				p = p[1:]
-				continue
-			}
+	if c.pendingCR && len(p) > 0 {
+		// The CR that ended the previous write was already passed on; an LF
+		// now completes the pair, anything else makes it bare.
+		c.pendingCR = false
+		if p[0] == '\n' {
+			c.put(crlf[1:])
+			p = p[1:]
+		} else {
 			c.put(crlf[1:])
 		}
-		i := bytes.IndexAny(p, "\r\n")
-		if i < 0 {
-			c.put(p)
+	}
+	start := 0 // p[start:i] is clean and not yet written
+	for i := 0; i < len(p); {
+		j := bytes.IndexAny(p[i:], "\r\n")
+		if j < 0 {
 			break
 		}
-		c.put(p[:i])
-		if p[i] == '\r' {
-			c.put(crlf[:1])
+		i += j
+		switch {
+		case p[i] == '\r' && i+1 < len(p) && p[i+1] == '\n':
+			i += 2 // a proper CRLF
+		case p[i] == '\r' && i+1 == len(p):
+			// CR at the end: whether it is bare depends on the next write.
+			c.put(p[start : i+1])
 			c.pendingCR = true
-		} else { // bare LF
+			start = len(p)
+			i = len(p)
+		case p[i] == '\r': // bare CR
+			c.put(p[start : i+1])
+			c.put(crlf[1:])
+			i++
+			start = i
+		default: // bare LF
+			c.put(p[start:i])
 			c.put(crlf)
+			i++
+			start = i
 		}
-		p = p[i+1:]
 	}
+	c.put(p[start:])
 	if c.err != nil {
 		return 0, c.err
 	}

@@ -1,0 +1,78 @@
+package deliver
+
+import (
+	"bytes"
+	"io"
+)
+
+// dotStuffer writes a CRLF-normalised message body in DATA's encoding
+// (RFC 5321 4.5.2: a line starting with "." gets one more) to w in large
+// writes. net/textproto's DotWriter, which go-smtp's client uses, does the
+// same one byte at a time through a bufio.Writer; for a 1 MiB scan that
+// cost more CPU than the TLS encryption (measured with perf).
+//
+// The body in the spool is CRLF-only (the listener normalises it), so only
+// dots need adding. Finish holds back the body's final CRLF: go-smtp's
+// DataCommand.Close, whose DotWriter has seen no byte, writes "\r\n.\r\n",
+// which supplies it, so the upstream gets the body byte for byte.
+type dotStuffer struct {
+	w   io.Writer
+	bol bool // the next input byte starts a line
+	out []byte
+}
+
+const dotStufferFlush = 32 << 10
+
+func newDotStuffer(w io.Writer) *dotStuffer {
+	return &dotStuffer{w: w, bol: true, out: make([]byte, 0, dotStufferFlush+512)}
+}
+
+// Write implements io.Writer.
+func (d *dotStuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if d.bol && p[0] == '.' {
+			d.out = append(d.out, '.')
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			d.out = append(d.out, p...)
+			d.bol = false
+			break
+		}
+		d.out = append(d.out, p[:i+1]...)
+		d.bol = true
+		p = p[i+1:]
+		if len(d.out) >= dotStufferFlush {
+			if err := d.flush(2); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if len(d.out) >= dotStufferFlush {
+		if err := d.flush(2); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// flush writes out all but the last keep bytes, which may be the final
+// CRLF that Finish must drop.
+func (d *dotStuffer) flush(keep int) error {
+	k := len(d.out) - keep
+	if k <= 0 {
+		return nil
+	}
+	if _, err := d.w.Write(d.out[:k]); err != nil {
+		return err
+	}
+	d.out = d.out[:copy(d.out, d.out[k:])]
+	return nil
+}
+
+// Finish writes what is left, without a final CRLF.
+func (d *dotStuffer) Finish() error {
+	d.out = bytes.TrimSuffix(d.out, []byte("\r\n"))
+	return d.flush(0)
+}
