@@ -35,6 +35,11 @@ data_dir = "$OUT/data"
 [listen]
 smtp = ["$ADDR"]
 max_connections = 200
+per_client_connections = 200
+per_client_rate = 100000
+per_client_burst = 100000
+[duplicates]
+window = "0"
 [policy]
 recipient_domains = ["campus.example"]
 [queue]

@@ -99,7 +99,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	return printStatus(stdout, snap)
 }
 
-const queueUsage = "usage: relaybox queue list | dead | show ID | retry [-force] ID | retry-all | retry-dead | delete ID  [-config FILE] [-admin HOST:PORT] [-json]"
+const queueUsage = "usage: relaybox queue list | dead | held | show ID | retry [-force] ID | release ID | retry-all | retry-dead | delete ID  [-config FILE] [-admin HOST:PORT] [-json]"
 
 func cmdQueue(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("queue", stderr)
@@ -113,9 +113,12 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 		words = []string{"list"}
 	}
 	verb, rest := words[0], words[1:]
+	if verb == "release" { // a held repeat is released by retrying it
+		verb = "retry"
+	}
 	needID := verb == "show" || verb == "retry" || verb == "delete"
 	switch {
-	case !needID && !slices.Contains([]string{"list", "dead", "retry-all", "retry-dead"}, verb):
+	case !needID && !slices.Contains([]string{"list", "dead", "held", "retry-all", "retry-dead"}, verb):
 		return usageError{fmt.Errorf("unknown queue command %q\n%s", verb, queueUsage)}
 	case needID && len(rest) != 1:
 		return usageError{fmt.Errorf("queue %s needs one message ID (see relaybox queue list)\n%s", verb, queueUsage)}
@@ -133,12 +136,15 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 		return human()
 	}
 	switch verb {
-	case "list", "dead":
+	case "list", "dead", "held":
 		var msgs []admin.Message
-		if verb == "list" {
+		switch verb {
+		case "list":
 			msgs, err = c.Queue()
-		} else {
+		case "dead":
 			msgs, err = c.Dead()
+		default:
+			msgs, err = c.Held()
 		}
 		if err != nil {
 			return err

@@ -170,7 +170,15 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		IdleTimeout:    cfg.Listen.IdleTimeout.D(),
 		Auth:           authOptions(cfg.Auth),
 		Logger:         log,
-		OnAccepted:     func(*spool.Message) { d.status.Accepted(); d.sched.Kick() },
+
+		RewriteFromHeader:    cfg.Policy.RewriteFromHeader,
+		Devices:              smtpdDevices(cfg.Devices),
+		PerClientConnections: cfg.Listen.PerClientConnections,
+		PerClientRate:        cfg.Listen.PerClientRate,
+		PerClientBurst:       cfg.Listen.PerClientBurst,
+		DuplicateMax:         cfg.Duplicates.MaxRepeats,
+		DuplicateWindow:      cfg.Duplicates.Window.D(),
+		OnAccepted:           func(*spool.Message) { d.status.Accepted(); d.sched.Kick() },
 	})
 	if err != nil {
 		return nil, err
@@ -329,4 +337,12 @@ func (d *daemon) startLED(ctx context.Context) {
 			d.log.Warn("status LED stopped", "err", err.Error())
 		}
 	}()
+}
+
+func smtpdDevices(ds []config.Device) []smtpd.Device {
+	out := make([]smtpd.Device, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, smtpd.Device{Name: d.Name, Networks: d.Networks, AuthUser: d.AuthUser, Sender: d.Sender})
+	}
+	return out
 }

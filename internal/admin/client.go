@@ -59,6 +59,9 @@ func (c *Client) Queue() ([]Message, error) { return c.list("/api/queue") }
 // Dead lists the dead-letter messages, oldest first.
 func (c *Client) Dead() ([]Message, error) { return c.list("/api/dead") }
 
+// Held lists repeats held by duplicate detection (release one with Retry).
+func (c *Client) Held() ([]Message, error) { return c.list("/api/held") }
+
 func (c *Client) list(path string) ([]Message, error) {
 	var r struct {
 		Messages []Message `json:"messages"`

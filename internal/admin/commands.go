@@ -133,6 +133,13 @@ func (s *Server) retry(id string, force bool) (*spool.Message, error) {
 func (s *Server) makeDue(id string, force bool) (*spool.Message, error) {
 	now := s.opt.Now()
 	return s.opt.Queue.Update(id, func(m *spool.Message) error {
+		if m.State == spool.StateHeld {
+			// A repeat a device sent over and over, held by the listener:
+			// retry is how an admin releases it, as it is.
+			m.State, m.NextAttempt = spool.StateQueued, now
+			m.LastReply = "released by admin; " + m.LastReply
+			return nil
+		}
 		if m.State == spool.StateDead {
 			// Runs again if the batch is retried, so it only reads m.
 			n, refusal := 0, ""

@@ -71,6 +71,7 @@ func NewServer(opt Options) *Server {
 	s.mux.HandleFunc("GET /api/events", s.auth(s.apiEvents))
 	s.mux.HandleFunc("GET /api/queue", s.auth(s.apiList(spool.StateQueued)))
 	s.mux.HandleFunc("GET /api/dead", s.auth(s.apiList(spool.StateDead)))
+	s.mux.HandleFunc("GET /api/held", s.auth(s.apiList(spool.StateHeld)))
 	s.mux.HandleFunc("GET /api/queue/{id}", s.auth(s.apiShow))
 	s.mux.HandleFunc("POST /api/queue/{id}/retry", s.auth(s.apiRetry))
 	s.mux.HandleFunc("POST /api/queue/retry-all", s.auth(s.apiRetryAll))

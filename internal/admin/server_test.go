@@ -479,3 +479,31 @@ func TestNoSecretLeaks(t *testing.T) {
 		t.Errorf("log leaks:\n%s", l)
 	}
 }
+
+// A repeat held by duplicate detection is listed under /api/held, not in
+// the queue, and retry releases it for delivery.
+func TestHeldListAndRelease(t *testing.T) {
+	f := newFixture(t, "")
+	id := f.add("copier@lab.example.edu", "a@example.edu")
+	f.update(id, func(m *spool.Message) { m.State, m.LastReply = spool.StateHeld, "held: duplicate #6" })
+	if due, _ := f.sp.Due(f.clk.Now(), 0); len(due) != 0 {
+		t.Fatalf("held message is due for delivery")
+	}
+	_, body := f.do("GET", "/api/held", "")
+	if !strings.Contains(body, id) {
+		t.Fatalf("/api/held does not list %s: %s", id, body)
+	}
+	if _, body := f.do("GET", "/api/queue", ""); strings.Contains(body, id) {
+		t.Errorf("/api/queue lists the held message: %s", body)
+	}
+	if code, body := f.do("POST", "/api/queue/"+id+"/retry", ""); code != 200 {
+		t.Fatalf("release: %d %s", code, body)
+	}
+	due, _ := f.sp.Due(f.clk.Now(), 0)
+	if len(due) != 1 || due[0].ID != id || !strings.HasPrefix(due[0].LastReply, "released by admin") {
+		t.Fatalf("after release, due = %+v", due)
+	}
+	if f.kicks.Load() != 1 {
+		t.Errorf("kicks = %d, want 1", f.kicks.Load())
+	}
+}

@@ -29,16 +29,18 @@ type Config struct {
 	Hostname string `toml:"hostname"` // greeting / EHLO name; default: OS hostname
 	DataDir  string `toml:"data_dir"` // spool.db lives here
 
-	Listen   Listen     `toml:"listen"`
-	Auth     Auth       `toml:"auth"`
-	Policy   Policy     `toml:"policy"`
-	Queue    Queue      `toml:"queue"`
-	Upstream []Upstream `toml:"upstream"`
-	Delivery Delivery   `toml:"delivery"`
-	LED      LED        `toml:"led"`
-	Console  Console    `toml:"console"`
-	Admin    Admin      `toml:"admin"`
-	Log      Log        `toml:"log"`
+	Listen     Listen     `toml:"listen"`
+	Auth       Auth       `toml:"auth"`
+	Policy     Policy     `toml:"policy"`
+	Devices    []Device   `toml:"device"`
+	Duplicates Duplicates `toml:"duplicates"`
+	Queue      Queue      `toml:"queue"`
+	Upstream   []Upstream `toml:"upstream"`
+	Delivery   Delivery   `toml:"delivery"`
+	LED        LED        `toml:"led"`
+	Console    Console    `toml:"console"`
+	Admin      Admin      `toml:"admin"`
+	Log        Log        `toml:"log"`
 }
 
 // Listen is the LAN listener that devices talk to.
@@ -50,6 +52,11 @@ type Listen struct {
 	MaxConnections  int      `toml:"max_connections"`  // all clients together; 421 beyond
 	IdleTimeout     Duration `toml:"idle_timeout"`     // at least 5m: devices are slow
 	ShutdownGrace   Duration `toml:"shutdown_grace"`   // how long open sessions may finish on stop
+
+	// Flood limits per client address, for stuck devices, not busy ones.
+	PerClientConnections int     `toml:"per_client_connections"` // open at once; 421 beyond; 0 = no limit
+	PerClientRate        float64 `toml:"per_client_rate"`        // messages per second, sustained; 451 beyond; 0 = no limit
+	PerClientBurst       int     `toml:"per_client_burst"`       // messages at once before the rate applies
 }
 
 // Auth is device authentication on the LAN listener.
@@ -68,6 +75,26 @@ type AuthUser struct {
 type Policy struct {
 	RecipientDomains []string `toml:"recipient_domains"` // "example.edu" exact; "*.example.edu" any depth of subdomain
 	Sender           string   `toml:"sender"`            // if set, the envelope sender is rewritten to this
+	// RewriteFromHeader: when the envelope sender is rewritten, an
+	// unqualified From: header address (root@localhost, scanner@printer)
+	// is rewritten to the same address, keeping the display name.
+	RewriteFromHeader bool `toml:"rewrite_from_header"`
+}
+
+// Device is one known device ([[device]]), matched by client network or
+// by AUTH user; its name shows in logs and in the queue.
+type Device struct {
+	Name     string   `toml:"name"`
+	Networks []string `toml:"networks"`  // CIDRs the device connects from
+	AuthUser string   `toml:"auth_user"` // or the user it authenticates as
+	Sender   string   `toml:"sender"`    // its envelope sender is rewritten to this (before policy.sender)
+}
+
+// Duplicates holds a device's repeats of one message (same sender,
+// recipients and body) instead of queueing them for delivery.
+type Duplicates struct {
+	MaxRepeats int      `toml:"max_repeats"` // copies queued within window; later ones are held
+	Window     Duration `toml:"window"`      // 0 disables duplicate detection
 }
 
 // Queue is the spool's limits.
@@ -150,9 +177,15 @@ func Default() Config {
 			MaxConnections: 100,
 			IdleTimeout:    Duration(5 * time.Minute),
 			ShutdownGrace:  Duration(30 * time.Second),
+			// DESIGN.md: one client may keep 50 connections open and send
+			// 50 messages a second in bursts.
+			PerClientConnections: 50,
+			PerClientRate:        50,
+			PerClientBurst:       50,
 		},
-		Auth:   Auth{Mode: AuthOff},
-		Policy: Policy{RecipientDomains: []string{}},
+		Duplicates: Duplicates{MaxRepeats: 5, Window: Duration(10 * time.Minute)},
+		Auth:       Auth{Mode: AuthOff},
+		Policy:     Policy{RecipientDomains: []string{}},
 		Queue: Queue{
 			MaxSize: GiB,
 			MaxAge:  Duration(120 * time.Hour),
@@ -212,6 +245,10 @@ func (c Config) clone() Config {
 	out.Listen.AllowedNetworks = cloneSlice(c.Listen.AllowedNetworks)
 	out.Auth.Users = cloneSlice(c.Auth.Users)
 	out.Policy.RecipientDomains = cloneSlice(c.Policy.RecipientDomains)
+	out.Devices = cloneSlice(c.Devices)
+	for i := range out.Devices {
+		out.Devices[i].Networks = cloneSlice(c.Devices[i].Networks)
+	}
 	out.Upstream = cloneSlice(c.Upstream)
 	return out
 }

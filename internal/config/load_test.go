@@ -38,13 +38,23 @@ func TestLoadFullExample(t *testing.T) {
 			MaxConnections:  100,
 			IdleTimeout:     Duration(5 * time.Minute),
 			ShutdownGrace:   Duration(30 * time.Second),
+
+			PerClientConnections: 50,
+			PerClientRate:        50,
+			PerClientBurst:       50,
 		},
 		Auth: Auth{Mode: AuthUsers, Users: []AuthUser{
 			{Name: "scanner", PasswordHash: "$2b$10$nRwEHKsFZCJ1zGcJ0FNaFwEaDPjzQNlVLWtKGFY90m54skdVdIk9p"},
 			{Name: "copier-2nd-floor", PasswordHash: "$2b$10$3iHNzTpR8zDHmpq94GJg6GFl3ivqA5rTM9FZiOdww9IT3xhP1hzru"},
 		}},
-		Policy: Policy{RecipientDomains: []string{"example.edu", "*.example.edu"}, Sender: "lab-devices@example.edu"},
-		Queue:  Queue{MaxSize: GiB, MaxAge: Duration(120 * time.Hour), Notify: "postmaster@example.edu"},
+		Policy: Policy{RecipientDomains: []string{"example.edu", "*.example.edu"}, Sender: "lab-devices@example.edu",
+			RewriteFromHeader: true},
+		Devices: []Device{
+			{Name: "copier-2nd-floor", Networks: []string{"10.0.2.15/32"}, Sender: "copier-2nd-floor@example.edu"},
+			{Name: "scanner-lab-3", AuthUser: "scanner", Networks: []string{"10.0.3.0/24"}, Sender: "lab3-scans@example.edu"},
+		},
+		Duplicates: Duplicates{MaxRepeats: 5, Window: Duration(10 * time.Minute)},
+		Queue:      Queue{MaxSize: GiB, MaxAge: Duration(120 * time.Hour), Notify: "postmaster@example.edu"},
 		Upstream: []Upstream{{
 			Address:      "smtp.example.edu:587",
 			TLS:          TLSStartTLS,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -61,6 +62,8 @@ func (c Config) problems(intSize int) []*Error {
 	c.Listen.check(&p)
 	c.Auth.check(&p)
 	c.Policy.check(&p)
+	checkDevices(&p, c.Devices)
+	c.Duplicates.check(&p)
 	c.Queue.check(&p, intSize)
 	for i, u := range c.Upstream {
 		u.check(&p, fmt.Sprintf("upstream[%d]", i))
@@ -109,17 +112,7 @@ func (l Listen) check(p *problems) {
 	if len(l.AllowedNetworks) == 0 {
 		p.add("listen.allowed_networks", "is empty, so every client would be refused; list your devices' networks, e.g. [\"192.168.1.0/24\"]")
 	}
-	for i, n := range l.AllowedNetworks {
-		key := fmt.Sprintf("listen.allowed_networks[%d]", i)
-		if _, err := netip.ParsePrefix(n); err == nil {
-			continue
-		}
-		if a, err := netip.ParseAddr(n); err == nil {
-			p.add(key, "%q is an address, not a network; write \"%s/%d\"", n, n, a.BitLen())
-		} else {
-			p.add(key, "%q is not a network in CIDR form; write e.g. \"192.168.1.0/24\"", n)
-		}
-	}
+	checkNetworks(p, "listen.allowed_networks", l.AllowedNetworks)
 	if l.MaxMessageSize <= 0 || l.MaxMessageSize > maxMessageSizeLimit {
 		p.add("listen.max_message_size", "%s is out of range; use a size above 0 and at most %s, e.g. \"50MiB\"", l.MaxMessageSize, maxMessageSizeLimit)
 	}
@@ -134,6 +127,63 @@ func (l Listen) check(p *problems) {
 	}
 	if l.ShutdownGrace < 0 {
 		p.add("listen.shutdown_grace", "must not be negative; e.g. \"30s\"")
+	}
+	if l.PerClientConnections < 0 {
+		p.add("listen.per_client_connections", "%d is out of range; use 0 (no limit) or more (default 50)", l.PerClientConnections)
+	}
+	if l.PerClientRate < 0 || math.IsNaN(l.PerClientRate) || math.IsInf(l.PerClientRate, 0) {
+		p.add("listen.per_client_rate", "%v is out of range; use messages per second, e.g. 50, or 0 for no limit", l.PerClientRate)
+	}
+	if l.PerClientRate > 0 && l.PerClientBurst < 1 {
+		p.add("listen.per_client_burst", "%d is out of range; use at least 1 (default 50) while per_client_rate is set", l.PerClientBurst)
+	}
+}
+
+// checkNetworks checks a list of CIDR prefixes under key.
+func checkNetworks(p *problems, key string, nets []string) {
+	for i, n := range nets {
+		key := fmt.Sprintf("%s[%d]", key, i)
+		if _, err := netip.ParsePrefix(n); err == nil {
+			continue
+		}
+		if a, err := netip.ParseAddr(n); err == nil {
+			p.add(key, "%q is an address, not a network; write \"%s/%d\"", n, n, a.BitLen())
+		} else {
+			p.add(key, "%q is not a network in CIDR form; write e.g. \"192.168.1.0/24\"", n)
+		}
+	}
+}
+
+func checkDevices(p *problems, ds []Device) {
+	seen := map[string]int{}
+	for i, d := range ds {
+		key := fmt.Sprintf("device[%d]", i)
+		switch {
+		case d.Name == "":
+			p.add(key+".name", "is empty; give the device a name for logs and the queue, e.g. \"copier-2nd-floor\"")
+		case seen[d.Name] > 0:
+			p.add(key+".name", "%q is already device[%d]; names must be unique", d.Name, seen[d.Name]-1)
+		default:
+			seen[d.Name] = i + 1
+		}
+		if len(d.Networks) == 0 && d.AuthUser == "" {
+			p.add(key, "matches nothing; set networks (e.g. [\"10.0.5.20/32\"]) or auth_user")
+		}
+		checkNetworks(p, key+".networks", d.Networks)
+		if d.Sender != "" {
+			if msg := addressProblem(d.Sender); msg != "" {
+				p.add(key+".sender", "%q %s; write one address like \"copier@example.edu\", or leave it empty", d.Sender, msg)
+			}
+		}
+	}
+}
+
+func (d Duplicates) check(p *problems) {
+	if d.Window < 0 {
+		p.add("duplicates.window", "must not be negative; e.g. \"10m\", or 0 to switch duplicate detection off")
+	}
+	if d.Window > 0 && d.MaxRepeats < 1 {
+		p.add("duplicates.max_repeats", "%d is out of range; use at least 1 (default 5), or set window = \"0\" to switch detection off", d.MaxRepeats)
 	}
 }
 

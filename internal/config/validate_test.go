@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,20 @@ func TestValidateRules(t *testing.T) {
 		{"zero connections", func(c *Config) { c.Listen.MaxConnections = 0 }, "listen.max_connections", "at least 1"},
 		{"zero idle timeout", func(c *Config) { c.Listen.IdleTimeout = 0 }, "listen.idle_timeout", "above 0"},
 		{"negative grace", func(c *Config) { c.Listen.ShutdownGrace = -1 }, "listen.shutdown_grace", "negative"},
+		{"negative per-client connections", func(c *Config) { c.Listen.PerClientConnections = -1 }, "listen.per_client_connections", "0 (no limit)"},
+		{"negative per-client rate", func(c *Config) { c.Listen.PerClientRate = -0.5 }, "listen.per_client_rate", "messages per second"},
+		{"rate without burst", func(c *Config) { c.Listen.PerClientBurst = 0 }, "listen.per_client_burst", "at least 1"},
+		{"device without name", func(c *Config) { c.Devices = []Device{{Networks: []string{"10.0.0.5/32"}}} }, "device[0].name", "give the device a name"},
+		{"device name twice", func(c *Config) {
+			c.Devices = []Device{{Name: "a", AuthUser: "x"}, {Name: "a", AuthUser: "y"}}
+		}, "device[1].name", "unique"},
+		{"device matching nothing", func(c *Config) { c.Devices = []Device{{Name: "a"}} }, "device[0]", "matches nothing"},
+		{"device bare address", func(c *Config) {
+			c.Devices = []Device{{Name: "a", Networks: []string{"10.0.0.0/8", "10.0.0.5"}}}
+		}, "device[0].networks[1]", `write "10.0.0.5/32"`},
+		{"device sender without domain", func(c *Config) { c.Devices = []Device{{Name: "a", AuthUser: "x", Sender: "copier"}} }, "device[0].sender", "not one"},
+		{"duplicates without repeats", func(c *Config) { c.Duplicates.MaxRepeats = 0 }, "duplicates.max_repeats", "at least 1"},
+		{"negative window", func(c *Config) { c.Duplicates.Window = -1 }, "duplicates.window", "negative"},
 		{"auth mode", func(c *Config) { c.Auth.Mode = "plain" }, "auth.mode", "off, any or users"},
 		{"users without users", func(c *Config) { c.Auth.Mode = AuthUsers }, "auth.users", "at least one"},
 		{"user without name", func(c *Config) {
@@ -261,5 +276,53 @@ func TestPasswordHashNeverEchoed(t *testing.T) {
 	err := c.Validate()
 	if err == nil || strings.Contains(err.Error(), "my-plain-password") {
 		t.Fatalf("Validate() = %v; want an error that does not repeat the value", err)
+	}
+}
+
+// Flood limits and duplicate detection switch off with 0, and the device
+// table reads back as written.
+func TestParseDevicesAndLimits(t *testing.T) {
+	src := `
+[listen]
+per_client_connections = 0
+per_client_rate = 0.5
+per_client_burst = 3
+[policy]
+rewrite_from_header = true
+[[device]]
+name = "ups"
+networks = ["10.0.9.0/24", "fd00::/64"]
+[[device]]
+name = "ricoh"
+auth_user = "ricoh"
+sender = "ricoh@example.edu"
+[duplicates]
+max_repeats = 0
+window = "0"
+`
+	c, err := Parse([]byte(src), "test.toml")
+	if err != nil {
+		t.Fatalf("Parse = %v", err)
+	}
+	if l := c.Listen; l.PerClientConnections != 0 || l.PerClientRate != 0.5 || l.PerClientBurst != 3 {
+		t.Errorf("listen limits = %+v", l)
+	}
+	want := []Device{{Name: "ups", Networks: []string{"10.0.9.0/24", "fd00::/64"}},
+		{Name: "ricoh", AuthUser: "ricoh", Sender: "ricoh@example.edu"}}
+	if !reflect.DeepEqual(c.Devices, want) || !c.Policy.RewriteFromHeader {
+		t.Errorf("devices = %+v, rewrite_from_header = %v", c.Devices, c.Policy.RewriteFromHeader)
+	}
+	if c.Duplicates != (Duplicates{}) {
+		t.Errorf("duplicates = %+v, want off", c.Duplicates)
+	}
+	r := c.Redacted()
+	r.Devices[0].Networks[0] = "changed"
+	if c.Devices[0].Networks[0] != "10.0.9.0/24" {
+		t.Error("Redacted shares the device networks with the original")
+	}
+
+	_, err = Parse([]byte("[[device]]\nname = \"x\"\nnetwork = [\"10.0.0.0/8\"]\n"), "typo.toml")
+	if err == nil || !strings.Contains(err.Error(), "networks") {
+		t.Errorf("a misspelt device key: %v, want an error suggesting networks", err)
 	}
 }

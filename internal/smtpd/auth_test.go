@@ -19,7 +19,6 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"relaybox/internal/policy"
 	"relaybox/internal/spool"
 )
 
@@ -56,11 +55,7 @@ func runAuthTranscript(t *testing.T, file string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := authTranscript{transcriptConfig: transcriptConfig{
-		networks: []string{"127.0.0.0/8"},
-		domains:  []string{"campus.test", "*.dept.campus.test"},
-		maxRcpt:  100, maxSize: 1 << 20, idle: 5 * time.Second, maxConns: 10, queued: -1,
-	}}
+	cfg := authTranscript{transcriptConfig: defaultTranscriptConfig()}
 	var dialog []string
 	for _, l := range strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n") {
 		if strings.HasPrefix(l, "= ") {
@@ -124,26 +119,9 @@ func runAuthTranscript(t *testing.T, file string) {
 	}
 	conn.Close()
 	waitIdle(t, srv)
-	st := sp.Stats()
-	if st.Pending != 0 {
-		t.Errorf("%d half-stored messages left in the spool", st.Pending)
-	}
-	if cfg.queued >= 0 && st.Messages != cfg.queued {
-		t.Errorf("spool holds %d messages, want %d", st.Messages, cfg.queued)
-	}
-	msgs, err := sp.List(spool.StateQueued)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range msgs {
+	for _, m := range checkStored(t, sp, cfg.transcriptConfig) {
 		if cfg.authUser != nil && m.AuthUser != *cfg.authUser {
 			t.Errorf("message %s records AUTH user %q, want %q", m.ID, m.AuthUser, *cfg.authUser)
-		}
-		body := readBody(t, sp, m.ID)
-		for _, want := range cfg.bodyChecks {
-			if !strings.Contains(body, want) {
-				t.Errorf("message %s body lacks %q:\n%s", m.ID, want, body)
-			}
 		}
 	}
 }
@@ -186,19 +164,9 @@ func startAuthServer(t *testing.T, c transcriptConfig, auth AuthOptions, log *sl
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
-	rules, err := policy.NewRules(c.domains)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nets, err := policy.NetworkRules(c.networks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(Options{
-		Hostname: "relaybox.test", Rules: rules, Networks: nets, Store: sp,
-		Sender: c.sender, MaxMessageSize: c.maxSize, MaxRecipients: c.maxRcpt,
-		MaxConnections: c.maxConns, IdleTimeout: c.idle, Logger: log, Auth: auth,
-	})
+	opt := c.options(t, sp)
+	opt.Logger, opt.Auth = log, auth
+	srv, err := New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,11 @@ type headerWriter struct {
 	hasDate   bool
 	done      bool // header block over; bytes pass straight through
 	err       error
+
+	// fromAddr, when set, replaces an unqualified address in the From:
+	// field (policy.rewrite_from_header); fromOld is the address replaced.
+	fromAddr string
+	fromOld  string
 }
 
 func newHeaderWriter(w io.Writer, prefix func(hasMessageID, hasDate bool) []byte) *headerWriter {
@@ -48,7 +53,7 @@ func (h *headerWriter) Write(p []byte) (int, error) {
 			h.endOfLine()
 		}
 		if !h.done && h.buf.Len() > maxHeaderBlock {
-			h.flush()
+			h.flushIncomplete()
 		}
 	}
 	if len(p) > 0 && h.err == nil {
@@ -85,16 +90,35 @@ func (h *headerWriter) endOfLine() {
 func (h *headerWriter) flushBefore(off int) {
 	b := h.buf.Bytes()
 	h.write(h.prefix(h.hasMsgID, h.hasDate))
-	h.write(b[:off])
+	h.write(h.edited(b[:off]))
 	h.write(crlf)
 	h.write(b[off:])
 	h.finish()
 }
 
+// flush writes a complete header block.
 func (h *headerWriter) flush() {
+	h.write(h.prefix(h.hasMsgID, h.hasDate))
+	h.write(h.edited(h.buf.Bytes()))
+	h.finish()
+}
+
+// flushIncomplete gives up on a header block too long to hold: it is
+// passed on as it is, unedited.
+func (h *headerWriter) flushIncomplete() {
 	h.write(h.prefix(h.hasMsgID, h.hasDate))
 	h.write(h.buf.Bytes())
 	h.finish()
+}
+
+// edited applies the From: rewrite, if one is asked for, to a block.
+func (h *headerWriter) edited(block []byte) []byte {
+	if h.fromAddr == "" {
+		return block
+	}
+	out, old := rewriteFrom(block, h.fromAddr)
+	h.fromOld = old
+	return out
 }
 
 func (h *headerWriter) finish() {

@@ -1,8 +1,6 @@
 package smtpd
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,15 +15,26 @@ import (
 // has to happen here, before the connection reaches it.
 type gateListener struct {
 	net.Listener
-	allowed func(netip.Addr) bool
-	max     int
-	idle    time.Duration
-	host    string
-	log     *slog.Logger
+	allowed   func(netip.Addr) bool
+	max       int // all clients together
+	perClient int // one client address; 0 = no limit of its own
+	idle      time.Duration
+	host      string
+	log       *slog.Logger
+	now       func() time.Time
 
 	mu     sync.Mutex
 	active int
+	// clients counts open connections per client address; an address
+	// leaves the map when its last connection closes.
+	clients map[netip.Addr]int
+	// warned rate-limits the "too many connections from" log line to one
+	// per client every perClientLogEvery, so a device reconnecting in a
+	// tight loop cannot flood the log.
+	warned map[netip.Addr]time.Time
 }
+
+const perClientLogEvery = time.Minute
 
 func (g *gateListener) Accept() (net.Conn, error) {
 	for {
@@ -40,24 +49,59 @@ func (g *gateListener) Accept() (net.Conn, error) {
 			go refuse(c, fmt.Sprintf("554 5.7.1 %s: %s is not allowed to use this relay\r\n", g.host, ip))
 			continue
 		}
-		g.mu.Lock()
-		full := g.active >= g.max
-		if !full {
-			g.active++
-		}
-		g.mu.Unlock()
+		full, clientFull, warn, open := g.admit(ip)
 		if full {
 			g.log.Warn("refused client: too many connections", "client", ip.String(), "max", g.max)
 			go refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections, try again later\r\n", g.host))
 			continue
 		}
-		return &idleConn{Conn: c, idle: g.idle, release: g.release, log: g.log}, nil
+		if clientFull {
+			if warn {
+				g.log.Warn("refused client: too many connections from this client", "client", ip.String(),
+					"open", open, "max", g.perClient,
+					"hint", "a device stuck in a reconnect loop; raise listen.per_client_connections if it is only busy")
+			}
+			go refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections from %s, try again later\r\n", g.host, ip))
+			continue
+		}
+		return newIdleConn(c, ip, g.idle, func() { g.release(ip) }, g.log), nil
 	}
 }
 
-func (g *gateListener) release() {
+// admit counts a new connection from ip unless a limit is reached.
+func (g *gateListener) admit(ip netip.Addr) (full, clientFull, warn bool, open int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.active >= g.max {
+		return true, false, false, 0
+	}
+	open = g.clients[ip]
+	if g.perClient > 0 && open >= g.perClient {
+		now := g.now()
+		if last, ok := g.warned[ip]; !ok || now.Sub(last) >= perClientLogEvery {
+			if g.warned == nil {
+				g.warned = map[netip.Addr]time.Time{}
+			}
+			g.warned[ip] = now
+			warn = true
+		}
+		return false, true, warn, open
+	}
+	if g.clients == nil {
+		g.clients = map[netip.Addr]int{}
+	}
+	g.active++
+	g.clients[ip]++
+	return false, false, false, open + 1
+}
+
+func (g *gateListener) release(ip netip.Addr) {
 	g.mu.Lock()
 	g.active--
+	if g.clients[ip]--; g.clients[ip] <= 0 {
+		delete(g.clients, ip)
+		delete(g.warned, ip)
+	}
 	g.mu.Unlock()
 }
 
@@ -84,20 +128,32 @@ func remoteIP(c net.Conn) netip.Addr {
 // idleConn wraps each device connection. It renews the read deadline on
 // every read, so the idle timeout measures silence, not the length of a slow
 // 50 MiB upload (go-smtp's own ReadTimeout is set once per command and would
-// cut a long DATA short). It also learns the client's line ending from its
-// first line, and refuses a TLS handshake sent to this plaintext port.
+// cut a long DATA short). It learns the client's line ending from its first
+// line, refuses a TLS handshake sent to this plaintext port, and mends the
+// commands of devices that go-smtp would refuse (stream.go).
 type idleConn struct {
 	net.Conn
 	idle    time.Duration
 	release func()
 	once    sync.Once
 	log     *slog.Logger
+	client  netip.Addr
 
 	started bool // at least one byte read
 	mode    eolMode
-	prevCR  bool   // lfOnly: the last byte handed on was a CR
-	pending []byte // lfOnly: translated bytes not yet returned
-	scratch []byte
+	prevCR  bool // lfOnly: the last byte translated was a CR
+
+	buf  []byte    // network reads land here before translation
+	in   byteQueue // client bytes, line endings translated, not yet handed on
+	out  []byte    // a mended command line, handed on before in
+	rerr error     // the read error to return once in is drained
+
+	stream streamState
+	reply  replyState
+}
+
+func newIdleConn(c net.Conn, ip netip.Addr, idle time.Duration, release func(), log *slog.Logger) *idleConn {
+	return &idleConn{Conn: c, idle: idle, release: release, log: log, client: ip}
 }
 
 type eolMode int
@@ -110,68 +166,36 @@ const (
 	// go-smtp only ends DATA on CRLF.CRLF, so for this session every bare
 	// LF becomes CRLF before go-smtp sees it. A client that speaks CRLF
 	// never gets this treatment, so "\n.\n" cannot end its DATA (that is
-	// the SMTP smuggling hole; Exim 4.97.1 draws the same line).
-	// Inbound STARTTLS, if it is ever offered, must switch this off.
+	// the SMTP smuggling hole; Exim 4.97.1 draws the same line). After
+	// STARTTLS (phaseRaw) nothing is translated any more.
 	eolLFOnly
 )
-
-// errTLSOnPlain ends a session whose first bytes are a TLS handshake.
-var errTLSOnPlain = errors.New("smtpd: TLS handshake on the plaintext SMTP port")
-
-func (c *idleConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
-	if c.idle > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
-	}
-	n, err := c.Conn.Read(p)
-	if n == 0 {
-		return n, err
-	}
-	if !c.started {
-		c.started = true
-		// 0x16 is a TLS handshake record: a ClientHello. Typically an MFP
-		// set to "SSL/TLS" (implicit TLS) pointed at a plain port.
-		if p[0] == 0x16 {
-			c.log.Warn("client started a TLS handshake on the plaintext SMTP port; closing",
-				"client", remoteIP(c.Conn).String(),
-				"hint", "set the device's SMTP security to none (plain SMTP) for this relay, not SSL/TLS")
-			return 0, errTLSOnPlain
-		}
-	}
-	if c.mode == eolUnknown {
-		if i := bytes.IndexByte(p[:n], '\n'); i >= 0 {
-			c.mode = eolCRLF
-			if i == 0 || p[i-1] != '\r' {
-				c.mode = eolLFOnly
-				c.log.Debug("client ends lines with bare LF; LF ends lines for this session",
-					"client", remoteIP(c.Conn).String())
-			}
-		}
-	}
-	if c.mode != eolLFOnly {
-		return n, err
-	}
-	// Translate bare LF to CRLF; the result may be longer than p, so the
-	// rest waits in pending for the next Read.
-	out := c.scratch[:0]
-	for _, b := range p[:n] {
-		if b == '\n' && !c.prevCR {
-			out = append(out, '\r')
-		}
-		out = append(out, b)
-		c.prevCR = b == '\r'
-	}
-	c.scratch = out
-	k := copy(p, out)
-	c.pending = out[k:]
-	return k, err
-}
 
 func (c *idleConn) Close() error {
 	c.once.Do(c.release)
 	return c.Conn.Close()
+}
+
+// byteQueue is a FIFO of bytes that reuses its array once drained.
+type byteQueue struct {
+	b   []byte
+	off int
+}
+
+func (q *byteQueue) bytes() []byte { return q.b[q.off:] }
+func (q *byteQueue) len() int      { return len(q.b) - q.off }
+
+func (q *byteQueue) consume(n int) {
+	q.off += n
+	if q.off >= len(q.b) {
+		q.b, q.off = q.b[:0], 0
+	}
+}
+
+func (q *byteQueue) push(p []byte) {
+	if q.off > 0 {
+		n := copy(q.b, q.b[q.off:])
+		q.b, q.off = q.b[:n], 0
+	}
+	q.b = append(q.b, p...)
 }

@@ -21,9 +21,11 @@ import (
 	"relaybox/internal/spool"
 )
 
-// Store is the part of the spool the listener needs.
+// Store is the part of the spool the listener needs: Create for each
+// message, Update to hold a device's repeats.
 type Store interface {
 	Create(env spool.Envelope) (*spool.Writer, error)
+	Update(id string, fn func(*spool.Message) error) (*spool.Message, error)
 }
 
 // Options configure a Server. Rules, Networks and Store are required.
@@ -40,6 +42,24 @@ type Options struct {
 	Now            func() time.Time
 	Logger         *slog.Logger
 	Auth           AuthOptions // device AUTH; the zero value is mode off
+	// Devices name known devices (matched by network or AUTH user) and
+	// may give each its own sender rewrite.
+	Devices []Device
+	// RewriteFromHeader: when the envelope sender was rewritten, a From:
+	// header with an unqualified address (root@localhost, scanner@printer)
+	// gets the rewritten address too, keeping its display name.
+	RewriteFromHeader bool
+
+	// Flood limits per client address; zero values mean no limit.
+	PerClientConnections int     // open connections; one more gets 421 4.7.0
+	PerClientRate        float64 // messages (MAIL commands) per second, sustained
+	PerClientBurst       int     // messages allowed at once; 1 if PerClientRate is set and this is not
+	// Duplicates: a client's copies of one message (same sender,
+	// recipients and body) past DuplicateMax within DuplicateWindow are
+	// stored with state held instead of queued. A zero DuplicateWindow or
+	// DuplicateMax switches this off.
+	DuplicateMax    int
+	DuplicateWindow time.Duration
 	// OnAccepted runs after a message is committed (wake the scheduler,
 	// count it). It must not block.
 	OnAccepted func(*spool.Message)
@@ -47,10 +67,13 @@ type Options struct {
 
 // Server is the LAN SMTP listener.
 type Server struct {
-	opt  Options
-	smtp *smtp.Server
-	log  *slog.Logger
-	auth *authenticator
+	opt     Options
+	smtp    *smtp.Server
+	log     *slog.Logger
+	auth    *authenticator
+	devices devices
+	rate    *rateLimiter
+	dupes   *dupTracker
 
 	// inData counts sessions inside DATA, so Shutdown can wait for their
 	// commits before the caller closes the spool.
@@ -81,7 +104,22 @@ func New(opt Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opt: opt, log: opt.Logger, auth: auth}
+	devs, err := newDevices(opt.Devices)
+	if err != nil {
+		return nil, err
+	}
+	if opt.Sender != "" {
+		if _, err := policy.ParseAddress(opt.Sender); err != nil {
+			return nil, fmt.Errorf("smtpd: sender %q: %w", opt.Sender, err)
+		}
+	}
+	if opt.PerClientRate < 0 || opt.PerClientBurst < 0 || opt.PerClientConnections < 0 ||
+		opt.DuplicateMax < 0 || opt.DuplicateWindow < 0 {
+		return nil, errors.New("smtpd: flood and duplicate limits must not be negative")
+	}
+	s := &Server{opt: opt, log: opt.Logger, auth: auth, devices: devs,
+		rate:  newRateLimiter(opt.PerClientRate, opt.PerClientBurst, opt.Now),
+		dupes: newDupTracker(opt.DuplicateMax, opt.DuplicateWindow, opt.Now)}
 	srv := smtp.NewServer(&backend{s: s})
 	// The LAN listener is plaintext by design and devices send their
 	// credentials in clear; without this go-smtp refuses AUTH with 523.
@@ -101,12 +139,14 @@ func New(opt Options) (*Server, error) {
 // gate, the connection limit and the idle timeout.
 func (s *Server) Serve(l net.Listener) error {
 	g := &gateListener{
-		Listener: l,
-		allowed:  func(ip netip.Addr) bool { return s.opt.Networks.Allowed(ip) },
-		max:      s.opt.MaxConnections,
-		idle:     s.opt.IdleTimeout,
-		host:     s.opt.Hostname,
-		log:      s.log,
+		Listener:  l,
+		allowed:   func(ip netip.Addr) bool { return s.opt.Networks.Allowed(ip) },
+		max:       s.opt.MaxConnections,
+		perClient: s.opt.PerClientConnections,
+		idle:      s.opt.IdleTimeout,
+		host:      s.opt.Hostname,
+		log:       s.log,
+		now:       s.opt.Now,
 	}
 	err := s.smtp.Serve(g)
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {

@@ -1,8 +1,11 @@
 package smtpd
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/netip"
 	"strings"
@@ -22,9 +25,11 @@ type session struct {
 	helo   string // sanitised: safe for logs and the Received header
 	auth   authState
 
-	from    string
-	hasFrom bool
-	rcpts   []string
+	from      string
+	hasFrom   bool
+	rewritten bool        // from is a configured sender, not the device's own
+	device    *deviceRule // matched at MAIL; nil for an unknown device
+	rcpts     []string
 }
 
 var _ smtp.Session = (*session)(nil)
@@ -39,8 +44,12 @@ var (
 )
 
 func (se *session) Reset() {
-	se.from, se.hasFrom, se.rcpts = "", false, nil
+	se.from, se.hasFrom, se.rewritten, se.device, se.rcpts = "", false, false, nil, nil
 }
+
+// errRate is the reply to a client over listen.per_client_rate.
+var errRate = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
+	Message: "Too many messages from this client, slow down and try again later"}
 
 func (se *session) Logout() error { return nil }
 
@@ -50,20 +59,46 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 		return errDropped
 	}
 	se.Reset()
+	dev := se.s.devices.match(se.client, se.auth.user)
+	if d := se.s.rate.allow(se.client); !d.ok {
+		if d.firstRefusal {
+			se.s.log.Warn("messages refused: client over its message rate", "client", se.client.String(),
+				"device", dev.name(), "rate", se.s.opt.PerClientRate, "burst", se.s.opt.PerClientBurst,
+				"hint", "a device stuck in a loop; raise listen.per_client_rate if it is only busy")
+		}
+		return errRate
+	} else if d.refusedTotal > 0 {
+		se.s.log.Info("client back under its message rate", "client", se.client.String(),
+			"device", dev.name(), "refused", d.refusedTotal)
+	}
 	addr, err := policy.ParseSender(from)
 	if err != nil {
-		se.s.log.Info("sender refused", "client", se.client.String(), "helo", se.helo,
+		se.s.log.Info("sender refused", "client", se.client.String(), "helo", se.helo, "device", dev.name(),
 			"from", printable(from), "reason", err.Error())
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
 			Message: "Sender address rejected: " + err.Error()}
 	}
+	rewrite := se.s.opt.Sender
+	if dev != nil && dev.Sender != "" {
+		rewrite = dev.Sender
+	}
+	if addr.Domain == unqualifiedDomain {
+		// idleConn added this domain to a sender the device sent bare.
+		if rewrite == "" {
+			se.s.log.Info("sender refused: no domain and no sender rewrite configured", "client", se.client.String(),
+				"helo", se.helo, "device", dev.name(), "from", addr.Local,
+				"hint", "set policy.sender, or a [[device]] entry with a sender for this device")
+			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
+				Message: "Sender address " + addr.Local + " has no domain; the relay admin can set policy.sender or a [[device]] sender for this device"}
+		}
+		se.s.log.Info("sender without a domain rewritten", "client", se.client.String(), "device", dev.name(),
+			"from", addr.Local, "to", rewrite)
+	}
 	se.from = addr.String()
-	if addr == (policy.Address{}) {
-		se.from = ""
+	if rewrite != "" {
+		se.from, se.rewritten = rewrite, true
 	}
-	if se.s.opt.Sender != "" {
-		se.from = se.s.opt.Sender
-	}
+	se.device = dev
 	se.hasFrom = true
 	return nil
 }
@@ -105,6 +140,7 @@ func (se *session) Data(r io.Reader) error {
 		From:       se.from,
 		Recipients: se.rcpts,
 		AuthUser:   se.auth.user,
+		Device:     se.device.name(),
 	})
 	if err != nil {
 		return se.storeError("", err)
@@ -114,7 +150,19 @@ func (se *session) Data(r io.Reader) error {
 	hw := newHeaderWriter(w, func(hasID, hasDate bool) []byte {
 		return se.s.addedHeaders(id, se.helo, se.client, tls, start, hasID, hasDate)
 	})
-	cw := newCRLFWriter(hw)
+	if se.rewritten && se.from != "" && se.s.opt.RewriteFromHeader {
+		hw.fromAddr = se.from
+	}
+	// The duplicate check hashes what the device sent, normalised, without
+	// the headers added here (they differ for every copy).
+	var body hash.Hash
+	var cw *crlfWriter
+	if se.s.dupes != nil {
+		body = sha256.New()
+		cw = newCRLFWriter(io.MultiWriter(hw, body))
+	} else {
+		cw = newCRLFWriter(hw)
+	}
 	rr := &errReader{r: r}
 	_, err = io.Copy(cw, rr)
 	if err == nil {
@@ -144,13 +192,65 @@ func (se *session) Data(r io.Reader) error {
 	if err != nil {
 		return se.storeError(id, err)
 	}
+	if hw.fromOld != "" {
+		se.s.log.Info("From header rewritten", "id", msg.ID, "client", se.client.String(),
+			"device", se.device.name(), "from", printable(hw.fromOld), "to", se.from)
+	}
 	se.s.log.Info("accepted", "id", msg.ID, "event", "accepted", "from", msg.From,
 		"to", strings.Join(se.rcpts, ","), "client", se.client.String(), "helo", se.helo,
-		"size", msg.Size, "delay", se.s.opt.Now().Sub(start).Round(time.Millisecond).String())
+		"device", se.device.name(), "size", msg.Size,
+		"delay", se.s.opt.Now().Sub(start).Round(time.Millisecond).String())
+	reply := "OK: queued as " + msg.ID
+	if body != nil {
+		var sum [sha256.Size]byte
+		body.Sum(sum[:0])
+		if held := se.holdIfRepeat(msg, sum); held != nil {
+			msg = held
+			reply += " (held: repeated message)"
+		}
+	}
 	if se.s.opt.OnAccepted != nil {
 		se.s.opt.OnAccepted(msg)
 	}
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + msg.ID}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: reply}
+}
+
+// holdIfRepeat records a committed message with the duplicate tracker and,
+// if it is one repeat too many, sets it to held; it returns the held
+// message, or nil. The device still gets its 250: the message is safe in
+// the spool, and a refusal would only make it send again.
+func (se *session) holdIfRepeat(msg *spool.Message, body [sha256.Size]byte) *spool.Message {
+	v := se.s.dupes.record(dupKeyOf(se.client, se.device.name(), se.from, se.rcpts, body))
+	if !v.hold {
+		return nil
+	}
+	hashPrefix := hex.EncodeToString(body[:6])
+	window := se.s.opt.DuplicateWindow.String()
+	reason := fmt.Sprintf("held: copy #%d of the same message from %s since %s (more than %d within %s; body sha256 %s); release it to deliver",
+		v.copy, se.who(), v.since.UTC().Format(time.RFC3339), se.s.opt.DuplicateMax, window, hashPrefix)
+	held, err := se.s.opt.Store.Update(msg.ID, func(m *spool.Message) error {
+		m.State, m.LastReply = spool.StateHeld, reason
+		return nil
+	})
+	if err != nil {
+		// The message stays queued: a duplicate delivered beats one lost.
+		se.s.log.Error("could not hold a repeated message; it stays queued", "id", msg.ID,
+			"client", se.client.String(), "err", err.Error())
+		return nil
+	}
+	se.s.log.Warn("held repeated message", "id", msg.ID, "event", "held", "client", se.client.String(),
+		"device", se.device.name(), "from", msg.From, "copy", v.copy, "within", window,
+		"body_sha256", hashPrefix,
+		"hint", "the device is resending one message; fix it, then release or delete the held copies")
+	return held
+}
+
+// who names the client for a person: the device name and address.
+func (se *session) who() string {
+	if se.device != nil {
+		return se.device.Name + " (" + se.client.String() + ")"
+	}
+	return se.client.String()
 }
 
 // storeError maps a spool failure to a temporary reply and logs the cause.

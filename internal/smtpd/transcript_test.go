@@ -24,10 +24,22 @@ import (
 //	R: "raw\nbytes"           (client bytes as a Go string, sent as they are)
 //	S: 250                    (the reply's last line must start with this)
 //	H: SIZE 100               (the last reply, all its lines, contains this)
+//	N: held                   (the last reply does not contain this)
 //	X: cut                    (client closes the connection)
 //	= queued 1                (after the dialog: committed messages in the spool)
 //	= body-contains "text"    (every queued body contains text)
 //	= crlf-only               (no queued body holds a bare CR or bare LF)
+//	= body-lacks "text"       (no stored body contains text)
+//	= held 1                  (messages held as repeats)
+//	= from lab@campus.test    (every stored message's envelope sender; "<>" for null)
+//	= device-name scanner-3   (every stored message's device name)
+//
+// Options for the listener, before the dialog:
+//
+//	= per_client_rate 0.001   (messages per second)      = per_client_burst 2
+//	= max_repeats 2           = dup_window 10m
+//	= rewrite_from_header
+//	= device name=scanner-3 networks=127.0.0.0/8 user=scan sender=lab@campus.test
 //
 // Each runs against a real listener on 127.0.0.1 and a real spool.
 
@@ -42,7 +54,48 @@ type transcriptConfig struct {
 	sender     string
 	queued     int
 	bodyChecks []string
+	bodyLacks  []string
 	crlfOnly   bool
+	held       int     // -1: not checked
+	from       *string // nil: not checked
+	deviceName *string
+
+	rate        float64
+	burst       int
+	maxRepeats  int
+	dupWindow   time.Duration
+	rewriteFrom bool
+	devices     []Device
+}
+
+func defaultTranscriptConfig() transcriptConfig {
+	return transcriptConfig{
+		networks: []string{"127.0.0.0/8"},
+		domains:  []string{"campus.test", "*.dept.campus.test"},
+		maxRcpt:  100, maxSize: 1 << 20, idle: 5 * time.Second, maxConns: 10, queued: -1, held: -1,
+	}
+}
+
+// options builds the listener's options for a transcript.
+func (c transcriptConfig) options(t *testing.T, store Store) Options {
+	t.Helper()
+	rules, err := policy.NewRules(c.domains)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nets, err := policy.NetworkRules(c.networks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Options{
+		Hostname: "relaybox.test", Rules: rules, Networks: nets, Store: store,
+		Sender: c.sender, MaxMessageSize: c.maxSize, MaxRecipients: c.maxRcpt,
+		MaxConnections: c.maxConns, IdleTimeout: c.idle,
+		PerClientRate: c.rate, PerClientBurst: c.burst,
+		DuplicateMax: c.maxRepeats, DuplicateWindow: c.dupWindow,
+		RewriteFromHeader: c.rewriteFrom, Devices: c.devices,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
 }
 
 func TestTranscripts(t *testing.T) {
@@ -64,11 +117,7 @@ func runTranscript(t *testing.T, file string) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")
-	cfg := transcriptConfig{
-		networks: []string{"127.0.0.0/8"},
-		domains:  []string{"campus.test", "*.dept.campus.test"},
-		maxRcpt:  100, maxSize: 1 << 20, idle: 5 * time.Second, maxConns: 10, queued: -1,
-	}
+	cfg := defaultTranscriptConfig()
 	var dialog []string
 	for _, l := range lines {
 		if strings.HasPrefix(l, "= ") {
@@ -114,6 +163,10 @@ func runTranscript(t *testing.T, file string) {
 			if !strings.Contains(last, arg) {
 				t.Fatalf("expected the reply to contain %q, got %q", arg, last)
 			}
+		case 'N':
+			if strings.Contains(last, arg) {
+				t.Fatalf("expected the reply not to contain %q, got %q", arg, last)
+			}
 		case 'X':
 			conn.Close()
 		default:
@@ -122,6 +175,13 @@ func runTranscript(t *testing.T, file string) {
 	}
 	conn.Close()
 	waitIdle(t, srv)
+	checkStored(t, sp, cfg)
+}
+
+// checkStored runs the checks after a dialog and returns the stored
+// messages, held ones included.
+func checkStored(t *testing.T, sp *spool.Spool, cfg transcriptConfig) []*spool.Message {
+	t.Helper()
 	st := sp.Stats()
 	if st.Pending != 0 {
 		t.Errorf("%d half-stored messages left in the spool", st.Pending)
@@ -133,7 +193,21 @@ func runTranscript(t *testing.T, file string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	held, err := sp.List(spool.StateHeld)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.held >= 0 && len(held) != cfg.held {
+		t.Errorf("%d messages held, want %d", len(held), cfg.held)
+	}
+	msgs = append(msgs, held...)
 	for _, m := range msgs {
+		if cfg.from != nil && m.From != strings.Trim(*cfg.from, "<>") {
+			t.Errorf("message %s has envelope sender %q, want %q", m.ID, m.From, *cfg.from)
+		}
+		if cfg.deviceName != nil && m.Device != *cfg.deviceName {
+			t.Errorf("message %s has device %q, want %q", m.ID, m.Device, *cfg.deviceName)
+		}
 		body := readBody(t, sp, m.ID)
 		if cfg.crlfOnly {
 			for i := 0; i < len(body); i++ {
@@ -149,7 +223,13 @@ func runTranscript(t *testing.T, file string) {
 				t.Errorf("message %s body lacks %q:\n%s", m.ID, want, body)
 			}
 		}
+		for _, bad := range cfg.bodyLacks {
+			if strings.Contains(body, bad) {
+				t.Errorf("message %s body contains %q:\n%s", m.ID, bad, body)
+			}
+		}
 	}
+	return msgs
 }
 
 func applySetting(t *testing.T, c *transcriptConfig, s string) {
@@ -178,12 +258,58 @@ func applySetting(t *testing.T, c *transcriptConfig, s string) {
 		c.queued = int(atoi())
 	case "crlf-only":
 		c.crlfOnly = true
-	case "body-contains":
+	case "body-contains", "body-lacks":
 		v, err := strconv.Unquote(val)
 		if err != nil {
 			t.Fatalf("setting %q: %v", s, err)
 		}
-		c.bodyChecks = append(c.bodyChecks, v)
+		if key == "body-lacks" {
+			c.bodyLacks = append(c.bodyLacks, v)
+		} else {
+			c.bodyChecks = append(c.bodyChecks, v)
+		}
+	case "held":
+		c.held = int(atoi())
+	case "from":
+		c.from = &val
+	case "device-name":
+		c.deviceName = &val
+	case "per_client_rate":
+		f, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			t.Fatalf("setting %q: %v", s, err)
+		}
+		c.rate = f
+	case "per_client_burst":
+		c.burst = int(atoi())
+	case "max_repeats":
+		c.maxRepeats = int(atoi())
+	case "dup_window":
+		d, err := time.ParseDuration(val)
+		if err != nil {
+			t.Fatalf("setting %q: %v", s, err)
+		}
+		c.dupWindow = d
+	case "rewrite_from_header":
+		c.rewriteFrom = true
+	case "device":
+		var d Device
+		for _, kv := range strings.Fields(val) {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "name":
+				d.Name = v
+			case "networks":
+				d.Networks = strings.Split(v, ",")
+			case "user":
+				d.AuthUser = v
+			case "sender":
+				d.Sender = v
+			default:
+				t.Fatalf("setting %q: unknown device field %q", s, k)
+			}
+		}
+		c.devices = append(c.devices, d)
 	default:
 		t.Fatalf("unknown setting %q", s)
 	}
@@ -196,20 +322,7 @@ func startTestServer(t *testing.T, c transcriptConfig) (*spool.Spool, *Server, s
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
-	rules, err := policy.NewRules(c.domains)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nets, err := policy.NetworkRules(c.networks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(Options{
-		Hostname: "relaybox.test", Rules: rules, Networks: nets, Store: sp,
-		Sender: c.sender, MaxMessageSize: c.maxSize, MaxRecipients: c.maxRcpt,
-		MaxConnections: c.maxConns, IdleTimeout: c.idle,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	srv, err := New(c.options(t, sp))
 	if err != nil {
 		t.Fatal(err)
 	}

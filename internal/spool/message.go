@@ -14,6 +14,10 @@ const (
 	// StateDead messages passed queue.max_age or failed for good on every
 	// recipient; they stay for inspection and manual retry.
 	StateDead State = "dead"
+	// StateHeld messages were accepted but are kept out of delivery (the
+	// listener holds a device's repeats of one message); Due skips them, and
+	// an admin releases one by setting it back to StateQueued.
+	StateHeld State = "held"
 )
 
 // RcptState is the delivery state of one recipient.

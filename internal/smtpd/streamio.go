@@ -1,0 +1,259 @@
+package smtpd
+
+import (
+	"bytes"
+	"io"
+	"strconv"
+	"time"
+)
+
+// The byte-level half of idleConn's stream handling: reading and
+// translating the client's bytes, finding the end of a DATA body, and
+// noting the replies go-smtp writes.
+
+// States of go-smtp's dataReader (data.go), which ends DATA only on
+// CRLF "." CRLF; scanData must agree with it byte for byte.
+const (
+	dataBeginLine = iota
+	dataDot
+	dataDotCR
+	dataCR
+	dataMid
+)
+
+// scanData advances the mirrored state over b and returns how many bytes
+// belong to the body: all of b, or up to and including the end marker
+// (end is then true).
+func scanData(state *int, b []byte) (n int, end bool) {
+	s := *state
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch s {
+		case dataBeginLine:
+			switch c {
+			case '.':
+				s = dataDot
+			case '\r':
+				s = dataCR
+			default:
+				s = dataMid
+			}
+		case dataDot:
+			s = dataMid
+			if c == '\r' {
+				s = dataDotCR
+			}
+		case dataDotCR:
+			if c == '\n' {
+				*state = dataBeginLine
+				return i + 1, true
+			}
+			s = dataMid
+		case dataCR:
+			s = dataMid
+			if c == '\n' {
+				s = dataBeginLine
+			}
+		case dataMid:
+			j := bytes.IndexByte(b[i:], '\r')
+			if j < 0 {
+				*state = dataMid
+				return len(b), false
+			}
+			i += j
+			s = dataCR
+		}
+	}
+	*state = s
+	return len(b), false
+}
+
+// direct reports whether a body or chunk may be read straight into the
+// caller's buffer: nothing is queued and nothing needs translating.
+func (c *idleConn) direct() bool {
+	return c.in.len() == 0 && c.rerr == nil && c.mode == eolCRLF
+}
+
+// readBodyDirect reads a body into p and keeps whatever follows the end
+// marker (pipelined commands) for the command phase.
+func (c *idleConn) readBodyDirect(p []byte) (int, error) {
+	n, err := c.readNet(p)
+	k, _ := scanData(&c.stream.data, p[:n])
+	if k < n {
+		c.in.push(p[k:n])
+		if err != nil {
+			c.rerr, err = err, nil
+		}
+	}
+	return k, err
+}
+
+// handOn copies up to limit bytes of in to p.
+func (c *idleConn) handOn(p []byte, limit int) int {
+	b := c.in.bytes()
+	if len(b) > limit {
+		b = b[:limit]
+	}
+	n := copy(p, b)
+	c.in.consume(n)
+	return n
+}
+
+func (c *idleConn) readNet(p []byte) (int, error) {
+	if c.idle > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	return c.Conn.Read(p)
+}
+
+// fill reads from the client once and queues the bytes in in, line
+// endings translated for an LF-only client. It returns false, with rerr
+// set, when nothing was read.
+func (c *idleConn) fill() bool {
+	if c.rerr != nil {
+		return false
+	}
+	if c.buf == nil {
+		c.buf = make([]byte, 4096)
+	}
+	for tries := 0; ; tries++ {
+		n, err := c.readNet(c.buf)
+		if n > 0 {
+			b := c.buf[:n]
+			if !c.started {
+				c.started = true
+				// 0x16 is a TLS handshake record: a ClientHello. Typically
+				// an MFP set to "SSL/TLS" (implicit TLS) pointed at a plain port.
+				if b[0] == 0x16 {
+					c.log.Warn("client started a TLS handshake on the plaintext SMTP port; closing",
+						"client", c.client.String(),
+						"hint", "set the device's SMTP security to none (plain SMTP) for this relay, not SSL/TLS")
+					c.rerr = errTLSOnPlain
+					return false
+				}
+			}
+			c.learnEOL(b)
+			if c.mode == eolLFOnly && c.stream.phase != phaseRaw {
+				c.pushTranslated(b)
+			} else {
+				c.in.push(b)
+			}
+		}
+		switch {
+		case err != nil:
+			c.rerr = err
+			return n > 0
+		case n > 0:
+			return true
+		case tries >= 100:
+			c.rerr = io.ErrNoProgress
+			return false
+		}
+	}
+}
+
+// learnEOL decides the session's line ending from the client's first line.
+func (c *idleConn) learnEOL(b []byte) {
+	if c.mode != eolUnknown {
+		return
+	}
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		c.mode = eolCRLF
+		if i == 0 && !c.prevCR || i > 0 && b[i-1] != '\r' {
+			c.mode = eolLFOnly
+			c.log.Debug("client ends lines with bare LF; LF ends lines for this session",
+				"client", c.client.String())
+		}
+		return // prevCR now belongs to pushTranslated
+	}
+	if len(b) > 0 {
+		c.prevCR = b[len(b)-1] == '\r'
+	}
+}
+
+// pushTranslated queues b with every bare LF turned into CRLF.
+func (c *idleConn) pushTranslated(b []byte) {
+	c.in.push(nil) // compact, so appending below keeps the queue's order
+	out := c.in.b
+	prevCR := c.prevCR
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			out = append(out, b...)
+			prevCR = b[len(b)-1] == '\r'
+			break
+		}
+		out = append(out, b[:i]...)
+		if !(i > 0 && b[i-1] == '\r' || i == 0 && prevCR) {
+			out = append(out, '\r')
+		}
+		out = append(out, '\n')
+		prevCR = false
+		b = b[i+1:]
+	}
+	c.in.b = out
+	c.prevCR = prevCR
+}
+
+// Write implements net.Conn for go-smtp. It notes each reply go-smtp
+// writes, so Read knows what go-smtp reads next, and drops the reply to a
+// HELO that Read injected.
+func (c *idleConn) Write(p []byte) (int, error) {
+	if c.stream.phase == phaseRaw {
+		return c.Conn.Write(p)
+	}
+	keep := c.noteReplies(p)
+	if len(keep) > 0 {
+		if _, err := c.Conn.Write(keep); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// noteReplies records the replies in p and returns the bytes to send.
+func (c *idleConn) noteReplies(p []byte) []byte {
+	r := &c.reply
+	filtering := r.swallow || r.dropping
+	var keep []byte
+	for _, b := range p {
+		if r.col == 0 && r.swallow {
+			r.swallow, r.dropping = false, true
+		}
+		if r.col < len(r.head) {
+			r.head[r.col] = b
+		}
+		r.col++
+		if filtering && !r.dropping {
+			keep = append(keep, b)
+		}
+		if b != '\n' {
+			continue
+		}
+		final := r.col < 5 || r.head[3] != '-'
+		if final {
+			r.count++
+			r.last = replyCode(r.head[:min(3, r.col)])
+			if r.dropping {
+				r.dropping = false
+				if r.last/100 != 2 {
+					c.log.Warn("the relay refused the HELO it sent for a device", "client", c.client.String(),
+						"reply", r.last)
+				}
+			}
+		}
+		r.col = 0
+	}
+	if !filtering {
+		return p
+	}
+	return keep
+}
+
+func replyCode(b []byte) int {
+	n, err := strconv.Atoi(string(b))
+	if err != nil || len(b) != 3 {
+		return 0
+	}
+	return n
+}
