@@ -36,10 +36,12 @@ vet:
 
 unit:
 	$(GO) test -count=1 ./...
+	cd third_party/go-smtp && $(GO) test -count=1 ./...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAddress$$' -fuzztime $(FUZZTIME) ./internal/policy
 	$(GO) test -run '^$$' -fuzz '^FuzzCRLFWriter$$' -fuzztime $(FUZZTIME) ./internal/smtpd
+	cd third_party/go-smtp && $(GO) test -run '^$$' -fuzz '^FuzzRelayboxDataReader$$' -fuzztime $(FUZZTIME) .
 
 fuzz-long:
 	$(MAKE) fuzz FUZZTIME=5m

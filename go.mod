@@ -19,3 +19,5 @@ require (
 	periph.io/x/conn/v3 v3.7.3 // indirect
 	periph.io/x/host/v3 v3.8.5 // indirect
 )
+
+replace github.com/emersion/go-smtp => ./third_party/go-smtp
