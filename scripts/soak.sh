@@ -30,6 +30,7 @@ rc=$?
 set -e
 grep -E 'soak|sample |^(--- |ok|FAIL|PASS)' "$LOG" | grep -v '^=== ' | sed 's/^ *//' | cut -c1-500
 if ((rc != 0)); then
+	grep -E '_test\.go:[0-9]+: ' "$LOG" | grep -vE 'summary|sample ' | sed 's/^ *//' | cut -c1-300 | head -40
 	echo "soak FAILED (exit $rc); full output in $LOG" >&2
 	exit "$rc"
 fi

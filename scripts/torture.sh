@@ -34,6 +34,7 @@ set -e
 # each damaged spool.
 grep -E 'torture summary|torture: |spool from the real run|is damaged|^(--- |ok|FAIL|PASS)' "$LOG" | sed 's/^ *//' | cut -c1-400
 if ((rc != 0)); then
+	grep -E '_test\.go:[0-9]+: ' "$LOG" | grep -vE 'summary|sample ' | sed 's/^ *//' | cut -c1-300 | head -40
 	echo "torture FAILED (exit $rc); full output in $LOG" >&2
 	exit "$rc"
 fi

@@ -34,6 +34,10 @@ type Options struct {
 	Implicit bool        // TLS from the first byte (port 465 style)
 	// OnMessage, when set, sees each message as it arrives (the demo prints).
 	OnMessage func(Message)
+	// Discard, when set, keeps nothing (Messages and Wait see none):
+	// long runs count what arrives in OnMessage instead of holding every
+	// body in memory.
+	Discard bool
 	// Reject, when set, may refuse a stage: it gets "mail", "rcpt:<addr>"
 	// or "data" and returns an *smtp.SMTPError or nil. It may also sleep,
 	// to play a slow relay.
@@ -214,9 +218,11 @@ func (se *session) Data(r io.Reader) error {
 	}
 	_, isTLS := se.conn.TLSConnectionState()
 	m := Message{From: se.from, To: append([]string(nil), se.to...), Body: buf.Bytes(), TLS: isTLS, At: time.Now()}
-	se.s.mu.Lock()
-	se.s.msgs = append(se.s.msgs, m)
-	se.s.mu.Unlock()
+	if !se.s.opt.Discard {
+		se.s.mu.Lock()
+		se.s.msgs = append(se.s.msgs, m)
+		se.s.mu.Unlock()
+	}
 	if se.s.opt.OnMessage != nil {
 		se.s.opt.OnMessage(m)
 	}

@@ -243,6 +243,11 @@ func preCheck(path string) (err error) {
 		}
 	}()
 	err = db.View(func(tx *bbolt.Tx) error {
+		// A file cut short inside bbolt's mapping would fault (SIGBUS,
+		// which recover cannot catch) when a page past its end is read.
+		if fi, err := os.Stat(path); err == nil && fi.Size() < tx.Size() {
+			return fmt.Errorf("file is %d bytes but its pages reach byte %d: it was cut short", fi.Size(), tx.Size())
+		}
 		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error { return walkBucket(b) })
 	})
 	if err != nil {
