@@ -39,12 +39,25 @@ func (c *crlfWriter) Write(p []byte) (int, error) {
 		}
 	}
 	start := 0 // p[start:i] is clean and not yet written
+	// bytes.IndexAny walks byte by byte; two IndexByte scans (vectorised)
+	// find the next CR and the next LF, and are redone only when passed.
+	cr, lf := -1, -1
 	for i := 0; i < len(p); {
-		j := bytes.IndexAny(p[i:], "\r\n")
-		if j < 0 {
-			break
+		if cr < i {
+			cr = indexFrom(p, i, '\r')
 		}
-		i += j
+		if lf < i {
+			lf = indexFrom(p, i, '\n')
+		}
+		switch {
+		case cr == len(p) && lf == len(p):
+			i = len(p)
+			continue
+		case cr < lf:
+			i = cr
+		default:
+			i = lf
+		}
 		switch {
 		case p[i] == '\r' && i+1 < len(p) && p[i+1] == '\n':
 			i += 2 // a proper CRLF
@@ -80,6 +93,14 @@ func (c *crlfWriter) Close() error {
 		c.put(crlf[1:])
 	}
 	return c.err
+}
+
+// indexFrom is the index of c in p at or after i, or len(p).
+func indexFrom(p []byte, i int, c byte) int {
+	if j := bytes.IndexByte(p[i:], c); j >= 0 {
+		return i + j
+	}
+	return len(p)
 }
 
 func (c *crlfWriter) put(b []byte) {
