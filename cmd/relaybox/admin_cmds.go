@@ -288,7 +288,7 @@ func printMessages(w io.Writer, msgs []admin.Message, dead bool) error {
 		fmt.Fprintln(tw, "ID\tAGE\tFROM\tSIZE\tTRIES\tNEXT\tRECIPIENTS\tLAST REPLY")
 	}
 	for _, m := range msgs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t", m.ID, status.FormatDuration(seconds(m.AgeSeconds)), clip(sender(m.From), 40),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t", m.ID, status.FormatDuration(seconds(m.AgeSeconds)), clip(admin.Sender(m.From), 40),
 			status.FormatBytes(m.Size), m.Attempts)
 		if !dead {
 			next := "now"
@@ -297,7 +297,7 @@ func printMessages(w io.Writer, msgs []admin.Message, dead bool) error {
 			}
 			fmt.Fprintf(tw, "%s\t", next)
 		}
-		fmt.Fprintf(tw, "%s\t%s\n", rcptSummary(m.Recipients), clip(m.LastReply, 60))
+		fmt.Fprintf(tw, "%s\t%s\n", admin.RecipientSummary(m.Recipients), clip(m.LastReply, 60))
 	}
 	return tw.Flush()
 }
@@ -311,7 +311,7 @@ func printDetail(w io.Writer, d *admin.Detail) error {
 	if !d.Requeued.IsZero() {
 		line("requeued", "%s", d.Requeued.Format(time.RFC3339))
 	}
-	line("from", "%s", sender(d.From))
+	line("from", "%s", admin.Sender(d.From))
 	client := d.ClientAddr
 	if d.Helo != "" {
 		client += " (HELO " + d.Helo + ")"
@@ -373,35 +373,6 @@ func printable(s string) string {
 		}
 		return '?'
 	}, s)
-}
-
-func rcptSummary(rs []admin.Recipient) string {
-	if len(rs) == 0 {
-		return "-"
-	}
-	// The first recipient still waiting is the interesting one.
-	first := rs[0]
-	for _, r := range rs {
-		if r.State == spool.RcptPending {
-			first = r
-			break
-		}
-	}
-	s := first.Address
-	if first.State != spool.RcptPending {
-		s += " (" + string(first.State) + ")"
-	}
-	if len(rs) > 1 {
-		s += fmt.Sprintf(" +%d", len(rs)-1)
-	}
-	return s
-}
-
-func sender(from string) string {
-	if from == "" {
-		return "<>"
-	}
-	return from
 }
 
 func ago(now, t time.Time) string {

@@ -241,3 +241,35 @@ func (s *Server) kick() {
 		s.opt.Kick()
 	}
 }
+
+// RecipientSummary names the first recipient still waiting (the interesting
+// one) and counts the rest: "bob@example.edu +2". The CLI and the console
+// print queue rows with it.
+func RecipientSummary(rs []Recipient) string {
+	if len(rs) == 0 {
+		return "-"
+	}
+	first := rs[0]
+	for _, r := range rs {
+		if r.State == spool.RcptPending {
+			first = r
+			break
+		}
+	}
+	out := first.Address
+	if first.State != spool.RcptPending {
+		out += " (" + string(first.State) + ")"
+	}
+	if len(rs) > 1 {
+		out += fmt.Sprintf(" +%d", len(rs)-1)
+	}
+	return out
+}
+
+// Sender shows the null sender as "<>".
+func Sender(from string) string {
+	if from == "" {
+		return "<>"
+	}
+	return from
+}

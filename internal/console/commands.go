@@ -148,7 +148,7 @@ func (s *session) list(state spool.State) error {
 			}
 			row += fmt.Sprintf("%-7s", n)
 		}
-		row += sender(m.From) + " -> " + rcptSummary(m.Recipients)
+		row += admin.Sender(m.From) + " -> " + admin.RecipientSummary(m.Recipients)
 		s.printf("%s\n", clip(row, width))
 		if m.LastReply != "" {
 			s.printf("%s\n", clip(strings.Repeat(" ", 14)+"last reply: "+m.LastReply, width))
@@ -176,7 +176,7 @@ func (s *session) show(id string) error {
 	if !d.Requeued.IsZero() {
 		s.field("requeued", stamp(d.Requeued))
 	}
-	s.field("from", sender(d.From))
+	s.field("from", admin.Sender(d.From))
 	client := d.ClientAddr
 	if d.Helo != "" {
 		client += " (HELO " + d.Helo + ")"
@@ -277,7 +277,7 @@ func (s *session) delete(id string) error {
 		s.fail(err, id)
 		return nil
 	}
-	s.printf("%s: %s message from %s to %s, %s\n", d.ID, d.State, sender(d.From),
+	s.printf("%s: %s message from %s to %s, %s\n", d.ID, d.State, admin.Sender(d.From),
 		plural(len(d.Recipients), "recipient"), status.FormatBytes(d.Size))
 	answer, ok, err := s.readLine("type yes to delete " + d.ID + ": ")
 	if err != nil {
@@ -459,36 +459,6 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
-}
-
-func sender(from string) string {
-	if from == "" {
-		return "<>"
-	}
-	return from
-}
-
-// rcptSummary names the first recipient still waiting (the interesting
-// one) and counts the rest.
-func rcptSummary(rs []admin.Recipient) string {
-	if len(rs) == 0 {
-		return "-"
-	}
-	first := rs[0]
-	for _, r := range rs {
-		if r.State == spool.RcptPending {
-			first = r
-			break
-		}
-	}
-	out := first.Address
-	if first.State != spool.RcptPending {
-		out += " (" + string(first.State) + ")"
-	}
-	if len(rs) > 1 {
-		out += fmt.Sprintf(" +%d", len(rs)-1)
-	}
-	return out
 }
 
 func ago(now, t time.Time) string {
