@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -158,7 +159,19 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		return nil, err
 	}
 
+	var inTLS *tls.Config
+	if cfg.Listen.TLSCert != "" {
+		inTLS, err = smtpd.LoadTLS(smtpd.TLSFiles{Cert: cfg.Listen.TLSCert, Key: cfg.Listen.TLSKey, Dir: cfg.TLSDir(),
+			Hostname: cfg.Hostname, Profile: cfg.Listen.TLSProfile})
+		if err != nil {
+			return nil, usageError{err}
+		}
+		if cfg.Listen.TLSProfile == config.TLSProfileLegacy {
+			log.Warn("listen.tls_profile = legacy: devices may use TLS 1.0 and 1.1, which are broken; use modern once no device needs them")
+		}
+	}
 	d.smtp, err = smtpd.New(smtpd.Options{
+		TLS:            inTLS,
 		Hostname:       cfg.Hostname,
 		Rules:          rules,
 		Networks:       nets,
@@ -191,6 +204,14 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		}
 		d.listeners = append(d.listeners, l)
 	}
+	for _, addr := range cfg.Listen.SMTPS {
+		l, lerr := net.Listen("tcp", addr)
+		if lerr != nil {
+			err = fmt.Errorf("listen.smtps %s: %w%s", addr, lerr, listenHint(lerr))
+			return nil, err
+		}
+		d.listeners = append(d.listeners, smtpsListener{l})
+	}
 	adminPass := ""
 	if cfg.Admin.Listen != "" {
 		d.adminL, adminPass, err = admin.Listen(cfg.Admin.Listen, cfg.Admin.PasswordFile)
@@ -220,11 +241,16 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		d.wg.Add(1)
 		go func(l net.Listener) {
 			defer d.wg.Done()
-			if err := d.smtp.Serve(l); err != nil {
+			serve := d.smtp.Serve
+			if sl, ok := l.(smtpsListener); ok {
+				serve, l = d.smtp.ServeTLS, sl.Listener
+			}
+			if err := serve(l); err != nil {
 				log.Error("listener stopped", "addr", l.Addr().String(), "err", err.Error())
 			}
 		}(l)
-		log.Info("listening", "addr", l.Addr().String())
+		_, implicit := l.(smtpsListener)
+		log.Info("listening", "addr", l.Addr().String(), "tls", implicit, "starttls", inTLS != nil && !implicit)
 	}
 	if d.admin != nil {
 		d.wg.Add(1)
@@ -241,6 +267,10 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		"upstreams", len(cfg.Upstream), "recipient_domains", strings.Join(cfg.Policy.RecipientDomains, ","))
 	return d, nil
 }
+
+// smtpsListener marks a listen.smtps listener in daemon.listeners: it is
+// served with implicit TLS.
+type smtpsListener struct{ net.Listener }
 
 func listenHint(err error) string {
 	switch {

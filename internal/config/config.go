@@ -57,6 +57,13 @@ type Listen struct {
 	PerClientConnections int     `toml:"per_client_connections"` // open at once; 421 beyond; 0 = no limit
 	PerClientRate        float64 `toml:"per_client_rate"`        // messages per second, sustained; 451 beyond; 0 = no limit
 	PerClientBurst       int     `toml:"per_client_burst"`       // messages at once before the rate applies
+
+	// Inbound TLS, off unless TLSCert is set: STARTTLS on SMTP, and
+	// implicit TLS on SMTPS.
+	TLSCert    string   `toml:"tls_cert"`    // PEM file, or "auto": self-signed, kept in <data_dir>/tls
+	TLSKey     string   `toml:"tls_key"`     // PEM file; empty with "auto"
+	TLSProfile string   `toml:"tls_profile"` // modern (TLS 1.2+) | legacy (TLS 1.0+ for old devices)
+	SMTPS      []string `toml:"smtps"`       // implicit-TLS host:port list, e.g. ["0.0.0.0:465"]
 }
 
 // Auth is device authentication on the LAN listener.
@@ -182,6 +189,7 @@ func Default() Config {
 			PerClientConnections: 50,
 			PerClientRate:        50,
 			PerClientBurst:       50,
+			TLSProfile:           TLSProfileModern,
 		},
 		Duplicates: Duplicates{MaxRepeats: 5, Window: Duration(10 * time.Minute)},
 		Auth:       Auth{Mode: AuthOff},
@@ -220,6 +228,16 @@ const (
 	TLSNone     = "none"
 )
 
+// Values of Listen.TLSProfile and Listen.TLSCert.
+const (
+	TLSProfileModern = "modern" // TLS 1.2 and later
+	TLSProfileLegacy = "legacy" // TLS 1.0 and later, for devices that know nothing newer
+	TLSCertAuto      = "auto"   // a self-signed certificate generated once and kept in TLSDir
+)
+
+// TLSDir holds the certificate and key of listen.tls_cert = "auto".
+func (c Config) TLSDir() string { return filepath.Join(c.DataDir, "tls") }
+
 // RedactedText replaces secrets in Redacted() and WriteTOML output.
 const RedactedText = "<redacted>"
 
@@ -243,6 +261,7 @@ func (c Config) clone() Config {
 	out := c
 	out.Listen.SMTP = cloneSlice(c.Listen.SMTP)
 	out.Listen.AllowedNetworks = cloneSlice(c.Listen.AllowedNetworks)
+	out.Listen.SMTPS = cloneSlice(c.Listen.SMTPS)
 	out.Auth.Users = cloneSlice(c.Auth.Users)
 	out.Policy.RecipientDomains = cloneSlice(c.Policy.RecipientDomains)
 	out.Devices = cloneSlice(c.Devices)

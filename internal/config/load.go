@@ -359,6 +359,10 @@ func (c *Config) resolvePaths(baseDir string, lines keyIndex) {
 		abs(&u.KeyFile)
 	}
 	abs(&c.Admin.PasswordFile)
+	if c.Listen.TLSCert != TLSCertAuto {
+		abs(&c.Listen.TLSCert)
+	}
+	abs(&c.Listen.TLSKey)
 }
 
 // normalize fills defaults that depend on other keys, before validation.

@@ -42,6 +42,9 @@ func TestLoadFullExample(t *testing.T) {
 			PerClientConnections: 50,
 			PerClientRate:        50,
 			PerClientBurst:       50,
+			TLSCert:              TLSCertAuto,
+			TLSProfile:           TLSProfileModern,
+			SMTPS:                []string{"0.0.0.0:465"},
 		},
 		Auth: Auth{Mode: AuthUsers, Users: []AuthUser{
 			{Name: "scanner", PasswordHash: "$2b$10$nRwEHKsFZCJ1zGcJ0FNaFwEaDPjzQNlVLWtKGFY90m54skdVdIk9p"},
@@ -360,5 +363,42 @@ func TestDecodeDoesNotShareDefaults(t *testing.T) {
 	}
 	if got := Default().Listen.AllowedNetworks[0]; got != "127.0.0.0/8" {
 		t.Fatalf("Default() was changed by a Parse: %q", got)
+	}
+}
+
+func TestLoadTLSKeys(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"cert.pem", "key.pem"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(dir, "relaybox.toml")
+	data := "[listen]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\ntls_profile = \"legacy\"\nsmtps = [\"127.0.0.1:4650\"]\n"
+	if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(file)
+	if err != nil {
+		t.Fatalf("Load = %v", err)
+	}
+	l := c.Listen
+	if l.TLSCert != filepath.Join(dir, "cert.pem") || l.TLSKey != filepath.Join(dir, "key.pem") ||
+		l.TLSProfile != TLSProfileLegacy || !reflect.DeepEqual(l.SMTPS, []string{"127.0.0.1:4650"}) {
+		t.Errorf("listen = %+v; want the TLS keys, files relative to the config file", l)
+	}
+
+	// "auto" is a keyword, not a file next to the config.
+	if err := os.WriteFile(file, []byte("data_dir = \"d\"\n[listen]\ntls_cert = \"auto\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Load(file); err != nil {
+		t.Fatalf("Load(auto) = %v", err)
+	}
+	if c.Listen.TLSCert != TLSCertAuto || c.TLSDir() != filepath.Join(dir, "d", "tls") {
+		t.Errorf("tls_cert = %q, TLSDir() = %q", c.Listen.TLSCert, c.TLSDir())
+	}
+	if d := Default(); d.Listen.TLSCert != "" || len(d.Listen.SMTPS) != 0 || d.Listen.TLSProfile != TLSProfileModern {
+		t.Errorf("Default listen TLS = %q %v %q; want off, modern", d.Listen.TLSCert, d.Listen.SMTPS, d.Listen.TLSProfile)
 	}
 }

@@ -137,6 +137,35 @@ func (l Listen) check(p *problems) {
 	if l.PerClientRate > 0 && l.PerClientBurst < 1 {
 		p.add("listen.per_client_burst", "%d is out of range; use at least 1 (default 50) while per_client_rate is set", l.PerClientBurst)
 	}
+	l.checkTLS(p)
+}
+
+func (l Listen) checkTLS(p *problems) {
+	switch {
+	case l.TLSCert == TLSCertAuto:
+		if l.TLSKey != "" {
+			p.add("listen.tls_key", "must be empty with tls_cert = \"auto\" (the key is generated and kept in the data directory); remove it or name your own certificate in tls_cert")
+		}
+	case l.TLSCert != "":
+		if l.TLSKey == "" {
+			p.add("listen.tls_key", "is empty; name the PEM private key file that belongs to tls_cert %q", l.TLSCert)
+		}
+		checkFile(p, "listen.tls_cert", l.TLSCert)
+		checkFile(p, "listen.tls_key", l.TLSKey)
+	case l.TLSKey != "":
+		p.add("listen.tls_key", "is set but listen.tls_cert is empty; name the certificate file too, or use tls_cert = \"auto\"")
+	}
+	switch l.TLSProfile {
+	case TLSProfileModern, TLSProfileLegacy:
+	default:
+		p.add("listen.tls_profile", "%q is not a profile; use modern (TLS 1.2 and later) or legacy (also TLS 1.0 for old devices)", l.TLSProfile)
+	}
+	if len(l.SMTPS) > 0 && l.TLSCert == "" {
+		p.add("listen.smtps", "needs a certificate; set listen.tls_cert (a PEM file, or \"auto\" for a self-signed one)")
+	}
+	for i, a := range l.SMTPS {
+		checkHostPort(p, fmt.Sprintf("listen.smtps[%d]", i), a, true, "0.0.0.0:465")
+	}
 }
 
 // checkNetworks checks a list of CIDR prefixes under key.

@@ -86,6 +86,17 @@ func TestValidateRules(t *testing.T) {
 		{"negative per-client connections", func(c *Config) { c.Listen.PerClientConnections = -1 }, "listen.per_client_connections", "0 (no limit)"},
 		{"negative per-client rate", func(c *Config) { c.Listen.PerClientRate = -0.5 }, "listen.per_client_rate", "messages per second"},
 		{"rate without burst", func(c *Config) { c.Listen.PerClientBurst = 0 }, "listen.per_client_burst", "at least 1"},
+		{"tls cert without key", func(c *Config) { c.Listen.TLSCert = existing }, "listen.tls_key", "private key"},
+		{"tls key without cert", func(c *Config) { c.Listen.TLSKey = existing }, "listen.tls_key", "tls_cert is empty"},
+		{"tls cert missing", func(c *Config) { c.Listen.TLSCert, c.Listen.TLSKey = missing, existing }, "listen.tls_cert", "does not exist"},
+		{"tls key missing", func(c *Config) { c.Listen.TLSCert, c.Listen.TLSKey = existing, missing }, "listen.tls_key", "does not exist"},
+		{"auto with a key", func(c *Config) { c.Listen.TLSCert, c.Listen.TLSKey = TLSCertAuto, existing }, "listen.tls_key", "must be empty"},
+		{"unknown tls profile", func(c *Config) { c.Listen.TLSProfile = "tls1.0" }, "listen.tls_profile", "modern"},
+		{"empty tls profile", func(c *Config) { c.Listen.TLSProfile = "" }, "listen.tls_profile", "legacy"},
+		{"smtps without cert", func(c *Config) { c.Listen.SMTPS = []string{"0.0.0.0:465"} }, "listen.smtps", "set listen.tls_cert"},
+		{"smtps without port", func(c *Config) {
+			c.Listen.TLSCert, c.Listen.SMTPS = TLSCertAuto, []string{"0.0.0.0:465", "0.0.0.0"}
+		}, "listen.smtps[1]", "not host:port"},
 		{"device without name", func(c *Config) { c.Devices = []Device{{Networks: []string{"10.0.0.5/32"}}} }, "device[0].name", "give the device a name"},
 		{"device name twice", func(c *Config) {
 			c.Devices = []Device{{Name: "a", AuthUser: "x"}, {Name: "a", AuthUser: "y"}}
@@ -214,6 +225,10 @@ func TestValidateAccepts(t *testing.T) {
 		{"upstream auth", func(c *Config) { c.Upstream[0].Username, c.Upstream[0].PasswordFile = "lab", pw }},
 		{"users mode", func(c *Config) {
 			c.Auth = Auth{Mode: AuthUsers, Users: []AuthUser{{"scanner", goodHash}, {"copier", "$2y$12$" + goodHash[7:]}}}
+		}},
+		{"tls auto with smtps", func(c *Config) { c.Listen.TLSCert, c.Listen.SMTPS = TLSCertAuto, []string{":465"} }},
+		{"tls files, legacy profile", func(c *Config) {
+			c.Listen.TLSCert, c.Listen.TLSKey, c.Listen.TLSProfile = pw, pw, TLSProfileLegacy
 		}},
 		{"admin disabled", func(c *Config) { c.Admin.Listen = "" }},
 		{"admin on localhost", func(c *Config) { c.Admin.Listen = "localhost:8025" }},

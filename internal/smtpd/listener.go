@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +16,9 @@ import (
 // has to happen here, before the connection reaches it.
 type gateListener struct {
 	net.Listener
+	// tls: an implicit-TLS listener. Refusals are sent inside TLS, and
+	// accepted connections come out as *tls.Conn over a raw idleConn.
+	tls       *tls.Config
 	allowed   func(netip.Addr) bool
 	max       int // all clients together
 	perClient int // one client address; 0 = no limit of its own
@@ -46,13 +50,13 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		if !g.allowed(ip) {
 			g.log.Warn("refused client outside allowed networks", "client", ip.String(),
 				"hint", "add its network to listen.allowed_networks if it is a device of yours")
-			go refuse(c, fmt.Sprintf("554 5.7.1 %s: %s is not allowed to use this relay\r\n", g.host, ip))
+			go g.refuse(c, fmt.Sprintf("554 5.7.1 %s: %s is not allowed to use this relay\r\n", g.host, ip))
 			continue
 		}
 		full, clientFull, warn, open := g.admit(ip)
 		if full {
 			g.log.Warn("refused client: too many connections", "client", ip.String(), "max", g.max)
-			go refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections, try again later\r\n", g.host))
+			go g.refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections, try again later\r\n", g.host))
 			continue
 		}
 		if clientFull {
@@ -61,10 +65,17 @@ func (g *gateListener) Accept() (net.Conn, error) {
 					"open", open, "max", g.perClient,
 					"hint", "a device stuck in a reconnect loop; raise listen.per_client_connections if it is only busy")
 			}
-			go refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections from %s, try again later\r\n", g.host, ip))
+			go g.refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections from %s, try again later\r\n", g.host, ip))
 			continue
 		}
-		return newIdleConn(c, ip, g.idle, func() { g.release(ip) }, g.log), nil
+		ic := newIdleConn(c, ip, g.idle, func() { g.release(ip) }, g.log)
+		if g.tls == nil {
+			return ic, nil
+		}
+		// Raw from the first byte: no ClientHello probe, no line-ending
+		// learning and no command mending below TLS; go-smtp handshakes.
+		ic.stream.phase, ic.started, ic.mode = phaseRaw, true, eolCRLF
+		return tls.Server(ic, g.tls), nil
 	}
 }
 
@@ -106,9 +117,13 @@ func (g *gateListener) release(ip netip.Addr) {
 }
 
 // refuse answers one line and closes, without waiting long on a client
-// that does not read.
-func refuse(c net.Conn, line string) {
-	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+// that does not read (or, on an implicit-TLS listener, does not finish
+// its handshake: the reply is only readable inside TLS).
+func (g *gateListener) refuse(c net.Conn, line string) {
+	if g.tls != nil {
+		c = tls.Server(c, g.tls)
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	_, _ = c.Write([]byte(line))
 	_ = c.Close()
 }

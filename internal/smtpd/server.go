@@ -7,6 +7,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,6 +61,9 @@ type Options struct {
 	// DuplicateMax switches this off.
 	DuplicateMax    int
 	DuplicateWindow time.Duration
+	// TLS, when set, offers STARTTLS on Serve's listeners and is what
+	// ServeTLS handshakes with (LoadTLS builds it).
+	TLS *tls.Config
 	// OnAccepted runs after a message is committed (wake the scheduler,
 	// count it). It must not block.
 	OnAccepted func(*spool.Message)
@@ -131,14 +135,30 @@ func New(opt Options) (*Server, error) {
 	// a bound on writes to a client that stopped reading.
 	srv.WriteTimeout = opt.IdleTimeout
 	srv.ErrorLog = slogPrinter{opt.Logger}
+	srv.TLSConfig = opt.TLS
 	s.smtp = srv
 	return s, nil
 }
 
 // Serve accepts devices on l until Shutdown. It wraps l with the network
 // gate, the connection limit and the idle timeout.
-func (s *Server) Serve(l net.Listener) error {
+func (s *Server) Serve(l net.Listener) error { return s.serve(l, nil) }
+
+// ServeTLS accepts devices speaking implicit TLS (port 465) on l, through
+// the same gate as Serve. Options.TLS must be set.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.opt.TLS == nil {
+		return errors.New("smtpd: ServeTLS needs Options.TLS")
+	}
+	return s.serve(l, s.opt.TLS)
+}
+
+// serve runs go-smtp on l behind the gate; with implicit set, every
+// accepted connection is a *tls.Conn, which go-smtp handshakes and reports
+// as TLS.
+func (s *Server) serve(l net.Listener, implicit *tls.Config) error {
 	g := &gateListener{
+		tls:       implicit,
 		Listener:  l,
 		allowed:   func(ip netip.Addr) bool { return s.opt.Networks.Allowed(ip) },
 		max:       s.opt.MaxConnections,

@@ -52,6 +52,11 @@ const unqualifiedDomain = "unqualified.invalid"
 // errTLSOnPlain ends a session whose first bytes are a TLS handshake.
 var errTLSOnPlain = errors.New("smtpd: TLS handshake on the plaintext SMTP port")
 
+// errHandshakeFailed ends a session whose STARTTLS handshake failed:
+// go-smtp would carry on in plaintext, but the client asked for TLS and
+// RFC 3207 gives no way back to a clean plaintext state.
+var errHandshakeFailed = errors.New("smtpd: STARTTLS handshake failed")
+
 type streamState struct {
 	phase     phase
 	lineLeft  int   // bytes of the current line still to hand on as they are
@@ -61,6 +66,9 @@ type streamState struct {
 	bodyAt    uint64
 	greeted   bool   // a HELO or EHLO with a name has been handed on
 	lastVerb  string // of the last command line handed on
+	// startedTLS: phaseRaw was entered by STARTTLS (not an implicit-TLS
+	// listener), so a plaintext reply means the handshake failed.
+	startedTLS bool
 }
 
 type replyState struct {
@@ -145,7 +153,7 @@ func (c *idleConn) Read(p []byte) (int, error) {
 				st.phase, st.data, st.bodyAt = phaseBody, dataBeginLine, c.reply.count
 				continue
 			case c.reply.last == 220 && st.lastVerb == "STARTTLS":
-				st.phase = phaseRaw
+				c.startTLS()
 				continue
 			}
 			if st.skipToEOL {
@@ -167,6 +175,19 @@ func (c *idleConn) Read(p []byte) (int, error) {
 			}
 			c.command(line)
 		}
+	}
+}
+
+// startTLS switches to raw pass-through once go-smtp has answered 220 to
+// STARTTLS. Bytes the client sent after STARTTLS before the handshake are
+// plaintext that must not be taken as sent inside TLS (RFC 3207 section 6;
+// CVE-2011-0411): they are dropped.
+func (c *idleConn) startTLS() {
+	c.stream.phase = phaseRaw
+	c.stream.startedTLS = true
+	if n := c.in.len(); n > 0 {
+		c.log.Warn("client pipelined commands after STARTTLS; dropped them", "client", c.client.String(), "bytes", n)
+		c.in.consume(n)
 	}
 }
 

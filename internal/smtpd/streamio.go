@@ -200,6 +200,14 @@ func (c *idleConn) pushTranslated(b []byte) {
 // HELO that Read injected.
 func (c *idleConn) Write(p []byte) (int, error) {
 	if c.stream.phase == phaseRaw {
+		// Every write from the TLS layer starts with a record header
+		// (content type 20 to 24); go-smtp writes a plain reply ("550
+		// Handshake error") only when the handshake failed.
+		if c.stream.startedTLS && len(p) > 0 && p[0] >= '0' && p[0] <= '9' && c.rerr == nil {
+			c.log.Warn("TLS handshake after STARTTLS failed; closing", "client", c.client.String(),
+				"hint", "the device may not support this relay's TLS versions; try listen.tls_profile = \"legacy\" or plain SMTP")
+			c.rerr = errHandshakeFailed
+		}
 		return c.Conn.Write(p)
 	}
 	keep := c.noteReplies(p)
