@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"io"
-	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"relaybox/internal/smtptest"
 	"relaybox/internal/spool"
 )
 
@@ -34,27 +31,22 @@ window = "0"
 	p := startRelay(t, cfg, addr)
 	played, wantQueued := 0, 0
 	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var dialog []string
+		tr := smtptest.Load(t, f)
 		queued, own := 0, false
-		for _, l := range strings.Split(string(data), "\n") {
-			switch {
-			case strings.HasPrefix(l, "= queued "):
-				queued, _ = strconv.Atoi(strings.TrimPrefix(l, "= queued "))
-			case strings.HasPrefix(l, "= body-contains"), strings.HasPrefix(l, "= crlf-only"), strings.HasPrefix(l, "= body-lacks"):
-			case strings.HasPrefix(l, "= "):
+		for _, setting := range tr.Settings {
+			key, val, _ := strings.Cut(setting, " ")
+			switch key {
+			case "queued":
+				queued, _ = strconv.Atoi(val)
+			case "body-contains", "crlf-only", "body-lacks":
+			default:
 				own = true // needs settings of its own
-			case len(l) > 2 && l[1] == ':':
-				dialog = append(dialog, l)
 			}
 		}
 		if own {
 			continue
 		}
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) { playAgainst(t, addr, dialog) })
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) { smtptest.Play(t, addr, tr.Dialog) })
 		played++
 		wantQueued += queued
 	}
@@ -84,65 +76,6 @@ window = "0"
 				t.Errorf("message %s has a bare CR or LF at %d", m.ID, i)
 				break
 			}
-		}
-	}
-}
-
-// playAgainst runs one transcript dialog (C: line, R: raw Go string, S:
-// reply prefix, H: reply contains, N: reply lacks, X: cut) on a connection.
-func playAgainst(t *testing.T, addr string, dialog []string) {
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
-	r := bufio.NewReader(conn)
-	last := ""
-	for _, l := range dialog {
-		kind, arg := l[0], strings.TrimPrefix(l[2:], " ")
-		switch kind {
-		case 'C':
-			_, err = io.WriteString(conn, arg+"\r\n")
-		case 'R':
-			raw, uerr := strconv.Unquote(arg)
-			if uerr != nil {
-				t.Fatalf("line %q: %v", l, uerr)
-			}
-			_, err = io.WriteString(conn, raw)
-		case 'S':
-			last, err = readSMTPReply(r)
-			if err == nil && !strings.HasPrefix(last[strings.LastIndex(last, "\n")+1:], arg) {
-				t.Fatalf("expected reply %q, got %q", arg, last)
-			}
-		case 'H':
-			if !strings.Contains(last, arg) {
-				t.Fatalf("expected the reply to contain %q, got %q", arg, last)
-			}
-		case 'N':
-			if strings.Contains(last, arg) {
-				t.Fatalf("reply %q should not contain %q", last, arg)
-			}
-		case 'X':
-			conn.Close()
-		}
-		if err != nil {
-			t.Fatalf("at %q: %v", l, err)
-		}
-	}
-}
-
-func readSMTPReply(r *bufio.Reader) (string, error) {
-	var lines []string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return strings.Join(append(lines, line), "\n"), err
-		}
-		line = strings.TrimRight(line, "\r\n")
-		lines = append(lines, line)
-		if len(line) < 4 || line[3] != '-' {
-			return strings.Join(lines, "\n"), nil
 		}
 	}
 }

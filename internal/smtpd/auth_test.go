@@ -9,9 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"relaybox/internal/smtptest"
 	"relaybox/internal/spool"
 )
 
@@ -51,73 +50,13 @@ func TestAuthTranscripts(t *testing.T) {
 }
 
 func runAuthTranscript(t *testing.T, file string) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := smtptest.Load(t, file)
 	cfg := authTranscript{transcriptConfig: defaultTranscriptConfig()}
-	var dialog []string
-	for _, l := range strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n") {
-		if strings.HasPrefix(l, "= ") {
-			applyAuthSetting(t, &cfg, strings.TrimPrefix(l, "= "))
-		} else if len(l) > 2 && l[1] == ':' {
-			dialog = append(dialog, l)
-		}
+	for _, setting := range tr.Settings {
+		applyAuthSetting(t, &cfg, setting)
 	}
 	sp, srv, addr := startAuthServer(t, cfg.transcriptConfig, cfg.auth, slog.New(slog.DiscardHandler))
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(conn)
-	last := ""
-	for _, l := range dialog {
-		kind, arg := l[0], strings.TrimPrefix(l[2:], " ")
-		switch kind {
-		case 'C':
-			if _, err := io.WriteString(conn, arg+"\r\n"); err != nil {
-				t.Fatalf("%q: write: %v", l, err)
-			}
-		case 'R':
-			raw, err := strconv.Unquote(arg)
-			if err != nil {
-				t.Fatalf("line %q: %v", l, err)
-			}
-			if _, err := io.WriteString(conn, raw); err != nil {
-				t.Fatalf("%q: write: %v", l, err)
-			}
-		case 'S':
-			all, err := readReply(r)
-			if err != nil {
-				t.Fatalf("waiting for %q: %v (got %q)", arg, err, all)
-			}
-			last = all
-			if got := all[strings.LastIndex(all, "\n")+1:]; !strings.HasPrefix(got, arg) {
-				t.Fatalf("expected reply %q, got %q", arg, all)
-			}
-		case 'H':
-			if !strings.Contains(last, arg) {
-				t.Fatalf("expected the reply to contain %q, got %q", arg, last)
-			}
-		case 'N':
-			if strings.Contains(last, arg) {
-				t.Fatalf("expected the reply not to contain %q, got %q", arg, last)
-			}
-		case 'E':
-			if b, err := r.ReadByte(); err == nil {
-				t.Fatalf("expected the server to close the connection, read %q", b)
-			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				t.Fatalf("expected the server to close the connection, it is still open")
-			}
-		case 'X':
-			conn.Close()
-		default:
-			t.Fatalf("bad transcript line %q", l)
-		}
-	}
-	conn.Close()
+	smtptest.Play(t, addr, tr.Dialog)
 	waitIdle(t, srv)
 	for _, m := range checkStored(t, sp, cfg.transcriptConfig) {
 		if cfg.authUser != nil && m.AuthUser != *cfg.authUser {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"relaybox/internal/policy"
+	"relaybox/internal/smtptest"
 	"relaybox/internal/spool"
 )
 
@@ -112,68 +112,13 @@ func TestTranscripts(t *testing.T) {
 }
 
 func runTranscript(t *testing.T, file string) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n")
+	tr := smtptest.Load(t, file)
 	cfg := defaultTranscriptConfig()
-	var dialog []string
-	for _, l := range lines {
-		if strings.HasPrefix(l, "= ") {
-			applySetting(t, &cfg, strings.TrimPrefix(l, "= "))
-		} else if len(l) > 2 && l[1] == ':' {
-			dialog = append(dialog, l)
-		}
+	for _, setting := range tr.Settings {
+		applySetting(t, &cfg, setting)
 	}
 	sp, srv, addr := startTestServer(t, cfg)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(conn)
-	last := ""
-	for i, l := range dialog {
-		kind, arg := l[0], strings.TrimPrefix(l[2:], " ")
-		switch kind {
-		case 'C':
-			if _, err := io.WriteString(conn, arg+"\r\n"); err != nil {
-				t.Fatalf("line %d: write: %v", i+1, err)
-			}
-		case 'R':
-			raw, err := strconv.Unquote(arg)
-			if err != nil {
-				t.Fatalf("line %q: %v", l, err)
-			}
-			if _, err := io.WriteString(conn, raw); err != nil {
-				t.Fatalf("line %d: write: %v", i+1, err)
-			}
-		case 'S':
-			all, err := readReply(r)
-			if err != nil {
-				t.Fatalf("waiting for %q: %v", arg, err)
-			}
-			last = all
-			if got := all[strings.LastIndex(all, "\n")+1:]; !strings.HasPrefix(got, arg) {
-				t.Fatalf("expected reply %q, got %q", arg, all)
-			}
-		case 'H':
-			if !strings.Contains(last, arg) {
-				t.Fatalf("expected the reply to contain %q, got %q", arg, last)
-			}
-		case 'N':
-			if strings.Contains(last, arg) {
-				t.Fatalf("expected the reply not to contain %q, got %q", arg, last)
-			}
-		case 'X':
-			conn.Close()
-		default:
-			t.Fatalf("bad transcript line %q", l)
-		}
-	}
-	conn.Close()
+	smtptest.Play(t, addr, tr.Dialog)
 	waitIdle(t, srv)
 	checkStored(t, sp, cfg)
 }
@@ -348,20 +293,7 @@ func waitIdle(t *testing.T, srv *Server) {
 }
 
 // readReply reads one (possibly multi-line) reply, lines joined with "\n".
-func readReply(r *bufio.Reader) (string, error) {
-	var lines []string
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return strings.Join(append(lines, line), "\n"), err
-		}
-		line = strings.TrimRight(line, "\r\n")
-		lines = append(lines, line)
-		if len(line) < 4 || line[3] != '-' {
-			return strings.Join(lines, "\n"), nil
-		}
-	}
-}
+func readReply(r *bufio.Reader) (string, error) { return smtptest.ReadReply(r) }
 
 func readBody(t *testing.T, sp *spool.Spool, id string) string {
 	t.Helper()
