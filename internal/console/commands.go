@@ -116,6 +116,13 @@ func (s *session) cmdDead(args []string) error {
 	return s.list(spool.StateDead)
 }
 
+func (s *session) cmdHeld(args []string) error {
+	if len(args) != 0 {
+		return s.usage("held (repeats a device sent over and over; queue retry ID releases one)")
+	}
+	return s.list(spool.StateHeld)
+}
+
 // list prints the oldest maxRows messages: at 115200 baud a spool of
 // thousands would scroll for minutes, and the oldest are the stuck ones.
 func (s *session) list(state spool.State) error {
@@ -126,9 +133,12 @@ func (s *session) list(state spool.State) error {
 	}
 	dead := state == spool.StateDead
 	if len(msgs) == 0 {
-		if dead {
+		switch state {
+		case spool.StateDead:
 			s.printf("no dead letters\n")
-		} else {
+		case spool.StateHeld:
+			s.printf("no held repeats\n")
+		default:
 			s.printf("queue is empty\n")
 		}
 		return nil

@@ -179,6 +179,7 @@ func commands() []command {
 		{"queue", "retry-dead", "requeue the dead letters that can be retried", nil},
 		{"queue", "delete ID", "delete a message for good (asks first)", nil},
 		{"dead", "", "dead letters (at most 20)", (*session).cmdDead},
+		{"held", "", "repeats held as duplicates (queue retry ID releases one)", (*session).cmdHeld},
 		{"upstream", "", "check each upstream relay; sends no mail", (*session).cmdUpstream},
 		{"net", "", "this box's network addresses", (*session).cmdNet},
 		{"log", "[N]", "the last N events (default 20, at most 100)", (*session).cmdLog},

@@ -329,3 +329,19 @@ func TestInterfaceAddrsSkipsLoopback(t *testing.T) {
 		}
 	}
 }
+
+// `held` lists repeats held by duplicate detection, and `queue retry`
+// releases one, through the same command layer as the API.
+func TestHeldListAndRelease(t *testing.T) {
+	f := newFixture(t)
+	id := f.add("Subject: page", "copier@lab.example.edu", "a@example.edu")
+	f.update(id, func(m *spool.Message) { m.State, m.LastReply = spool.StateHeld, "held: duplicate #6" })
+	screen := runSession(t, f.console(), "held\rqueue retry "+id+"\rheld\rexit\r")
+	checkTerminalSafe(t, screen)
+	if !strings.Contains(screen, id) || !strings.Contains(screen, "no held repeats") {
+		t.Errorf("held then release:\n%s", screen)
+	}
+	if m := must(f.sp.Get(id)); m.State != spool.StateQueued {
+		t.Errorf("after release the message is %s", m.State)
+	}
+}
