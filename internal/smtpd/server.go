@@ -22,11 +22,9 @@ import (
 	"relaybox/internal/spool"
 )
 
-// Store is the part of the spool the listener needs: Create for each
-// message, Update to hold a device's repeats.
+// Store is the part of the spool the listener needs.
 type Store interface {
 	Create(env spool.Envelope) (*spool.Writer, error)
-	Update(id string, fn func(*spool.Message) error) (*spool.Message, error)
 }
 
 // Options configure a Server. Rules, Networks and Store are required.

@@ -188,6 +188,16 @@ func (se *session) Data(r io.Reader) error {
 		}
 		return se.storeError(id, err)
 	}
+	// A repeat too many is committed as held, in the same transaction, so
+	// the scheduler never sees it as due.
+	var hold *repeat
+	if body != nil {
+		var sum [sha256.Size]byte
+		body.Sum(sum[:0])
+		if hold = se.repeatToHold(sum); hold != nil {
+			w.Hold(hold.reason)
+		}
+	}
 	msg, err := w.Commit()
 	if err != nil {
 		return se.storeError(id, err)
@@ -201,13 +211,12 @@ func (se *session) Data(r io.Reader) error {
 		"device", se.device.name(), "size", msg.Size,
 		"delay", se.s.opt.Now().Sub(start).Round(time.Millisecond).String())
 	reply := "OK: queued as " + msg.ID
-	if body != nil {
-		var sum [sha256.Size]byte
-		body.Sum(sum[:0])
-		if held := se.holdIfRepeat(msg, sum); held != nil {
-			msg = held
-			reply += " (held: repeated message)"
-		}
+	if hold != nil {
+		reply += " (held: repeated message)"
+		se.s.log.Warn("held repeated message", "id", msg.ID, "event", "held", "client", se.client.String(),
+			"device", se.device.name(), "from", msg.From, "copy", hold.copy, "within", se.s.opt.DuplicateWindow.String(),
+			"body_sha256", hold.hashPrefix,
+			"hint", "the device is resending one message; fix it, then release or delete the held copies")
 	}
 	if se.s.opt.OnAccepted != nil {
 		se.s.opt.OnAccepted(msg)
@@ -215,34 +224,26 @@ func (se *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: reply}
 }
 
-// holdIfRepeat records a committed message with the duplicate tracker and,
-// if it is one repeat too many, sets it to held; it returns the held
-// message, or nil. The device still gets its 250: the message is safe in
-// the spool, and a refusal would only make it send again.
-func (se *session) holdIfRepeat(msg *spool.Message, body [sha256.Size]byte) *spool.Message {
+// repeat says why a message is held as one repeat too many.
+type repeat struct {
+	reason     string
+	copy       int
+	hashPrefix string
+}
+
+// repeatToHold records a message with the duplicate tracker and, if it is
+// one repeat too many, says why it is to be held. The device still gets its
+// 250: the message is safe in the spool, and a refusal would only make it
+// send again.
+func (se *session) repeatToHold(body [sha256.Size]byte) *repeat {
 	v := se.s.dupes.record(dupKeyOf(se.client, se.device.name(), se.from, se.rcpts, body))
 	if !v.hold {
 		return nil
 	}
-	hashPrefix := hex.EncodeToString(body[:6])
-	window := se.s.opt.DuplicateWindow.String()
-	reason := fmt.Sprintf("held: copy #%d of the same message from %s since %s (more than %d within %s; body sha256 %s); release it to deliver",
-		v.copy, se.who(), v.since.UTC().Format(time.RFC3339), se.s.opt.DuplicateMax, window, hashPrefix)
-	held, err := se.s.opt.Store.Update(msg.ID, func(m *spool.Message) error {
-		m.State, m.LastReply = spool.StateHeld, reason
-		return nil
-	})
-	if err != nil {
-		// The message stays queued: a duplicate delivered beats one lost.
-		se.s.log.Error("could not hold a repeated message; it stays queued", "id", msg.ID,
-			"client", se.client.String(), "err", err.Error())
-		return nil
-	}
-	se.s.log.Warn("held repeated message", "id", msg.ID, "event", "held", "client", se.client.String(),
-		"device", se.device.name(), "from", msg.From, "copy", v.copy, "within", window,
-		"body_sha256", hashPrefix,
-		"hint", "the device is resending one message; fix it, then release or delete the held copies")
-	return held
+	r := &repeat{copy: v.copy, hashPrefix: hex.EncodeToString(body[:6])}
+	r.reason = fmt.Sprintf("held: copy #%d of the same message from %s since %s (more than %d within %s; body sha256 %s); release it to deliver",
+		v.copy, se.who(), v.since.UTC().Format(time.RFC3339), se.s.opt.DuplicateMax, se.s.opt.DuplicateWindow.String(), r.hashPrefix)
+	return r
 }
 
 // who names the client for a person: the device name and address.

@@ -197,3 +197,36 @@ func TestIDs(t *testing.T) {
 		t.Errorf("id %s encodes %v, want %v", prev, got, clk.Now())
 	}
 }
+
+// A writer told to Hold commits the message as held in the same
+// transaction: it is never due, and it survives a reopen as held.
+func TestWriterHold(t *testing.T) {
+	path := tempPath(t)
+	s := openAt(t, path, Options{})
+	w, err := s.Create(testEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("Subject: again\r\n\r\nsame scan\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	w.Hold("held: copy #6")
+	m, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.State != StateHeld || m.LastReply != "held: copy #6" {
+		t.Fatalf("committed as %s / %q", m.State, m.LastReply)
+	}
+	if due, _ := s.Due(m.Received.Add(time.Hour), 0); len(due) != 0 {
+		t.Fatalf("held message is due: %v", due)
+	}
+	s.Close()
+	s = openAt(t, path, Options{})
+	if got, err := s.Get(m.ID); err != nil || got.State != StateHeld {
+		t.Fatalf("after reopen: %v %v", got, err)
+	}
+	if held, _ := s.List(StateHeld); len(held) != 1 {
+		t.Fatalf("List(held) = %d messages", len(held))
+	}
+}

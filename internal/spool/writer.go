@@ -30,7 +30,13 @@ type Writer struct {
 	inflight <-chan error // result of the chunk in flight, nil if none
 	err      error        // sticky: after a failed Write, only Abort is useful
 	done     bool
+	held     string // set by Hold: commit the message as StateHeld with this reply
 }
+
+// Hold makes Commit store the message as StateHeld, with reason as its last
+// reply, in the same transaction: a held message is never due, not even for
+// the instant between a commit and a later update.
+func (w *Writer) Hold(reason string) { w.held = reason }
 
 // Create starts a message. It refuses with ErrQuota when the spool is
 // already at or over MaxSize. The writer must end in Commit or Abort.
@@ -176,6 +182,9 @@ func (w *Writer) Commit() (*Message, error) {
 		Recipients:  make([]Recipient, len(w.env.Recipients)),
 		State:       StateQueued,
 		NextAttempt: w.received,
+	}
+	if w.held != "" {
+		m.State, m.LastReply = StateHeld, w.held
 	}
 	for i, a := range w.env.Recipients {
 		m.Recipients[i] = Recipient{Address: a, State: RcptPending}
