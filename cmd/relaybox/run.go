@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -127,7 +128,11 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		return nil, usageError{err}
 	}
 
-	sp, err := spool.Open(cfg.SpoolPath(), spool.Options{MaxSize: int64(cfg.Queue.MaxSize), Logger: log})
+	// Sessions mid-transaction, counted by the listener and read by the
+	// spool's committer so that concurrent commits share an fsync.
+	inTx := new(atomic.Int32)
+	sp, err := spool.Open(cfg.SpoolPath(), spool.Options{MaxSize: int64(cfg.Queue.MaxSize), Logger: log,
+		Concurrent: func() int { return int(inTx.Load()) }})
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +187,7 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		MaxConnections: cfg.Listen.MaxConnections,
 		IdleTimeout:    cfg.Listen.IdleTimeout.D(),
 		Auth:           authOptions(cfg.Auth),
+		InTransaction:  inTx,
 		Logger:         log,
 
 		RewriteFromHeader:    cfg.Policy.RewriteFromHeader,

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -62,6 +63,10 @@ type Options struct {
 	// TLS, when set, offers STARTTLS on Serve's listeners and is what
 	// ServeTLS handshakes with (LoadTLS builds it).
 	TLS *tls.Config
+	// InTransaction, when set, counts the sessions between an accepted MAIL
+	// and the end of their transaction; the spool reads it to let
+	// concurrent commits share one fsync.
+	InTransaction *atomic.Int32
 	// OnAccepted runs after a message is committed (wake the scheduler,
 	// count it). It must not block.
 	OnAccepted func(*spool.Message)

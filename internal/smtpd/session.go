@@ -24,6 +24,9 @@ type session struct {
 	client netip.Addr
 	helo   string // sanitised: safe for logs and the Received header
 	auth   authState
+	// counted: this session is in Options.InTransaction (after MAIL, until the
+	// transaction ends).
+	counted bool
 
 	from      string
 	hasFrom   bool
@@ -45,13 +48,32 @@ var (
 
 func (se *session) Reset() {
 	se.from, se.hasFrom, se.rewritten, se.device, se.rcpts = "", false, false, nil, nil
+	se.setInTransaction(false)
+}
+
+// setInTransaction keeps Options.InTransaction counting this session while
+// it is between MAIL and the end of its transaction.
+func (se *session) setInTransaction(on bool) {
+	c := se.s.opt.InTransaction
+	if c == nil || se.counted == on {
+		return
+	}
+	se.counted = on
+	if on {
+		c.Add(1)
+	} else {
+		c.Add(-1)
+	}
 }
 
 // errRate is the reply to a client over listen.per_client_rate.
 var errRate = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1},
 	Message: "Too many messages from this client, slow down and try again later"}
 
-func (se *session) Logout() error { return nil }
+func (se *session) Logout() error {
+	se.setInTransaction(false)
+	return nil
+}
 
 // Mail implements smtp.Session.
 func (se *session) Mail(from string, _ *smtp.MailOptions) error {
@@ -100,6 +122,7 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	}
 	se.device = dev
 	se.hasFrom = true
+	se.setInTransaction(true)
 	return nil
 }
 

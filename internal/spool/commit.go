@@ -2,6 +2,7 @@ package spool
 
 import (
 	"fmt"
+	"time"
 
 	"go.etcd.io/bbolt"
 )
@@ -53,6 +54,7 @@ func (s *Spool) run() {
 		for len(s.queue) == 0 && !s.closing {
 			s.qcond.Wait()
 		}
+		s.gatherLocked()
 		batch := s.queue
 		s.queue = spare[:0]
 		closing := s.closing
@@ -63,6 +65,41 @@ func (s *Spool) run() {
 		s.commitBatch(batch)
 		clear(batch) // drop references to finished requests and their buffers
 		spare = batch
+	}
+}
+
+// gatherWait bounds how long the committer waits for more commits while
+// other clients are mid-transaction. fdatasync takes 0.3-1 ms on this kind
+// of disk, shorter than the SMTP exchanges around each commit, so without
+// a short wait concurrent sessions rarely met in one transaction: 1.02
+// fsyncs per message at 8 clients x 1 KiB (strace). A lone client never
+// waits.
+const gatherWait = time.Millisecond
+
+// expected is how many requests the committer may expect soon.
+func (s *Spool) expected() int {
+	if s.opt.Concurrent != nil {
+		return max(s.opt.Concurrent(), int(s.open.Load()))
+	}
+	return int(s.open.Load())
+}
+
+// gatherLocked waits, with s.qmu held, until every expected client has a
+// request queued, or gatherWait has passed, or the spool is closing.
+func (s *Spool) gatherLocked() {
+	if s.expected() <= len(s.queue) || s.closing {
+		return
+	}
+	expired := false
+	t := time.AfterFunc(gatherWait, func() {
+		s.qmu.Lock()
+		expired = true
+		s.qcond.Broadcast()
+		s.qmu.Unlock()
+	})
+	defer t.Stop()
+	for !expired && !s.closing && len(s.queue) < s.expected() {
+		s.qcond.Wait()
 	}
 }
 

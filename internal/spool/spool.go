@@ -83,6 +83,11 @@ type Options struct {
 	Now          func() time.Time // default time.Now
 	Logger       *slog.Logger     // default discard
 	HistoryLimit int              // attempts kept per message, default 20
+	// Concurrent, when set, says how many clients may commit soon (the
+	// listener's sessions between MAIL and the end of DATA); the committer
+	// waits briefly for their commits to share one fsync. Default: the
+	// writers open in the spool.
+	Concurrent func() int
 }
 
 // Stats is a snapshot of the spool for the status model.
@@ -111,6 +116,7 @@ type Spool struct {
 	closing bool
 	stopped chan struct{}
 	commits atomic.Int64 // bbolt write transactions committed by the committer
+	open    atomic.Int32 // writers created and not yet committed or aborted (for gathering)
 
 	// mu guards the in-memory index and the quota figures.
 	mu       sync.Mutex

@@ -52,6 +52,7 @@ func (s *Spool) Create(env Envelope) (*Writer, error) {
 	}
 	s.writers++
 	s.mu.Unlock()
+	s.open.Add(1)
 	env.Recipients = append([]string(nil), env.Recipients...)
 	return &Writer{s: s, id: s.ids.next(now), env: env, received: now}, nil
 }
@@ -224,6 +225,7 @@ func (w *Writer) Commit() (*Message, error) {
 		s.writers--
 		s.index[id] = ent
 		s.mu.Unlock()
+		s.open.Add(-1)
 	})
 	if err != nil {
 		w.abort()
@@ -268,6 +270,7 @@ func (w *Writer) abort() error {
 	w.s.reserved -= w.size
 	w.s.writers--
 	w.s.mu.Unlock()
+	w.s.open.Add(-1)
 	w.buf, w.spare = nil, nil
 	return err
 }
