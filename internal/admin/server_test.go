@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
+	"relaybox/internal/clocktest"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,27 +22,10 @@ import (
 	"relaybox/internal/status"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // fixture is a server over a real spool with a fake clock.
 type fixture struct {
 	t     *testing.T
-	clk   *clock
+	clk   *clocktest.Clock
 	sp    *spool.Spool
 	st    *status.Model
 	srv   *Server
@@ -69,7 +53,7 @@ const (
 
 func newFixture(t *testing.T, password string) *fixture {
 	t.Helper()
-	f := &fixture{t: t, clk: &clock{t: time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)}}
+	f := &fixture{t: t, clk: clocktest.New(time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC))}
 	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{Now: f.clk.Now, MaxSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"relaybox/internal/clocktest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,23 +16,6 @@ import (
 	"relaybox/internal/spool"
 	"relaybox/internal/status"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 const (
 	upstreamName = "smtp.example.edu:587"
@@ -43,7 +26,7 @@ const (
 // layer, with a fake clock.
 type fixture struct {
 	t     *testing.T
-	clk   *clock
+	clk   *clocktest.Clock
 	sp    *spool.Spool
 	st    *status.Model
 	cmds  *admin.Server
@@ -53,7 +36,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{t: t, clk: &clock{t: time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)}}
+	f := &fixture{t: t, clk: clocktest.New(time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC))}
 	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{Now: f.clk.Now, MaxSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"relaybox/internal/clocktest"
 	"slices"
 	"sort"
 	"strings"
@@ -16,34 +17,16 @@ import (
 	"relaybox/internal/spool"
 )
 
-// fakeClock is the test's time; only the test moves it.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// The test moves time with a clocktest.Clock.
 
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 }
 
 // fakeStore is an in-memory Store with the spool's semantics: Update works
 // on a copy and commits only when fn succeeds.
 type fakeStore struct {
-	clock *fakeClock
+	clock *clocktest.Clock
 
 	mu       sync.Mutex
 	msgs     map[string]*spool.Message
@@ -54,7 +37,7 @@ type fakeStore struct {
 	enqueued []string
 }
 
-func newStore(c *fakeClock) *fakeStore {
+func newStore(c *clocktest.Clock) *fakeStore {
 	return &fakeStore{clock: c, msgs: map[string]*spool.Message{}, bodies: map[string][]byte{}}
 }
 
@@ -407,7 +390,7 @@ func (l *logBuffer) lines() []string {
 // jitter 0.5 makes the backoff exact (factor 1.0).
 type harness struct {
 	t      *testing.T
-	clock  *fakeClock
+	clock  *clocktest.Clock
 	store  *fakeStore
 	dialer *fakeDialer
 	sched  *Scheduler

@@ -193,7 +193,7 @@ func TestSchedulerExpiry(t *testing.T) {
 		t.Fatalf("notices %d", len(notices))
 	}
 	d.set(0, func(u *fakeUp) { u.dialErr = nil })
-	h.clock.Advance(10 * time.Minute)
+	h.clock.Add(10 * time.Minute)
 	h.tick()
 	if h.store.get(notices[0].ID) != nil || h.store.get(m.ID) == nil {
 		t.Fatal("notice not delivered, or the dead letter was removed")

@@ -80,7 +80,7 @@ func TestSchedulerConnectionFailures(t *testing.T) {
 			}
 
 			d.set(0, func(u *fakeUp) { u.dialErr = nil })
-			h.clock.Advance(time.Hour)
+			h.clock.Add(time.Hour)
 			if next := h.tick(); !next.IsZero() {
 				t.Fatalf("next wake %v with an empty queue", next)
 			}
@@ -185,7 +185,7 @@ func TestSchedulerMessageLevelFaults(t *testing.T) {
 
 			// The next attempt after the fault completes the message.
 			d.set(0, func(u *fakeUp) { u.send = nil })
-			h.clock.Advance(10 * time.Minute)
+			h.clock.Add(10 * time.Minute)
 			h.tick()
 			if h.store.count() != 0 {
 				t.Fatalf("not delivered after recovery: %s", rcptStates(h.store.get(m.ID)))
@@ -217,7 +217,7 @@ func TestSchedulerFailover(t *testing.T) {
 	_ = m1
 
 	// Within the hold, new mail goes straight to the second upstream.
-	h.clock.Advance(4 * time.Minute)
+	h.clock.Add(4 * time.Minute)
 	h.store.add("scanner@lab.example.edu", []string{"carol@example.edu"}, schedBody)
 	h.tick()
 	if dials, _, _, _, _, _ = d.stats(); dials[up1] != 1 {
@@ -225,7 +225,7 @@ func TestSchedulerFailover(t *testing.T) {
 	}
 	// After the hold, the first upstream is preferred again.
 	d.set(0, func(u *fakeUp) { u.dialErr = nil })
-	h.clock.Advance(2 * time.Minute)
+	h.clock.Add(2 * time.Minute)
 	h.store.add("scanner@lab.example.edu", []string{"dave@example.edu"}, schedBody)
 	h.tick()
 	_, _, _, _, _, sends = d.stats()
@@ -266,7 +266,7 @@ func TestSchedulerNoUpstream(t *testing.T) {
 	h.store.add("scanner@lab.example.edu", []string{"bob@example.edu"}, schedBody)
 	before := h.store.get(m.ID)
 	next := h.tick()
-	h.clock.Advance(time.Hour)
+	h.clock.Add(time.Hour)
 	h.tick()
 	got := h.store.get(m.ID)
 	if got.Attempts != 0 || !got.NextAttempt.Equal(before.NextAttempt) || len(got.History) != 0 {
@@ -330,13 +330,13 @@ func TestSchedulerSessionReuse(t *testing.T) {
 	if dials[up1] != 1 || resets != 1 || closes != 0 || open != 1 || len(sends) != 2 {
 		t.Fatalf("dials %v resets %d closes %d open %d sends %d", dials, resets, closes, open, len(sends))
 	}
-	h.clock.Advance(20 * time.Second)
+	h.clock.Add(20 * time.Second)
 	h.store.add("scanner@lab.example.edu", []string{"carol@example.edu"}, schedBody)
 	h.tick()
 	if dials, resets, _, _, _, _ = d.stats(); dials[up1] != 1 || resets != 2 {
 		t.Fatalf("idle session not reused: dials %v resets %d", dials, resets)
 	}
-	h.clock.Advance(30 * time.Second)
+	h.clock.Add(30 * time.Second)
 	h.tick()
 	if _, _, closes, open, _, _ = d.stats(); closes != 1 || open != 0 {
 		t.Fatalf("idle session not closed: closes %d open %d", closes, open)
@@ -423,7 +423,7 @@ func TestSchedulerLogLine(t *testing.T) {
 	}})
 	h := newHarness(t, d, nil)
 	h.store.add("scanner@lab.example.edu", []string{"a@example.edu", "b@example.edu", "c@example.edu"}, schedBody)
-	h.clock.Advance(90 * time.Second)
+	h.clock.Add(90 * time.Second)
 	h.tick()
 	var events []string
 	for _, l := range h.logs.lines() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"path/filepath"
+	"relaybox/internal/clocktest"
 	"sync"
 	"testing"
 	"time"
@@ -12,25 +13,9 @@ import (
 )
 
 // clock is a settable time source for Options.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
 
-func newClock() *clock {
-	return &clock{t: time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC))
 }
 
 // syncBuffer collects log output written from the committer goroutine.

@@ -4,31 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"relaybox/internal/clocktest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newFakeClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC))
 }
 
 // replyErr mimics deliver.Error, which offers the bare SMTP reply.
@@ -63,33 +47,33 @@ const up1, up2 = "smtp.example.edu:587", "smtp2.example.edu:465"
 func TestTransitions(t *testing.T) {
 	type step struct {
 		name   string
-		do     func(m *Model, c *fakeClock, q *fakeQueue)
+		do     func(m *Model, c *clocktest.Clock, q *fakeQueue)
 		state  State
 		reason []string // substrings of Reason
 	}
 	try := replyErr{"421 4.7.0 try later"}
 	steps := []step{
-		{"before Started", func(m *Model, c *fakeClock, q *fakeQueue) {}, Starting, []string{"starting"}},
-		{"started, idle", func(m *Model, c *fakeClock, q *fakeQueue) { m.Started() }, OK, nil},
-		{"mail queued, being delivered", func(m *Model, c *fakeClock, q *fakeQueue) {
+		{"before Started", func(m *Model, c *clocktest.Clock, q *fakeQueue) {}, Starting, []string{"starting"}},
+		{"started, idle", func(m *Model, c *clocktest.Clock, q *fakeQueue) { m.Started() }, OK, nil},
+		{"mail queued, being delivered", func(m *Model, c *clocktest.Clock, q *fakeQueue) {
 			c.Add(time.Minute)
 			q.set(QueueStats{Messages: 2, Bytes: 2048, Oldest: c.Now()})
 		}, OK, nil},
-		{"one failure: degraded at DegradedAfter=2? not yet", func(m *Model, c *fakeClock, q *fakeQueue) {
+		{"one failure: degraded at DegradedAfter=2? not yet", func(m *Model, c *clocktest.Clock, q *fakeQueue) {
 			m.UpstreamResult(up1, try)
 		}, OK, nil},
-		{"second failure: degraded", func(m *Model, c *fakeClock, q *fakeQueue) {
+		{"second failure: degraded", func(m *Model, c *clocktest.Clock, q *fakeQueue) {
 			c.Add(12 * time.Minute)
 			m.UpstreamResult(up1, try)
 		}, Degraded, []string{"upstream smtp.example.edu:587 failing for 12m: 421 4.7.0 try later"}},
-		{"failover upstream works: still degraded, first is failing", func(m *Model, c *fakeClock, q *fakeQueue) {
+		{"failover upstream works: still degraded, first is failing", func(m *Model, c *clocktest.Clock, q *fakeQueue) {
 			m.UpstreamResult(up2, nil)
 		}, Degraded, []string{up1}},
-		{"recovery: ok", func(m *Model, c *fakeClock, q *fakeQueue) {
+		{"recovery: ok", func(m *Model, c *clocktest.Clock, q *fakeQueue) {
 			c.Add(time.Minute)
 			m.UpstreamResult(up1, nil)
 		}, OK, nil},
-		{"both fail, mail waits 29m: degraded", func(m *Model, c *fakeClock, q *fakeQueue) {
+		{"both fail, mail waits 29m: degraded", func(m *Model, c *clocktest.Clock, q *fakeQueue) {
 			q.set(QueueStats{Messages: 3, Bytes: 3000, Oldest: c.Now()})
 			m.UpstreamResult(up1, try)
 			m.UpstreamResult(up1, try)
@@ -98,26 +82,26 @@ func TestTransitions(t *testing.T) {
 			m.UpstreamResult(up2, errors.New("dial tcp: connection refused"))
 			c.Add(29*time.Minute - time.Second)
 		}, Degraded, []string{up1, up2}},
-		{"30m without success while mail waits: failing", func(m *Model, c *fakeClock, q *fakeQueue) {
+		{"30m without success while mail waits: failing", func(m *Model, c *clocktest.Clock, q *fakeQueue) {
 			c.Add(time.Minute)
 		}, Failing, []string{"no upstream has taken mail for 30m while 3 messages wait", "last error from smtp2.example.edu:465: dial tcp: connection refused"}},
-		{"queue drained by a success: ok", func(m *Model, c *fakeClock, q *fakeQueue) {
+		{"queue drained by a success: ok", func(m *Model, c *clocktest.Clock, q *fakeQueue) {
 			m.UpstreamResult(up1, nil)
 			m.UpstreamResult(up2, nil)
 			q.set(QueueStats{})
 		}, OK, nil},
-		{"quota 95% full: failing", func(m *Model, c *fakeClock, q *fakeQueue) {
+		{"quota 95% full: failing", func(m *Model, c *clocktest.Clock, q *fakeQueue) {
 			q.set(QueueStats{Messages: 1, Bytes: 900, Oldest: c.Now(), Dead: 1, DeadBytes: 50, Quota: 1000})
 		}, Failing, []string{"spool 95% full", "452"}},
-		{"quota 94%: ok", func(m *Model, c *fakeClock, q *fakeQueue) {
+		{"quota 94%: ok", func(m *Model, c *clocktest.Clock, q *fakeQueue) {
 			q.set(QueueStats{Messages: 1, Bytes: 890, Oldest: c.Now(), Dead: 1, DeadBytes: 50, Quota: 1000})
 		}, OK, nil},
-		{"spool error: failing", func(m *Model, c *fakeClock, q *fakeQueue) {
+		{"spool error: failing", func(m *Model, c *clocktest.Clock, q *fakeQueue) {
 			m.SpoolError(errors.New("spool: commit: no space left on device"))
 			c.Add(2 * time.Minute)
 		}, Failing, []string{"spool error for 2m: spool: commit: no space left on device"}},
-		{"spool ok again: ok", func(m *Model, c *fakeClock, q *fakeQueue) { m.SpoolOK() }, OK, nil},
-		{"stopping wins over everything", func(m *Model, c *fakeClock, q *fakeQueue) {
+		{"spool ok again: ok", func(m *Model, c *clocktest.Clock, q *fakeQueue) { m.SpoolOK() }, OK, nil},
+		{"stopping wins over everything", func(m *Model, c *clocktest.Clock, q *fakeQueue) {
 			m.SpoolError(errors.New("x"))
 			m.Stopping()
 		}, Stopping, []string{"shutting down"}},
