@@ -399,3 +399,36 @@ func clip(s string, n int) string {
 	}
 	return s
 }
+
+// cmdLog prints the daemon's recent events (the ring the console's `log`
+// shows), oldest first: what a technician on the LAN reads first.
+func cmdLog(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("log", stderr)
+	af := newAdminFlags(fs)
+	n := fs.Int("n", 20, "how many of the most recent events")
+	words, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(words) > 0 || *n < 1 {
+		return usageError{fmt.Errorf("usage: relaybox log [-n N] [-config FILE | -admin HOST:PORT] [-json]")}
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	events, err := c.Events()
+	if err != nil {
+		return err
+	}
+	events = events[max(0, len(events)-*n):]
+	if *af.json {
+		return printJSON(stdout, map[string]any{"events": events})
+	}
+	for _, e := range events {
+		if _, err := fmt.Fprintln(stdout, printable(e.String())); err != nil {
+			return err
+		}
+	}
+	return nil
+}

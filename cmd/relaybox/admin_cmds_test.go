@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http/httptest"
 	"path/filepath"
@@ -257,5 +258,34 @@ func TestAdminCommandErrors(t *testing.T) {
 		if err == nil || !isUsage(err) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want a usage error containing %q", c.args, err, c.want)
 		}
+	}
+}
+
+// `relaybox log` prints the daemon's recent events, the newest N, from the
+// same ring the console's `log` reads.
+func TestLogCommand(t *testing.T) {
+	e := newAdminEnv(t, "")
+	out, err := run(cmdLog, "-admin", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(out) != "" {
+		t.Fatalf("no events yet, got %q", out)
+	}
+	h := e.st.Handler(slog.DiscardHandler)
+	log := slog.New(h)
+	for i := range 30 {
+		log.Info("message", "id", fmt.Sprintf("M%02d", i), "event", "sent")
+	}
+	out, err = run(cmdLog, "-admin", e.addr, "-n", "5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || !strings.Contains(lines[0], "id=M25") || !strings.Contains(lines[4], "id=M29") {
+		t.Errorf("log -n 5:\n%s", out)
+	}
+	if _, err := run(cmdLog, "-admin", e.addr, "-n", "0"); !isUsage(err) {
+		t.Errorf("-n 0: %v, want a usage error", err)
 	}
 }

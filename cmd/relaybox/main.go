@@ -60,6 +60,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(rest, stdout, stderr)
 	case "queue":
 		err = cmdQueue(rest, stdout, stderr)
+	case "log":
+		err = cmdLog(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "relaybox %s (%s, %s/%s)\n", version, goVersion(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "-help", "--help":
@@ -95,6 +97,7 @@ commands:
   status         [-config FILE | -admin HOST:PORT] [-json]   the running daemon's health
   queue          list|dead|show ID|retry [-force] ID|retry-all|retry-dead|delete ID
                  [-config FILE | -admin HOST:PORT] [-json]   the running daemon's queue
+  log            [-n N] [-config FILE | -admin HOST:PORT] [-json]   the running daemon's recent events
   service        install|uninstall|start|stop|restart|status|unit [-config FILE]   run as a systemd / Windows service
   version                         print the version
 

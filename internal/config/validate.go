@@ -183,18 +183,25 @@ func checkNetworks(p *problems, key string, nets []string) {
 	}
 }
 
+// uniqueName checks entry i of list (key is "list[i]"): its name is set
+// and not used by an earlier entry. seen maps names to index+1.
+func uniqueName(p *problems, key, list, name string, i int, seen map[string]int, emptyHint string) {
+	switch {
+	case name == "":
+		p.add(key+".name", "%s", emptyHint)
+	case seen[name] > 0:
+		p.add(key+".name", "%q is already %s[%d]; names must be unique", name, list, seen[name]-1)
+	default:
+		seen[name] = i + 1
+	}
+}
+
 func checkDevices(p *problems, ds []Device) {
 	seen := map[string]int{}
 	for i, d := range ds {
 		key := fmt.Sprintf("device[%d]", i)
-		switch {
-		case d.Name == "":
-			p.add(key+".name", "is empty; give the device a name for logs and the queue, e.g. \"copier-2nd-floor\"")
-		case seen[d.Name] > 0:
-			p.add(key+".name", "%q is already device[%d]; names must be unique", d.Name, seen[d.Name]-1)
-		default:
-			seen[d.Name] = i + 1
-		}
+		uniqueName(p, key, "device", d.Name, i, seen,
+			"is empty; give the device a name for logs and the queue, e.g. \"copier-2nd-floor\"")
 		if len(d.Networks) == 0 && d.AuthUser == "" {
 			p.add(key, "matches nothing; set networks (e.g. [\"10.0.5.20/32\"]) or auth_user")
 		}
@@ -229,14 +236,7 @@ func (a Auth) check(p *problems) {
 	seen := map[string]int{}
 	for i, u := range a.Users {
 		key := fmt.Sprintf("auth.users[%d]", i)
-		switch {
-		case u.Name == "":
-			p.add(key+".name", "is empty; give the device account a name")
-		case seen[u.Name] > 0:
-			p.add(key+".name", "%q is already auth.users[%d]; names must be unique", u.Name, seen[u.Name]-1)
-		default:
-			seen[u.Name] = i + 1
-		}
+		uniqueName(p, key, "auth.users", u.Name, i, seen, "is empty; give the device account a name")
 		switch {
 		case u.PasswordHash == RedactedText:
 			p.add(key+".password_hash", "is %q (copied from check-config output?); paste the real bcrypt hash", RedactedText)
