@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unsafe"
 
 	"go.etcd.io/bbolt"
 )
 
 var errReaderClosed = errors.New("spool: body reader closed")
 
-// bodyReader streams a stored body. Each chunk is copied out in its own
+// readStep is how much of a chunk the reader copies per read transaction.
+const readStep = 64 << 10
+
+// bodyReader streams a stored body. Each step is copied out in its own
 // short read transaction, so no transaction stays open while the caller
 // writes to the network (an open read transaction would block bbolt's remap
 // and keep freed pages from being reused).
@@ -20,15 +24,16 @@ type bodyReader struct {
 	id     string
 	chunks int
 	size   int64
-	next   int    // index of the next chunk to load
-	buf    []byte // current chunk, reused
+	next   int    // index of the chunk being read
+	pos    int    // bytes of chunk next already copied out
+	buf    []byte // current step, reused
 	off    int
 	closed bool
 }
 
 // OpenBody returns a reader over the message body; ErrNotFound if the
 // message does not exist. It also implements io.WriterTo, so io.Copy
-// writes whole chunks without an extra copy.
+// writes whole steps without an extra copy.
 func (s *Spool) OpenBody(id string) (io.ReadCloser, error) {
 	return s.openBody(id)
 }
@@ -41,15 +46,35 @@ func (s *Spool) openBody(id string) (*bodyReader, error) {
 	return &bodyReader{s: s, id: id, chunks: m.Chunks, size: m.Size}, nil
 }
 
-// load copies the next chunk into r.buf.
+// load copies the next step into r.buf: up to readStep bytes of a chunk
+// stored in its own bucket, or a whole chunk stored as pieces. r.buf may
+// come back empty (an empty body is one empty piece).
 func (r *bodyReader) load() error {
-	idx := r.next
+	done := false
 	err := r.s.view(func(tx *bbolt.Tx) error {
-		prefix := chunkKey(r.id, idx)
+		b := tx.Bucket(bucketBody)
+		key := chunkKey(r.id, r.next)
+		if cb := b.Bucket(key); cb != nil {
+			v := cb.Get(chunkValueKey)
+			if v == nil {
+				return fmt.Errorf("spool: body of %s: chunk %d of %d is empty", r.id, r.next, r.chunks)
+			}
+			n := min(len(v)-r.pos, readStep)
+			if cap(r.buf) < n {
+				r.buf = make([]byte, n, max(n, readStep))
+			}
+			r.buf = r.buf[:n]
+			if err := r.s.readValue(tx, v, r.pos, r.buf); err != nil {
+				return fmt.Errorf("spool: body of %s: chunk %d: %w", r.id, r.next, err)
+			}
+			r.pos += n
+			done = r.pos == len(v)
+			return nil
+		}
 		r.buf = r.buf[:0]
 		found := false
-		c := tx.Bucket(bucketBody).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		c := b.Cursor()
+		for k, v := c.Seek(key); k != nil && bytes.HasPrefix(k, key); k, v = c.Next() {
 			r.buf = append(r.buf, v...)
 			found = true
 		}
@@ -57,15 +82,48 @@ func (r *bodyReader) load() error {
 			if tx.Bucket(bucketMsgs).Get([]byte(r.id)) == nil {
 				return notFound(r.id) // deleted while being read
 			}
-			return fmt.Errorf("spool: body of %s: chunk %d of %d is missing", r.id, idx, r.chunks)
+			return fmt.Errorf("spool: body of %s: chunk %d of %d is missing", r.id, r.next, r.chunks)
 		}
+		done = true
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	r.next++
+	if done {
+		r.next++
+		r.pos = 0
+	}
 	r.off = 0
+	return nil
+}
+
+// readValue copies v[pos:pos+len(dst)] into dst, where v is a value read in
+// tx. v lies in bbolt's read-only mapping of the spool file; copying it from
+// there would fault its pages into this process, where they stay mapped and
+// count as our memory (PSS) long after the message is gone: 20 MiB of a
+// 48-63 MiB peak at 8 clients x 1 MiB. pread copies the same page-cache
+// pages without mapping them. The offset is only valid while tx is open,
+// which is why this runs inside it.
+func (s *Spool) readValue(tx *bbolt.Tx, v []byte, pos int, dst []byte) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	base := s.db.Info().Data
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
+	if p < base || int64(p-base)+int64(len(v)) > tx.Size() {
+		// Not in the mapping (bbolt copies some values on platforms
+		// without unaligned loads): the slice itself is the data.
+		copy(dst, v[pos:])
+		return nil
+	}
+	n, err := s.rf.ReadAt(dst, int64(p-base)+int64(pos))
+	if n < len(dst) {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("read spool file: %w", err)
+	}
 	return nil
 }
 

@@ -1,15 +1,22 @@
 // Package spool keeps accepted messages safe on local storage until the
 // upstream relay has taken them.
 //
-// Storage is one bbolt file. Schema (version 1):
+// Storage is one bbolt file. Schema (version 2):
 //
-//	meta      "schema"  -> "1"
+//	meta      "schema"  -> "2"
 //	          "last_id" -> highest queue ID ever committed, so IDs stay
 //	                       unique across restarts even if the clock steps back
 //	msgs      id        -> JSON Message (envelope, per-recipient state, history)
-//	body      id ‖ uint32 big-endian chunk index -> up to ChunkSize body bytes
+//	body      id ‖ uint32 big-endian chunk index -> bucket {"d" -> chunk bytes}
+//	            for a chunk larger than a piece, else
+//	          id ‖ uint32 chunk index ‖ uint16 piece -> up to 2000 bytes
 //	incoming  id        -> creation time (RFC 3339), present while a writer
 //	                       has stored chunks but not committed
+//
+// Schema 1 differs only in storing every chunk as pieces; Open marks such a
+// file as schema 2, which this code reads, and which an older relaybox
+// refuses rather than misreads. Bodies are read with pread, not through
+// bbolt's mapping (see readValue).
 //
 // A writer stores its full chunks as it goes (the first one together with its
 // "incoming" marker), and commits by writing the last chunk, the msgs record
@@ -41,7 +48,10 @@ import (
 )
 
 const (
-	schemaVersion = "1"
+	schemaVersion = "2"
+	// schemaPieces is the schema this code upgrades in place: its bodies
+	// are all pieces, which schema 2 still reads.
+	schemaPieces = "1"
 	// lockTimeout bounds the wait for bbolt's file lock: a second relaybox
 	// on the same data_dir should fail fast with a clear message.
 	lockTimeout = time.Second
@@ -51,7 +61,7 @@ const (
 	// Windows grows the file to the mapped size.
 	initialMmap = 16 << 20
 
-	defaultChunkSize    = 256 << 10
+	defaultChunkSize    = 256 << 10 // rounded down to whole pages by chunkSizeFor
 	defaultHistoryLimit = 20
 	// maxCheckErrors bounds how many tx.Check findings go into the error
 	// an admin reads; the rest are counted.
@@ -79,7 +89,7 @@ var (
 // Options tune a Spool. The zero value is usable.
 type Options struct {
 	MaxSize      int64            // quota: sum of stored body bytes incl. in-progress writes; 0 = unlimited
-	ChunkSize    int              // body chunk size, default 256 KiB
+	ChunkSize    int              // body chunk size, default about 256 KiB (chunkSizeFor)
 	Now          func() time.Time // default time.Now
 	Logger       *slog.Logger     // default discard
 	HistoryLimit int              // attempts kept per message, default 20
@@ -105,6 +115,12 @@ type Stats struct {
 type Spool struct {
 	db   *bbolt.DB
 	path string
+	// rf reads body values with pread (readValue); bbolt writes with
+	// pwrite, so both go through the same page cache.
+	rf *os.File
+	// inlineMax is the largest chunk stored as pieces; larger chunks get a
+	// bucket of their own (putChunk).
+	inlineMax int
 	opt  Options
 	log  *slog.Logger
 	ids  idGen
@@ -171,9 +187,6 @@ func damaged(path string, cause error) error {
 // Open opens or creates the spool at path, checks it, removes what crashed
 // writers left behind and starts the committer.
 func Open(path string, opt Options) (*Spool, error) {
-	if opt.ChunkSize <= 0 {
-		opt.ChunkSize = defaultChunkSize
-	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -190,10 +203,21 @@ func Open(path string, opt Options) (*Spool, error) {
 	if err != nil {
 		return nil, err
 	}
+	rf, err := os.Open(path)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("spool: open %s for reading: %w", path, err)
+	}
+	pageSize := db.Info().PageSize
+	if opt.ChunkSize <= 0 {
+		opt.ChunkSize = chunkSizeFor(pageSize)
+	}
 	s := &Spool{
-		db:      db,
-		path:    path,
-		opt:     opt,
+		db:        db,
+		path:      path,
+		rf:        rf,
+		inlineMax: max(pieceSize, pageSize/4), // bbolt inlines buckets up to pageSize/4
+		opt:       opt,
 		log:     opt.Logger,
 		stopped: make(chan struct{}),
 		index:   make(map[string]entry),
@@ -201,6 +225,7 @@ func Open(path string, opt Options) (*Spool, error) {
 	s.qcond = sync.NewCond(&s.qmu)
 	if err := s.prepare(); err != nil {
 		db.Close()
+		rf.Close()
 		return nil, err
 	}
 	go s.run()
@@ -313,7 +338,7 @@ func (s *Spool) prepare() (err error) {
 			return err
 		}
 		switch v := meta.Get(keySchema); {
-		case v == nil:
+		case v == nil || string(v) == schemaPieces:
 			if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
 				return err
 			}
@@ -382,17 +407,26 @@ func (s *Spool) loadIndex(tx *bbolt.Tx) error {
 	})
 }
 
-// deletePrefix removes every key in b that starts with prefix and returns
-// how many there were. Keys are collected first because deleting under a
-// moving cursor can skip entries.
+// deletePrefix removes every key and nested bucket in b that starts with
+// prefix and returns how many there were. Keys are collected first because
+// deleting under a moving cursor can skip entries.
 func deletePrefix(b *bbolt.Bucket, prefix []byte) (int, error) {
-	var keys [][]byte
+	type key struct {
+		k      []byte
+		bucket bool
+	}
+	var keys []key
 	c := b.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
-		keys = append(keys, append([]byte(nil), k...))
+	for k, v := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
+		// The cursor shows a nested bucket as a nil value.
+		keys = append(keys, key{append([]byte(nil), k...), v == nil && b.Bucket(k) != nil})
 	}
 	for _, k := range keys {
-		if err := b.Delete(k); err != nil {
+		del := b.Delete
+		if k.bucket {
+			del = b.DeleteBucket
+		}
+		if err := del(k.k); err != nil {
 			return 0, err
 		}
 	}
@@ -413,7 +447,9 @@ func (s *Spool) Close() error {
 	s.qcond.Broadcast()
 	s.qmu.Unlock()
 	<-s.stopped
-	if err := s.db.Close(); err != nil {
+	err := s.db.Close() // waits for read transactions, and so for their preads
+	s.rf.Close()        // read-only: nothing to lose
+	if err != nil {
 		return fmt.Errorf("spool: close: %w", err)
 	}
 	return nil

@@ -82,13 +82,16 @@ func TestBodyRoundTrip(t *testing.T) {
 		{"chunk+1", cs, cs + 1},
 		{"3 chunks+17", cs, 3*cs + 17},
 		{"3 MiB default chunks", 0, 3<<20 + 5},
+		// Chunks over a piece get a bucket each; the tail may be either.
+		{"bucket chunks, bucket tail", 5000, 3*5000 + 2500},
+		{"bucket chunks, piece tail", 5000, 2*5000 + 17},
 	}
 	s := openAt(t, tempPath(t), Options{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s.opt.ChunkSize = tt.chunkSize
 			if tt.chunkSize == 0 {
-				s.opt.ChunkSize = defaultChunkSize
+				s.opt.ChunkSize = chunkSizeFor(s.db.Info().PageSize)
 			}
 			body := random(tt.size)
 			w, err := s.Create(testEnv())
@@ -111,14 +114,19 @@ func TestBodyRoundTrip(t *testing.T) {
 			if m.Size != int64(tt.size) || m.Chunks != wantChunks {
 				t.Errorf("size %d chunks %d, want %d and %d", m.Size, m.Chunks, tt.size, wantChunks)
 			}
-			// Each chunk is stored as pieces of at most pieceSize.
-			wantPieces := 0
+			// A chunk is one bucket, or pieces of at most pieceSize when
+			// it is small.
+			wantKeys := 0
 			for c := 0; c < wantChunks; c++ {
 				n := min(s.opt.ChunkSize, tt.size-c*s.opt.ChunkSize)
-				wantPieces += max(1, (n+pieceSize-1)/pieceSize)
+				if n > s.inlineMax {
+					wantKeys++
+				} else {
+					wantKeys += max(1, (n+pieceSize-1)/pieceSize)
+				}
 			}
-			if n := keyCount(t, s, bucketBody, m.ID); n != wantPieces {
-				t.Errorf("%d pieces stored, want %d", n, wantPieces)
+			if n := keyCount(t, s, bucketBody, m.ID); n != wantKeys {
+				t.Errorf("%d keys stored, want %d", n, wantKeys)
 			}
 			r, _ := s.OpenBody(m.ID)
 			got, err := io.ReadAll(r) // Read path
@@ -341,9 +349,8 @@ func TestWriterMemoryBounded(t *testing.T) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&during)
-	// The writer's two chunk buffers and bbolt's bookkeeping (its in-memory
-	// freelist grows with the tree of 2000-byte pieces: measured 0.5-0.8
-	// MiB); the whole message would be 25 MiB.
+	// The writer's two chunk buffers and bbolt's bookkeeping; the whole
+	// message would be 25 MiB.
 	if grown := int64(during.HeapAlloc) - int64(before.HeapAlloc); grown > 2<<20 {
 		t.Errorf("heap grew by %d bytes while writing 25 MiB", grown)
 	}
@@ -351,7 +358,7 @@ func TestWriterMemoryBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Size != 25<<20 || m.Chunks != 100 {
+	if cs := s.opt.ChunkSize; m.Size != 25<<20 || m.Chunks != (25<<20+cs-1)/cs {
 		t.Errorf("size %d chunks %d", m.Size, m.Chunks)
 	}
 }

@@ -136,7 +136,7 @@ func (w *Writer) flush() error {
 				return err
 			}
 		}
-		return putChunk(tx.Bucket(bucketBody), id, idx, data)
+		return putChunk(tx.Bucket(bucketBody), id, idx, data, w.s.inlineMax)
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("spool: store chunk of %s: %w", w.id, err)
@@ -202,7 +202,7 @@ func (w *Writer) Commit() (*Message, error) {
 	s, id, size, ent := w.s, w.id, w.size, entryOf(m)
 	err = s.submit(func(tx *bbolt.Tx) error {
 		if len(last) > 0 {
-			if err := putChunk(tx.Bucket(bucketBody), id, lastIdx, last); err != nil {
+			if err := putChunk(tx.Bucket(bucketBody), id, lastIdx, last, s.inlineMax); err != nil {
 				return err
 			}
 		}
@@ -293,15 +293,38 @@ func chunkKey(id string, idx int) []byte {
 	return k
 }
 
-// pieceSize is how a chunk is cut up inside bbolt. bbolt keeps at least
-// two values per leaf node and rewrites a whole node when a key is added to
-// it, so storing 256 KiB chunks as single values rewrote the previous chunk
-// with every new one: 5.5 bytes written to disk per body byte (measured,
-// 8 clients x 1 MiB; 16 KiB pieces: 1.6; 4 KiB pieces: 1.7). Two pieces of
-// 2000 bytes, with their 16-byte element headers and 19-byte keys, fill one
-// 4 KiB page exactly, so a new piece never drags a big neighbour along:
-// 1.13 bytes written per body byte.
+// How a chunk sits in bbolt. bbolt keeps at least two values per leaf node
+// and rewrites a whole node when a key is added to it, so 256 KiB chunks
+// stored side by side as plain values rewrote the previous chunk with every
+// new one: 5.5 bytes written to disk per body byte (8 clients x 1 MiB).
+//
+// A chunk larger than a piece therefore gets a nested bucket of its own,
+// body/id‖idx, holding one value under chunkValueKey. The bucket's root
+// page (with its overflow pages) is written once, when it is created, and
+// freed whole when it is deleted; adding a chunk only adds a 16-byte bucket
+// header to the body bucket's leaf. The default chunk size fills its pages
+// exactly (see chunkSizeFor), so a 1 MiB body costs 1 MiB of page writes
+// plus the per-transaction pages (measured with scripts/diskwrite-bench.sh).
+//
+// Smaller chunks (short messages, the tail of a long one) are stored as
+// plain values of at most pieceSize bytes, id‖idx‖uint16 piece: two pieces
+// with their 16-byte element headers and 19-byte keys fill one 4 KiB page,
+// so a new piece never drags a big neighbour along and short messages
+// share pages. Spools written before schema 2 hold every chunk as pieces;
+// the reader and deletePrefix understand both forms.
 const pieceSize = 2000
+
+// chunkValueKey is the one key inside a chunk's bucket.
+var chunkValueKey = []byte{'d'}
+
+// chunkSizeFor is the default chunk size for a bbolt page size: about
+// 256 KiB, less the page header (16 bytes), the leaf element (16) and
+// chunkValueKey, so a full chunk's node is exactly a whole number of pages
+// and no page is written nearly empty.
+func chunkSizeFor(pageSize int) int {
+	pages := max(1, defaultChunkSize/pageSize)
+	return pages*pageSize - 16 - 16 - len(chunkValueKey)
+}
 
 // pieceKey is chunkKey ‖ uint16 piece index: the pieces of a chunk sort
 // together and in order, and every key of a message still starts with id.
@@ -313,8 +336,17 @@ func pieceKey(id string, idx, piece int) []byte {
 	return k
 }
 
-// putChunk stores data as chunk idx of message id, in pieces.
-func putChunk(b *bbolt.Bucket, id string, idx int, data []byte) error {
+// putChunk stores data as chunk idx of message id: in a bucket of its own
+// when it is larger than inlineMax, else as pieces. bbolt keeps data (it
+// does not copy) until the transaction commits.
+func putChunk(b *bbolt.Bucket, id string, idx int, data []byte, inlineMax int) error {
+	if len(data) > inlineMax {
+		cb, err := b.CreateBucket(chunkKey(id, idx))
+		if err != nil {
+			return err
+		}
+		return cb.Put(chunkValueKey, data)
+	}
 	for p := 0; len(data) > 0 || p == 0; p++ {
 		n := min(len(data), pieceSize)
 		if err := b.Put(pieceKey(id, idx, p), data[:n]); err != nil {

@@ -1,0 +1,174 @@
+package spool
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.etcd.io/bbolt"
+)
+
+func randomBody(n int) []byte {
+	b := make([]byte, n)
+	rng := rand.New(rand.NewPCG(uint64(n), 7))
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// mappedKiB sums the resident size (Rss) of this process's mappings of
+// path, from /proc/self/smaps.
+func mappedKiB(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Skipf("no /proc/self/smaps: %v", err)
+	}
+	defer f.Close()
+	total, in := 0, false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if len(fields) >= 5 && strings.Contains(fields[0], "-") {
+			// A mapping's header line: address perms offset dev inode [path].
+			in = len(fields) == 6 && fields[5] == path
+			continue
+		}
+		if in && len(fields) == 3 && fields[0] == "Rss:" {
+			n, _ := strconv.Atoi(fields[1])
+			total += n
+		}
+	}
+	return total
+}
+
+// Delivering a body must not leave it in our memory: reading it through
+// bbolt's mapping kept every page mapped (counted in the relay's PSS) until
+// the kernel reclaimed it. readValue reads with pread instead.
+func TestBodyReadDoesNotMapIt(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc/self/smaps")
+	}
+	path := tempPath(t)
+	body := randomBody(4 << 20)
+	s := openAt(t, path, Options{})
+	m := put(t, s, testEnv(), body)
+	s.Close()
+	// Reopen, so that only what the read touches is mapped.
+	s = openAt(t, path, Options{})
+	before := mappedKiB(t, path)
+	r, err := s.OpenBody(m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("read %d bytes, %v; want the %d stored", len(got), err, len(body))
+	}
+	after := mappedKiB(t, path)
+	// Each chunk's first page holds its bucket's leaf element: 16 pages
+	// for 4 MiB, plus the tree's pages. Reading through the mapping: 4096.
+	if grown := after - before; grown > 256 {
+		t.Errorf("reading a 4 MiB body mapped %d KiB of the spool file (before %d KiB)", grown, before)
+	}
+}
+
+// A body is written to disk once: each chunk's pages are written when its
+// bucket is created and never again (see putChunk). Stored as neighbouring
+// values, every chunk rewrote the ones before it in its leaf (5.5 bytes
+// written per body byte); as 2000-byte pieces, 1.13. The figure is bbolt's
+// own: the pages it allocated and wrote, plus one meta page per commit.
+// (The process's write_bytes in /proc/self/io counts whole page-cache
+// folios and overstates small writes; scripts/diskwrite-bench.sh reads the
+// disk's own counter.)
+func TestBodyWrittenOnce(t *testing.T) {
+	s := openAt(t, tempPath(t), Options{})
+	const size = 8 << 20
+	put(t, s, testEnv(), randomBody(1000)) // the buckets exist and hold a key
+	st0, c0 := s.db.Stats(), s.commits.Load()
+	put(t, s, testEnv(), randomBody(size))
+	st1, c1 := s.db.Stats(), s.commits.Load()
+	d := st1.TxStats.Sub(&st0.TxStats)
+	written := d.GetPageAlloc() + (c1-c0)*int64(s.db.Info().PageSize)
+	// Per chunk transaction, beyond its own pages: the meta page and the
+	// body and root leaves, about 3% of a chunk where one writer commits
+	// alone.
+	if limit := int64(size) * 105 / 100; written > limit {
+		t.Errorf("storing %d body bytes wrote %d bytes (%.3f per byte) in %d commits, want at most %d",
+			size, written, float64(written)/size, c1-c0, limit)
+	}
+	t.Logf("%d body bytes: %d written in %d commits (%.3f per byte)", size, written, c1-c0, float64(written)/size)
+}
+
+// A spool of schema 1 (every chunk stored as pieces) opens, is marked
+// schema 2, and its messages read and delete as before.
+func TestSchema1Upgrade(t *testing.T) {
+	path := tempPath(t)
+	s := openAt(t, path, Options{})
+	s.inlineMax = 1 << 30 // schema 1: pieces only
+	body := randomBody(600 << 10)
+	m := put(t, s, testEnv(), body)
+	s.Close()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("1")) })
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s = openAt(t, path, Options{})
+	if n := keyCount(t, s, bucketBody, m.ID); n < 300 {
+		t.Fatalf("%d body keys: the test did not store pieces", n)
+	}
+	r, err := s.OpenBody(m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("read %d bytes, %v; want the %d stored", len(got), err, len(body))
+	}
+	var schema string
+	s.db.View(func(tx *bbolt.Tx) error {
+		schema = string(tx.Bucket(bucketMeta).Get(keySchema))
+		return nil
+	})
+	if schema != schemaVersion {
+		t.Errorf("schema %q after open, want %q", schema, schemaVersion)
+	}
+	if err := s.Delete(m.ID); err != nil {
+		t.Fatal(err)
+	}
+	assertNoLeftovers(t, s, m.ID)
+}
+
+// An older relaybox must refuse a schema 2 spool rather than misread it;
+// this one refuses what it does not know with the same message.
+func TestSchemaFromTheFutureRefused(t *testing.T) {
+	path := tempPath(t)
+	s := openAt(t, path, Options{})
+	s.Close()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("3")) })
+	db.Close()
+	_, err = Open(path, Options{})
+	if err == nil || !strings.Contains(err.Error(), `schema version "3"`) {
+		t.Fatalf("Open = %v, want a schema refusal", err)
+	}
+}

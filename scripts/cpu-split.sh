@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# cpu-split.sh - where the CPU goes, per message, on the end-to-end path:
+# relaybox, the shared harness's TLS sink, and the load tool (smtp-source),
+# each in milliseconds of user+system time per message. On a 2-core box the
+# three share the CPU, so the relay's share is what bounds the e2e rate.
+#
+#   scripts/cpu-split.sh [-s SIZE] [-c CONC] [-n N] [-r REPS]
+#
+# Needs smtp-source (Debian package postfix), curl, go; the sink is built
+# from ../shared/bench/sink if needed.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BENCH=${BENCH:-$HERE/../../shared/bench}
+SIZE=1048576 CONC=8 N=200 REPS=3
+while getopts s:c:n:r: o; do
+	case $o in
+		s) SIZE=$OPTARG ;; c) CONC=$OPTARG ;; n) N=$OPTARG ;; r) REPS=$OPTARG ;;
+		*) exit 2 ;;
+	esac
+done
+command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
+make -C "$HERE/.." build >/dev/null
+SINK_BIN=$BENCH/sink/benchsink
+[[ -x $SINK_BIN ]] || (cd "$BENCH/sink" && go build -o benchsink .)
+OUT=$(mktemp -d /tmp/cpu-split.XXXX)
+export SINK_ADDR=127.0.0.1:2600 SINK_TLS_ADDR=127.0.0.1:2465 SINK_CERT=$OUT/sink.pem
+export RELAY_ADDR=127.0.0.1:2525 RB_ROOT=$OUT/rb
+HTTP=127.0.0.1:2680
+"$SINK_BIN" -listen "$SINK_ADDR" -tls-listen "$SINK_TLS_ADDR" -http "$HTTP" -cert-out "$SINK_CERT" 2>"$OUT/sink.log" &
+SINK=$!
+trap 'kill $SINK 2>/dev/null; "$HERE/relaybox-relay.sh" stop >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 50); do curl -sf "http://$HTTP/stats" >/dev/null && break; sleep 0.1; done
+"$HERE/relaybox-relay.sh" start >/dev/null
+RB=$(cat "$RB_ROOT/pid")
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+echo "size=$SIZE conc=$CONC n=$N (ms CPU per message; e2e msg/s)"
+for r in $(seq "$REPS"); do
+	curl -sf "http://$HTTP/reset" >/dev/null
+	r0=$(ticks "$RB") s0=$(ticks "$SINK") t0=$(date +%s.%N)
+	# PERF=1: also record the relay's profile of the last rep (perf record -g).
+	[[ ${PERF:-} && $r == "$REPS" ]] && { perf record -g -o "$OUT/perf.data" -p "$RB" >/dev/null 2>&1 & PERFPID=$!; }
+	/usr/bin/time -f "%U %S" -o "$OUT/src.time" smtp-source -s "$CONC" -m "$N" -l "$SIZE" \
+		-f bench@relaybox.bench -t user@campus.example "$RELAY_ADDR" >/dev/null 2>&1
+	curl -sf "http://$HTTP/wait?count=$N&timeout=120" >/dev/null
+	t1=$(date +%s.%N)
+	r1=$(ticks "$RB") s1=$(ticks "$SINK")
+	[[ ${PERFPID:-} ]] && { kill -INT "$PERFPID"; wait "$PERFPID" || true; echo "profile: perf report -i $OUT/perf.data"; }
+	read -r su ss <"$OUT/src.time"
+	awk -v r=$((r1 - r0)) -v s=$((s1 - s0)) -v su="$su" -v ss="$ss" -v hz="$HZ" -v n="$N" -v t="$(echo "$t1 - $t0" | bc)" \
+		'BEGIN { printf "rep %d: relay %.2f  sink %.2f  source %.2f  total %.2f ms/msg; %.1f msg/s; cpu busy %.0f%% of 2 cores\n", '"$r"', r*1000/hz/n, s*1000/hz/n, (su+ss)*1000/n, (r/hz+s/hz+su+ss)*1000/n, n/t, (r/hz+s/hz+su+ss)/t/2*100 }'
+done
