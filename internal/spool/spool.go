@@ -121,9 +121,9 @@ type Spool struct {
 	// inlineMax is the largest chunk stored as pieces; larger chunks get a
 	// bucket of their own (putChunk).
 	inlineMax int
-	opt  Options
-	log  *slog.Logger
-	ids  idGen
+	opt       Options
+	log       *slog.Logger
+	ids       idGen
 
 	// Committer queue: requests wait here until the committer takes them.
 	qmu     sync.Mutex
@@ -218,9 +218,9 @@ func Open(path string, opt Options) (*Spool, error) {
 		rf:        rf,
 		inlineMax: max(pieceSize, pageSize/4), // bbolt inlines buckets up to pageSize/4
 		opt:       opt,
-		log:     opt.Logger,
-		stopped: make(chan struct{}),
-		index:   make(map[string]entry),
+		log:       opt.Logger,
+		stopped:   make(chan struct{}),
+		index:     make(map[string]entry),
 	}
 	s.qcond = sync.NewCond(&s.qmu)
 	if err := s.prepare(); err != nil {
