@@ -32,12 +32,25 @@ trap 'kill $SINK 2>/dev/null; "$HERE/relaybox-relay.sh" stop >/dev/null 2>&1 || 
 for _ in $(seq 50); do curl -sf "http://$HTTP/stats" >/dev/null && break; sleep 0.1; done
 "$HERE/relaybox-relay.sh" start >/dev/null
 RB=$(cat "$RB_ROOT/pid")
+# memsplit: the relay's resident memory by kind (MiB): anonymous (heap,
+# stacks), the spool file's mapping, the binary's text; and its PSS.
+memsplit() {
+	awk '/^[0-9a-f]+-[0-9a-f]+ /{ kind = ($6 ~ /spool\.db$/) ? "spool" : ($6 ~ /relaybox|rb-/) ? "binary" : ($6 == "") ? "anon" : "other" }
+		/^Rss:/ { r[kind] += $2 } /^Pss:/ { pss += $2 }
+		END { printf "%.1f %.1f %.1f %.1f\n", r["anon"]/1024, r["spool"]/1024, r["binary"]/1024, pss/1024 }' "/proc/$1/smaps"
+}
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 echo "size=$SIZE conc=$CONC n=$N (ms CPU per message; e2e msg/s)"
 for r in $(seq "$REPS"); do
 	curl -sf "http://$HTTP/reset" >/dev/null
 	r0=$(ticks "$RB") s0=$(ticks "$SINK") t0=$(date +%s.%N)
+	# Sample the relay's memory every 0.2 s; keep the sample with the peak PSS.
+	(peak=0; line=""; while kill -0 "$RB" 2>/dev/null; do
+		m=$(memsplit "$RB") || break
+		p=${m##* }; if awk -v a="$p" -v b="$peak" 'BEGIN{exit !(a>b)}'; then peak=$p; line=$m; echo "$line" >"$OUT/mem.peak"; fi
+		sleep 0.2; done) &
+	SAMPLER=$!
 	# PERF=1: also record the relay's profile of the last rep (perf record -g).
 	[[ ${PERF:-} && $r == "$REPS" ]] && { perf record -g -o "$OUT/perf.data" -p "$RB" >/dev/null 2>&1 & PERFPID=$!; }
 	/usr/bin/time -f "%U %S" -o "$OUT/src.time" smtp-source -s "$CONC" -m "$N" -l "$SIZE" \
@@ -45,6 +58,9 @@ for r in $(seq "$REPS"); do
 	curl -sf "http://$HTTP/wait?count=$N&timeout=120" >/dev/null
 	t1=$(date +%s.%N)
 	r1=$(ticks "$RB") s1=$(ticks "$SINK")
+	kill "$SAMPLER" 2>/dev/null; wait "$SAMPLER" 2>/dev/null || true
+	read -r ma ms mb mp <"$OUT/mem.peak"
+	echo "rep $r: peak PSS $mp MiB: anon $ma, spool mapping $ms, binary $mb; after: $(memsplit "$RB")"
 	[[ ${PERFPID:-} ]] && { kill -INT "$PERFPID"; wait "$PERFPID" || true; echo "profile: perf report -i $OUT/perf.data"; }
 	read -r su ss <"$OUT/src.time"
 	awk -v r=$((r1 - r0)) -v s=$((s1 - s0)) -v su="$su" -v ss="$ss" -v hz="$HZ" -v n="$N" -v t="$(echo "$t1 - $t0" | bc)" \

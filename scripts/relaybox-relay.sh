@@ -78,6 +78,7 @@ listen = ""
 [log]
 level = "warn"
 CFG
+	# The environment passes through (GODEBUG=gctrace=1, GOGC) for profiling runs.
 	"$RB_BIN" run -config "$RB_ROOT/relaybox.toml" >"$RB_ROOT/relaybox.log" 2>&1 &
 	echo $! >"$RB_ROOT/pid"
 	for _ in $(seq 100); do

@@ -55,20 +55,16 @@ func (r *bodyReader) load() error {
 		b := tx.Bucket(bucketBody)
 		key := chunkKey(r.id, r.next)
 		if cb := b.Bucket(key); cb != nil {
-			v := cb.Get(chunkValueKey)
-			if v == nil {
-				return fmt.Errorf("spool: body of %s: chunk %d of %d is empty", r.id, r.next, r.chunks)
+			if cap(r.buf) < readStep {
+				r.buf = make([]byte, readStep)
 			}
-			n := min(len(v)-r.pos, readStep)
-			if cap(r.buf) < n {
-				r.buf = make([]byte, n, max(n, readStep))
+			n, clen, err := r.s.readChunk(tx, cb, r.pos, r.buf[:readStep])
+			if err != nil {
+				return fmt.Errorf("spool: body of %s: chunk %d of %d: %w", r.id, r.next, r.chunks, err)
 			}
 			r.buf = r.buf[:n]
-			if err := r.s.readValue(tx, v, r.pos, r.buf); err != nil {
-				return fmt.Errorf("spool: body of %s: chunk %d: %w", r.id, r.next, err)
-			}
 			r.pos += n
-			done = r.pos == len(v)
+			done = r.pos >= clen
 			return nil
 		}
 		r.buf = r.buf[:0]

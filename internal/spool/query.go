@@ -162,6 +162,7 @@ func (s *Spool) Delete(id string) error {
 	if !validID(id) {
 		return notFound(id)
 	}
+	var roots []uint64
 	err := s.submit(func(tx *bbolt.Tx) error {
 		msgs := tx.Bucket(bucketMsgs)
 		if msgs.Get([]byte(id)) == nil {
@@ -170,9 +171,11 @@ func (s *Spool) Delete(id string) error {
 		if err := msgs.Delete([]byte(id)); err != nil {
 			return err
 		}
-		_, err := deletePrefix(tx.Bucket(bucketBody), []byte(id))
+		var err error
+		_, roots, err = deletePrefix(tx.Bucket(bucketBody), []byte(id))
 		return err
 	}, func() {
+		s.dropPages(roots)
 		s.mu.Lock()
 		if e, ok := s.index[id]; ok {
 			s.stored -= e.size

@@ -121,6 +121,7 @@ type Spool struct {
 	// inlineMax is the largest chunk stored as pieces; larger chunks get a
 	// bucket of their own (putChunk).
 	inlineMax int
+	bufs      sync.Pool // *[]byte of ChunkSize capacity (chunkBuf)
 	opt       Options
 	log       *slog.Logger
 	ids       idGen
@@ -228,6 +229,10 @@ func Open(path string, opt Options) (*Spool, error) {
 		rf.Close()
 		return nil, err
 	}
+	// bbolt walked every page to rebuild its freelist (NoFreelistSync),
+	// and preCheck read the whole file into the page cache: fault-around
+	// mapped much of it. None of it is needed now.
+	s.dropAll()
 	go s.run()
 	return s, nil
 }
@@ -377,7 +382,7 @@ func (s *Spool) removeUnfinished(tx *bbolt.Tx) error {
 		return err
 	}
 	for _, id := range ids {
-		n, err := deletePrefix(body, []byte(id))
+		n, _, err := deletePrefix(body, []byte(id)) // Open drops the whole mapping after
 		if err != nil {
 			return err
 		}
@@ -408,9 +413,11 @@ func (s *Spool) loadIndex(tx *bbolt.Tx) error {
 }
 
 // deletePrefix removes every key and nested bucket in b that starts with
-// prefix and returns how many there were. Keys are collected first because
-// deleting under a moving cursor can skip entries.
-func deletePrefix(b *bbolt.Bucket, prefix []byte) (int, error) {
+// prefix and returns how many there were, and the root pages of the
+// deleted buckets, which bbolt read through the mapping (see dropPages).
+// Keys are collected first because deleting under a moving cursor can skip
+// entries.
+func deletePrefix(b *bbolt.Bucket, prefix []byte) (n int, roots []uint64, err error) {
 	type key struct {
 		k      []byte
 		bucket bool
@@ -422,15 +429,18 @@ func deletePrefix(b *bbolt.Bucket, prefix []byte) (int, error) {
 		keys = append(keys, key{append([]byte(nil), k...), v == nil && b.Bucket(k) != nil})
 	}
 	for _, k := range keys {
-		del := b.Delete
-		if k.bucket {
-			del = b.DeleteBucket
+		if !k.bucket {
+			if err := b.Delete(k.k); err != nil {
+				return 0, nil, err
+			}
+			continue
 		}
-		if err := del(k.k); err != nil {
-			return 0, err
+		roots = append(roots, uint64(b.Bucket(k.k).Root()))
+		if err := b.DeleteBucket(k.k); err != nil {
+			return 0, nil, err
 		}
 	}
-	return len(keys), nil
+	return len(keys), roots, nil
 }
 
 // Close stops accepting requests, lets the committer finish what it has

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package spool
+
+// dropMapped is a no-op where madvise does not exist (Windows trims a
+// process's working set by itself under memory pressure).
+func dropMapped(addr, n uintptr) {}

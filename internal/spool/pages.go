@@ -1,0 +1,144 @@
+package spool
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"go.etcd.io/bbolt"
+)
+
+// The spool reads chunk bodies with pread and keeps bbolt's read-only
+// mapping of the file from growing in our resident memory. Every page the
+// relay touches through the mapping stays mapped, and counts as its
+// memory (PSS), until the kernel reclaims it; a read fault also maps up to
+// 64 KiB of cached neighbours ("fault-around"). At 8 clients x 1 MiB that
+// was 10-20 MiB of a 35-60 MiB footprint.
+//
+// Two measures:
+//   - chunkRange finds a chunk's bytes in the file from its bucket's root
+//     page number, which bbolt keeps in the parent's leaf, reading the root
+//     page's header with pread, so reading a body touches no chunk page;
+//   - pages bbolt itself must touch (deleting a chunk bucket reads its root
+//     page; Open walks every page) are dropped from the mapping afterwards
+//     (dropMapped: madvise MADV_DONTNEED, which leaves the page cache be).
+
+// bbolt's page layout (go.etcd.io/bbolt/internal/common, part of its
+// stable file format): a 16-byte page header {id u64, flags u16, count
+// u16, overflow u32}, then for a leaf page count 16-byte elements {flags,
+// pos, ksize, vsize u32}, pos counted from the element itself. Written in
+// the machine's byte order. TestChunkRangeMatchesBbolt checks this reading
+// against bbolt's own.
+const (
+	pageHeaderSize  = 16
+	leafElementSize = 16
+	leafPageFlag    = 0x02
+	chunkHeaderSize = pageHeaderSize + leafElementSize
+)
+
+var errUnexpectedPage = errors.New("chunk root page is not the expected single-value leaf")
+
+// chunkRange returns where the value of chunk bucket cb lies in the file,
+// reading only its root page's header. cb must come from tx, which must
+// stay open while the range is used: only then are its pages not reused.
+func (s *Spool) chunkRange(tx *bbolt.Tx, cb *bbolt.Bucket) (off int64, n int, err error) {
+	ps := int64(s.db.Info().PageSize)
+	root := int64(cb.Root())
+	var h [chunkHeaderSize + 1]byte
+	if root <= 0 || (root+1)*ps > tx.Size() {
+		return 0, 0, errUnexpectedPage
+	}
+	if k, err := s.rf.ReadAt(h[:], root*ps); k < len(h) {
+		return 0, 0, fmt.Errorf("read spool file: %w", errors.Join(err, io.ErrUnexpectedEOF))
+	}
+	ne := binary.NativeEndian
+	var (
+		id       = int64(ne.Uint64(h[0:]))
+		flags    = ne.Uint16(h[8:])
+		count    = ne.Uint16(h[10:])
+		overflow = int64(ne.Uint32(h[12:]))
+		eflags   = ne.Uint32(h[16:])
+		pos      = int64(ne.Uint32(h[20:]))
+		ksize    = int64(ne.Uint32(h[24:]))
+		vsize    = int64(ne.Uint32(h[28:]))
+	)
+	start := pageHeaderSize + pos + ksize // pos counts from the element
+	if id != root || flags != leafPageFlag || count != 1 || eflags != 0 ||
+		ksize != int64(len(chunkValueKey)) || pos != leafElementSize || h[chunkHeaderSize] != chunkValueKey[0] ||
+		start+vsize > (overflow+1)*ps || root*ps+start+vsize > tx.Size() {
+		return 0, 0, errUnexpectedPage
+	}
+	return root*ps + start, int(vsize), nil
+}
+
+// readChunk copies chunk bucket cb's bytes from pos on into dst, as many
+// as fit, and returns how many it copied and the chunk's length. It reads
+// through the mapping only when the root page is not what chunkRange
+// expects.
+func (s *Spool) readChunk(tx *bbolt.Tx, cb *bbolt.Bucket, pos int, dst []byte) (n, clen int, err error) {
+	off, clen, err := s.chunkRange(tx, cb)
+	if errors.Is(err, errUnexpectedPage) {
+		v := cb.Get(chunkValueKey)
+		if v == nil {
+			return 0, 0, errors.New("chunk bucket holds no value")
+		}
+		clen = len(v)
+		n = min(max(clen-pos, 0), len(dst))
+		return n, clen, s.readValue(tx, v, pos, dst[:n])
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	n = min(max(clen-pos, 0), len(dst))
+	if n == 0 {
+		return 0, clen, nil
+	}
+	if k, err := s.rf.ReadAt(dst[:n], off+int64(pos)); k < n {
+		return 0, 0, fmt.Errorf("read spool file: %w", errors.Join(err, io.ErrUnexpectedEOF))
+	}
+	return n, clen, nil
+}
+
+// faultAround is the kernel's default fault-around window
+// (/sys/kernel/debug/fault_around_bytes): a read fault also maps the
+// cached pages of the aligned 64 KiB of address space around it.
+const faultAround = 64 << 10
+
+// dropPages removes from our mapping the fault-around windows of the given
+// pages (page numbers), which bbolt touched while deleting chunk buckets.
+func (s *Spool) dropPages(pages []uint64) {
+	if len(pages) == 0 {
+		return
+	}
+	s.inMapping(func(base, size uintptr, pageSize int) {
+		for _, p := range pages {
+			at := base + uintptr(p)*uintptr(pageSize)
+			start := max(at&^(faultAround-1), base)
+			end := min(start+faultAround, base+size)
+			if start < end {
+				dropMapped(start, end-start)
+			}
+		}
+	})
+}
+
+// dropAll removes every page of the file from our mapping (after Open's
+// walk of the whole tree).
+func (s *Spool) dropAll() {
+	s.inMapping(func(base, size uintptr, _ int) { dropMapped(base, size) })
+}
+
+// inMapping calls fn with the mapping's address, the part of it bbolt's
+// pages reach, and the page size, inside a read transaction: bbolt remaps
+// only with no read transaction open, so the range stays ours while fn
+// runs. (madvise on an address bbolt had unmapped could hit the heap.)
+func (s *Spool) inMapping(fn func(base, size uintptr, pageSize int)) {
+	s.db.View(func(tx *bbolt.Tx) error {
+		info := s.db.Info()
+		if tx.Size() > 0 {
+			fn(info.Data, uintptr(tx.Size()), info.PageSize)
+		}
+		return nil
+	})
+}
