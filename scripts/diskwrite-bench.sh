@@ -13,7 +13,7 @@
 # alternate within each repetition; medians are printed. Nothing else
 # should be writing to the disk meanwhile.
 #
-# Before each measured run, a quarter as many messages of the same size go
+# Before each measured run, as many messages of the same size go
 # through uncounted (--no-warm to skip): the figure is the steady state of a
 # relay that has run a while, which is what wears a card over the years. A
 # fresh relaybox spool file grows during its first burst, and writing into
@@ -68,8 +68,8 @@ for rep in $(seq "$REPS"); do
 			n=$(( size == 1024 ? N1K : N1M ))
 			if ((WARM)); then
 				curl -s 127.0.0.1:2801/reset >/dev/null
-				smtp-source -s 8 -m $((n / 4)) -l "$size" -f a@lab.example -t b@campus.example "$addr" >/dev/null
-				curl -s "127.0.0.1:2801/wait?count=$((n / 4))&timeout=600" >/dev/null
+				smtp-source -s 8 -m "$n" -l "$size" -f a@lab.example -t b@campus.example "$addr" >/dev/null
+				curl -s "127.0.0.1:2801/wait?count=$n&timeout=600" >/dev/null
 			fi
 			pid=$(RELAY_ADDR=$addr "$drv" pids 2>/dev/null | head -1 || true)
 			[[ $relay == relaybox ]] || pid=""
@@ -84,7 +84,7 @@ for rep in $(seq "$REPS"); do
 		RELAY_ADDR=$addr "$drv" stop >>"$OUT/driver.log" 2>&1
 	done
 done
-echo "bytes written to disk per message (warm-up: $( ((WARM)) && echo "n/4 of the same size" || echo none)), medians over $REPS reps (disk = /proc/diskstats $DEV; process = relaybox's /proc/PID/io):"
+echo "bytes written to disk per message (warm-up: $( ((WARM)) && echo "n of the same size" || echo none)), medians over $REPS reps (disk = /proc/diskstats $DEV; process = relaybox's /proc/PID/io):"
 for size in 1024 1048576; do for relay in postfix relaybox; do
 	med() { awk -F, -v s="$size" -v t="$relay" -v c="$1" '$3==s && $2==t {print $c}' "$OUT/diskwrite.csv" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 	printf '  %-8s %7d B: disk %10s B/msg   process %10s B/msg\n' "$relay" "$size" "$(med 5)" "$(med 6)"
