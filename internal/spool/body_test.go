@@ -3,6 +3,7 @@ package spool
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -99,7 +100,7 @@ func TestChunkRangeMatchesBbolt(t *testing.T) {
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		base := s.db.Info().Data
 		for idx := range m.Chunks {
-			cb := tx.Bucket(bucketBody).Bucket(chunkKey(m.ID, idx))
+			cb := tx.Bucket(bucketMsgs).Bucket(chunkKey(m.ID, idx))
 			if cb == nil {
 				t.Fatalf("chunk %d has no bucket", idx)
 			}
@@ -147,53 +148,106 @@ func TestBodyWrittenOnce(t *testing.T) {
 	t.Logf("%d body bytes: %d written in %d commits (%.3f per byte)", size, written, c1-c0, float64(written)/size)
 }
 
-// A spool of schema 1 (every chunk stored as pieces) opens, is marked
-// schema 2, and its messages read and delete as before.
-func TestSchema1Upgrade(t *testing.T) {
-	path := tempPath(t)
-	s := openAt(t, path, Options{})
-	s.inlineMax = 1 << 30 // schema 1: pieces only
-	body := randomBody(600 << 10)
-	m := put(t, s, testEnv(), body)
-	s.Close()
+// Spools of schema 1 (every chunk as pieces in body) and 2 (chunks over a
+// piece as buckets in body) open as schema 3, and their messages read and
+// delete as before.
+func TestOlderSchemasOpen(t *testing.T) {
+	for _, schema := range []string{"1", "2"} {
+		t.Run("schema "+schema, func(t *testing.T) {
+			path := tempPath(t)
+			s := openAt(t, path, Options{})
+			body := randomBody(600 << 10)
+			m := put(t, s, testEnv(), body)
+			s.Close()
+			moveToBody(t, path, m.ID, schema)
+
+			s = openAt(t, path, Options{})
+			if n := keyCount(t, s, bucketBody, m.ID); n == 0 {
+				t.Fatal("the test left no chunks in body")
+			}
+			r, err := s.OpenBody(m.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(r)
+			r.Close()
+			if err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("read %d bytes, %v; want the %d stored", len(got), err, len(body))
+			}
+			var v string
+			s.db.View(func(tx *bbolt.Tx) error {
+				v = string(tx.Bucket(bucketMeta).Get(keySchema))
+				return nil
+			})
+			if v != schemaVersion {
+				t.Errorf("schema %q after open, want %q", v, schemaVersion)
+			}
+			if err := s.Delete(m.ID); err != nil {
+				t.Fatal(err)
+			}
+			assertNoLeftovers(t, s, m.ID)
+		})
+	}
+}
+
+// moveToBody rewrites message id's chunks the way schema 1 or 2 stored
+// them, in the body bucket, and marks the file with that schema.
+func moveToBody(t *testing.T, path, id, schema string) {
+	t.Helper()
 	db, err := bbolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("1")) })
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	s = openAt(t, path, Options{})
-	if n := keyCount(t, s, bucketBody, m.ID); n < 300 {
-		t.Fatalf("%d body keys: the test did not store pieces", n)
-	}
-	r, err := s.OpenBody(m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(r)
-	r.Close()
-	if err != nil || !bytes.Equal(got, body) {
-		t.Fatalf("read %d bytes, %v; want the %d stored", len(got), err, len(body))
-	}
-	var schema string
-	s.db.View(func(tx *bbolt.Tx) error {
-		schema = string(tx.Bucket(bucketMeta).Get(keySchema))
-		return nil
+	defer db.Close()
+	err = db.Update(func(tx *bbolt.Tx) error {
+		msgs, body := tx.Bucket(bucketMsgs), tx.Bucket(bucketBody)
+		var m Message
+		if err := json.Unmarshal(msgs.Get([]byte(id)), &m); err != nil {
+			return err
+		}
+		inlineMax := pieceSize // schema 2
+		if schema == "1" {
+			inlineMax = 1 << 30
+		}
+		for idx := range m.Chunks {
+			var chunk []byte
+			if cb := msgs.Bucket(chunkKey(id, idx)); cb != nil {
+				chunk = append(chunk, cb.Get(chunkValueKey)...)
+			} else {
+				c := msgs.Cursor()
+				for k, v := c.Seek(chunkKey(id, idx)); k != nil && bytes.HasPrefix(k, chunkKey(id, idx)); k, v = c.Next() {
+					chunk = append(chunk, v...)
+				}
+			}
+			if err := putChunk(body, id, idx, chunk, inlineMax); err != nil {
+				return err
+			}
+		}
+		var keys [][]byte
+		c := msgs.Cursor()
+		for k, _ := c.Seek([]byte(id)); k != nil && bytes.HasPrefix(k, []byte(id)); k, _ = c.Next() {
+			if len(k) > idLen {
+				keys = append(keys, append([]byte(nil), k...))
+			}
+		}
+		for _, k := range keys {
+			if msgs.Bucket(k) != nil {
+				err = msgs.DeleteBucket(k)
+			} else {
+				err = msgs.Delete(k)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte(schema))
 	})
-	if schema != schemaVersion {
-		t.Errorf("schema %q after open, want %q", schema, schemaVersion)
-	}
-	if err := s.Delete(m.ID); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
-	assertNoLeftovers(t, s, m.ID)
 }
 
-// An older relaybox must refuse a schema 2 spool rather than misread it;
+// An older relaybox must refuse a newer schema rather than misread it;
 // this one refuses what it does not know with the same message.
 func TestSchemaFromTheFutureRefused(t *testing.T) {
 	path := tempPath(t)
@@ -203,10 +257,10 @@ func TestSchemaFromTheFutureRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("3")) })
+	db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keySchema, []byte("99")) })
 	db.Close()
 	_, err = Open(path, Options{})
-	if err == nil || !strings.Contains(err.Error(), `schema version "3"`) {
+	if err == nil || !strings.Contains(err.Error(), `schema version "99"`) {
 		t.Fatalf("Open = %v, want a schema refusal", err)
 	}
 }

@@ -108,8 +108,11 @@ func keyCount(t *testing.T, s *Spool, bucket []byte, prefix string) int {
 // assertEmptyStore checks that no body chunk and no writer marker is left.
 func assertNoLeftovers(t *testing.T, s *Spool, id string) {
 	t.Helper()
+	if n := keyCount(t, s, bucketMsgs, id); n != 0 {
+		t.Errorf("%d keys of %s left in msgs", n, id)
+	}
 	if n := keyCount(t, s, bucketBody, id); n != 0 {
-		t.Errorf("%d body chunks of %s left", n, id)
+		t.Errorf("%d body chunks of %s left in body (schema 1 and 2)", n, id)
 	}
 	if n := keyCount(t, s, bucketIncoming, ""); n != 0 {
 		t.Errorf("%d incoming markers left", n)

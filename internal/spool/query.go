@@ -168,11 +168,13 @@ func (s *Spool) Delete(id string) error {
 		if msgs.Get([]byte(id)) == nil {
 			return notFound(id)
 		}
-		if err := msgs.Delete([]byte(id)); err != nil {
+		// The record and its chunks: every key that starts with id.
+		_, r1, err := deletePrefix(msgs, []byte(id))
+		if err != nil {
 			return err
 		}
-		var err error
-		_, roots, err = deletePrefix(tx.Bucket(bucketBody), []byte(id))
+		_, r2, err := deletePrefix(tx.Bucket(bucketBody), []byte(id)) // stored by schema 1 or 2
+		roots = append(r1, r2...)
 		return err
 	}, func() {
 		s.dropPages(roots)

@@ -1,22 +1,27 @@
 // Package spool keeps accepted messages safe on local storage until the
 // upstream relay has taken them.
 //
-// Storage is one bbolt file. Schema (version 2):
+// Storage is one bbolt file. Schema (version 3):
 //
-//	meta      "schema"  -> "2"
+//	meta      "schema"  -> "3"
 //	          "last_id" -> highest queue ID ever committed, so IDs stay
 //	                       unique across restarts even if the clock steps back
 //	msgs      id        -> JSON Message (envelope, per-recipient state, history)
-//	body      id ‖ uint32 big-endian chunk index -> bucket {"d" -> chunk bytes}
+//	          id ‖ uint32 big-endian chunk index -> bucket {"d" -> chunk bytes}
 //	            for a chunk larger than a piece, else
 //	          id ‖ uint32 chunk index ‖ uint16 piece -> up to 2000 bytes
 //	incoming  id        -> creation time (RFC 3339), present while a writer
 //	                       has stored chunks but not committed
+//	body      the chunks of messages stored by schema 1 and 2, keyed as above
 //
-// Schema 1 differs only in storing every chunk as pieces; Open marks such a
-// file as schema 2, which this code reads, and which an older relaybox
-// refuses rather than misreads. Bodies are read with pread, not through
-// bbolt's mapping (see readValue).
+// A message's record and body chunks sit side by side in one bucket, so a
+// commit rewrites the leaves of one tree, not two: at 8 clients x 1 MiB a
+// commit touched a leaf for new chunks and one for deletions in each of
+// body and msgs, plus both branch pages (see putChunk for why chunks are
+// buckets). Schemas 1 (every chunk as pieces) and 2 (chunks in "body")
+// open as schema 3; their bodies are read and deleted where they are. An
+// older relaybox refuses a newer schema rather than misreads it. Bodies are
+// read with pread, not through bbolt's mapping (see pages.go).
 //
 // A writer stores its full chunks as it goes (the first one together with its
 // "incoming" marker), and commits by writing the last chunk, the msgs record
@@ -48,10 +53,7 @@ import (
 )
 
 const (
-	schemaVersion = "2"
-	// schemaPieces is the schema this code upgrades in place: its bodies
-	// are all pieces, which schema 2 still reads.
-	schemaPieces = "1"
+	schemaVersion = "3"
 	// lockTimeout bounds the wait for bbolt's file lock: a second relaybox
 	// on the same data_dir should fail fast with a clear message.
 	lockTimeout = time.Second
@@ -343,7 +345,7 @@ func (s *Spool) prepare() (err error) {
 			return err
 		}
 		switch v := meta.Get(keySchema); {
-		case v == nil || string(v) == schemaPieces:
+		case v == nil || string(v) == "1" || string(v) == "2": // read as they are (see the schema above)
 			if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
 				return err
 			}
@@ -373,7 +375,7 @@ func (s *Spool) prepare() (err error) {
 // removeUnfinished deletes the chunks of writers that never committed.
 func (s *Spool) removeUnfinished(tx *bbolt.Tx) error {
 	inc := tx.Bucket(bucketIncoming)
-	body := tx.Bucket(bucketBody)
+	msgs, legacy := tx.Bucket(bucketMsgs), tx.Bucket(bucketBody)
 	var ids []string
 	if err := inc.ForEach(func(k, _ []byte) error {
 		ids = append(ids, string(k))
@@ -382,10 +384,15 @@ func (s *Spool) removeUnfinished(tx *bbolt.Tx) error {
 		return err
 	}
 	for _, id := range ids {
-		n, _, err := deletePrefix(body, []byte(id)) // Open drops the whole mapping after
+		n, _, err := deletePrefix(msgs, []byte(id)) // no record yet; Open drops the whole mapping after
 		if err != nil {
 			return err
 		}
+		m, _, err := deletePrefix(legacy, []byte(id)) // a schema 2 writer's
+		if err != nil {
+			return err
+		}
+		n += m
 		if err := inc.Delete([]byte(id)); err != nil {
 			return err
 		}
@@ -397,6 +404,9 @@ func (s *Spool) removeUnfinished(tx *bbolt.Tx) error {
 
 func (s *Spool) loadIndex(tx *bbolt.Tx) error {
 	return tx.Bucket(bucketMsgs).ForEach(func(k, v []byte) error {
+		if v == nil || len(k) != idLen {
+			return nil // a body chunk
+		}
 		id := string(k)
 		s.ids.seen(id)
 		var m Message

@@ -151,7 +151,7 @@ func (w *Writer) flush() error {
 				return err
 			}
 		}
-		return putChunk(tx.Bucket(bucketBody), id, idx, data, w.s.inlineMax)
+		return putChunk(tx.Bucket(bucketMsgs), id, idx, data, w.s.inlineMax)
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("spool: store chunk of %s: %w", w.id, err)
@@ -205,7 +205,7 @@ func (w *Writer) Commit() (*Message, error) {
 	s, id, size, ent := w.s, w.id, w.size, entryOf(m)
 	err = s.submit(func(tx *bbolt.Tx) error {
 		if len(last) > 0 {
-			if err := putChunk(tx.Bucket(bucketBody), id, lastIdx, last, s.inlineMax); err != nil {
+			if err := putChunk(tx.Bucket(bucketMsgs), id, lastIdx, last, s.inlineMax); err != nil {
 				return err
 			}
 		}
@@ -259,7 +259,7 @@ func (w *Writer) abort() error {
 		var roots []uint64
 		err = s.submit(func(tx *bbolt.Tx) error {
 			var err error
-			if _, roots, err = deletePrefix(tx.Bucket(bucketBody), []byte(id)); err != nil {
+			if _, roots, err = deletePrefix(tx.Bucket(bucketMsgs), []byte(id)); err != nil { // no record yet
 				return err
 			}
 			return tx.Bucket(bucketIncoming).Delete([]byte(id))
