@@ -66,21 +66,22 @@ func (s *Spool) run() {
 		s.commitBatch(batch)
 		clear(batch) // drop references to finished requests and their buffers
 		spare = batch
-		if now := s.opt.Now(); now.Sub(lastDrop) >= dropEvery || now.Before(lastDrop) {
+		if now := s.opt.Now(); now.Sub(lastDrop) >= s.opt.dropEvery || now.Before(lastDrop) {
 			s.dropAll()
 			lastDrop = now
 		}
 	}
 }
 
-// dropEvery is how often, at most, the committer drops the whole mapping
-// of the file (dropAll) after a commit. A commit reads the tree pages it
-// changes through the mapping, and each read faults in the 64 KiB around
-// it; the pages are rewritten elsewhere at every commit, so the mapped part
-// grew by up to 30 MiB a second with a backlog (8 clients x 1 MiB, 2
-// upstream connections) until it covered the file. Dropping costs one
-// madvise and a refault of the few hot pages.
-const dropEvery = 10 * time.Millisecond
+// defaultDropEvery is how often, at most, the committer drops the whole
+// mapping of the file (dropAll) after a commit. A commit reads the tree
+// pages it changes through the mapping, deleting a chunk reads its root
+// page, and each read faults in the 64 KiB around it; pages are rewritten
+// elsewhere at every commit, so the mapped part grew by 20-50 MiB a second
+// at 8 clients x 1 MiB until it covered the file. A drop costs a TLB
+// shootdown on every core (10% of the relay's CPU when done per deleted
+// message), so it runs on a timer: 50 ms lets at most 1-3 MiB accumulate.
+const defaultDropEvery = 50 * time.Millisecond
 
 // gatherWait bounds how long the committer waits for more commits while
 // other clients are mid-transaction. fdatasync takes 0.3-1 ms on this kind

@@ -20,9 +20,11 @@ import (
 //   - chunkRange finds a chunk's bytes in the file from its bucket's root
 //     page number, which bbolt keeps in the parent's leaf, reading the root
 //     page's header with pread, so reading a body touches no chunk page;
-//   - pages bbolt itself must touch (deleting a chunk bucket reads its root
-//     page; Open walks every page) are dropped from the mapping afterwards
-//     (dropMapped: madvise MADV_DONTNEED, which leaves the page cache be).
+//   - pages bbolt itself must touch (commits read the tree pages they
+//     change, deleting a chunk bucket reads its root page, Open walks every
+//     page) are dropped from the mapping afterwards: after Open, and by the
+//     committer at most every defaultDropEvery (dropMapped: madvise
+//     MADV_DONTNEED, which leaves the page cache be).
 
 // bbolt's page layout (go.etcd.io/bbolt/internal/common, part of its
 // stable file format): a 16-byte page header {id u64, flags u16, count
@@ -100,31 +102,7 @@ func (s *Spool) readChunk(tx *bbolt.Tx, cb *bbolt.Bucket, pos int, dst []byte) (
 	return n, clen, nil
 }
 
-// faultAround is the kernel's default fault-around window
-// (/sys/kernel/debug/fault_around_bytes): a read fault also maps the
-// cached pages of the aligned 64 KiB of address space around it.
-const faultAround = 64 << 10
-
-// dropPages removes from our mapping the fault-around windows of the given
-// pages (page numbers), which bbolt touched while deleting chunk buckets.
-func (s *Spool) dropPages(pages []uint64) {
-	if len(pages) == 0 {
-		return
-	}
-	s.inMapping(func(base, size uintptr, pageSize int) {
-		for _, p := range pages {
-			at := base + uintptr(p)*uintptr(pageSize)
-			start := max(at&^(faultAround-1), base)
-			end := min(start+faultAround, base+size)
-			if start < end {
-				dropMapped(start, end-start)
-			}
-		}
-	})
-}
-
-// dropAll removes every page of the file from our mapping (after Open's
-// walk of the whole tree).
+// dropAll removes every page of the file from our mapping.
 func (s *Spool) dropAll() {
 	s.inMapping(func(base, size uintptr, _ int) { dropMapped(base, size) })
 }

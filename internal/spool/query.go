@@ -162,22 +162,18 @@ func (s *Spool) Delete(id string) error {
 	if !validID(id) {
 		return notFound(id)
 	}
-	var roots []uint64
 	err := s.submit(func(tx *bbolt.Tx) error {
 		msgs := tx.Bucket(bucketMsgs)
 		if msgs.Get([]byte(id)) == nil {
 			return notFound(id)
 		}
 		// The record and its chunks: every key that starts with id.
-		_, r1, err := deletePrefix(msgs, []byte(id))
-		if err != nil {
+		if _, err := deletePrefix(msgs, []byte(id)); err != nil {
 			return err
 		}
-		_, r2, err := deletePrefix(tx.Bucket(bucketBody), []byte(id)) // stored by schema 1 or 2
-		roots = append(r1, r2...)
+		_, err := deletePrefix(tx.Bucket(bucketBody), []byte(id)) // stored by schema 1 or 2
 		return err
 	}, func() {
-		s.dropPages(roots)
 		s.mu.Lock()
 		if e, ok := s.index[id]; ok {
 			s.stored -= e.size

@@ -100,6 +100,8 @@ type Options struct {
 	// waits briefly for their commits to share one fsync. Default: the
 	// writers open in the spool.
 	Concurrent func() int
+
+	dropEvery time.Duration // tests: how often the committer trims the mapping (default defaultDropEvery)
 }
 
 // Stats is a snapshot of the spool for the status model.
@@ -190,6 +192,9 @@ func damaged(path string, cause error) error {
 // Open opens or creates the spool at path, checks it, removes what crashed
 // writers left behind and starts the committer.
 func Open(path string, opt Options) (*Spool, error) {
+	if opt.dropEvery <= 0 {
+		opt.dropEvery = defaultDropEvery
+	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -384,11 +389,11 @@ func (s *Spool) removeUnfinished(tx *bbolt.Tx) error {
 		return err
 	}
 	for _, id := range ids {
-		n, _, err := deletePrefix(msgs, []byte(id)) // no record yet; Open drops the whole mapping after
+		n, err := deletePrefix(msgs, []byte(id)) // no record yet
 		if err != nil {
 			return err
 		}
-		m, _, err := deletePrefix(legacy, []byte(id)) // a schema 2 writer's
+		m, err := deletePrefix(legacy, []byte(id)) // a schema 2 writer's
 		if err != nil {
 			return err
 		}
@@ -423,11 +428,9 @@ func (s *Spool) loadIndex(tx *bbolt.Tx) error {
 }
 
 // deletePrefix removes every key and nested bucket in b that starts with
-// prefix and returns how many there were, and the root pages of the
-// deleted buckets, which bbolt read through the mapping (see dropPages).
-// Keys are collected first because deleting under a moving cursor can skip
-// entries.
-func deletePrefix(b *bbolt.Bucket, prefix []byte) (n int, roots []uint64, err error) {
+// prefix and returns how many there were. Keys are collected first because
+// deleting under a moving cursor can skip entries.
+func deletePrefix(b *bbolt.Bucket, prefix []byte) (int, error) {
 	type key struct {
 		k      []byte
 		bucket bool
@@ -439,18 +442,15 @@ func deletePrefix(b *bbolt.Bucket, prefix []byte) (n int, roots []uint64, err er
 		keys = append(keys, key{append([]byte(nil), k...), v == nil && b.Bucket(k) != nil})
 	}
 	for _, k := range keys {
-		if !k.bucket {
-			if err := b.Delete(k.k); err != nil {
-				return 0, nil, err
-			}
-			continue
+		del := b.Delete
+		if k.bucket {
+			del = b.DeleteBucket
 		}
-		roots = append(roots, uint64(b.Bucket(k.k).Root()))
-		if err := b.DeleteBucket(k.k); err != nil {
-			return 0, nil, err
+		if err := del(k.k); err != nil {
+			return 0, err
 		}
 	}
-	return len(keys), roots, nil
+	return len(keys), nil
 }
 
 // Close stops accepting requests, lets the committer finish what it has

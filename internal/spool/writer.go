@@ -255,15 +255,13 @@ func (w *Writer) abort() error {
 	// removed below.
 	var err error
 	if w.chunks > 0 {
-		id, s := w.id, w.s
-		var roots []uint64
-		err = s.submit(func(tx *bbolt.Tx) error {
-			var err error
-			if _, roots, err = deletePrefix(tx.Bucket(bucketMsgs), []byte(id)); err != nil { // no record yet
+		id := w.id
+		err = w.s.submit(func(tx *bbolt.Tx) error {
+			if _, err := deletePrefix(tx.Bucket(bucketMsgs), []byte(id)); err != nil { // no record yet
 				return err
 			}
 			return tx.Bucket(bucketIncoming).Delete([]byte(id))
-		}, func() { s.dropPages(roots) })
+		}, nil)
 		if err != nil {
 			// The incoming marker is still there, so the next Open
 			// removes the chunks.
