@@ -80,8 +80,8 @@ func (s *Spool) run() {
 // elsewhere at every commit, so the mapped part grew by 20-50 MiB a second
 // at 8 clients x 1 MiB until it covered the file. A drop costs a TLB
 // shootdown on every core (10% of the relay's CPU when done per deleted
-// message), so it runs on a timer: 50 ms lets at most 1-3 MiB accumulate.
-const defaultDropEvery = 50 * time.Millisecond
+// message), so it runs on a timer: 20 ms lets at most about 1 MiB accumulate.
+const defaultDropEvery = 20 * time.Millisecond
 
 // gatherWait bounds how long the committer waits for more commits while
 // other clients are mid-transaction. fdatasync takes 0.3-1 ms on this kind
