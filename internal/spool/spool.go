@@ -137,7 +137,10 @@ type Spool struct {
 	closing bool
 	stopped chan struct{}
 	commits atomic.Int64 // bbolt write transactions committed by the committer
-	open    atomic.Int32 // writers created and not yet committed or aborted (for gathering)
+	// lastDrop is when the committer last trimmed the mapping (dropAll);
+	// only the committer uses it.
+	lastDrop time.Time
+	open     atomic.Int32 // writers created and not yet committed or aborted (for gathering)
 
 	// mu guards the in-memory index and the quota figures.
 	mu       sync.Mutex
