@@ -102,20 +102,14 @@ func (s *Spool) readChunk(tx *bbolt.Tx, cb *bbolt.Bucket, pos int, dst []byte) (
 	return n, clen, nil
 }
 
-// dropAll removes every page of the file from our mapping.
+// dropAll removes every page of the file from our mapping. It runs inside
+// a read transaction: bbolt remaps only with no read transaction open, so
+// the range stays ours meanwhile (madvise on an address bbolt had unmapped
+// could hit the heap).
 func (s *Spool) dropAll() {
-	s.inMapping(func(base, size uintptr, _ int) { dropMapped(base, size) })
-}
-
-// inMapping calls fn with the mapping's address, the part of it bbolt's
-// pages reach, and the page size, inside a read transaction: bbolt remaps
-// only with no read transaction open, so the range stays ours while fn
-// runs. (madvise on an address bbolt had unmapped could hit the heap.)
-func (s *Spool) inMapping(fn func(base, size uintptr, pageSize int)) {
 	s.db.View(func(tx *bbolt.Tx) error {
-		info := s.db.Info()
 		if tx.Size() > 0 {
-			fn(info.Data, uintptr(tx.Size()), info.PageSize)
+			dropMapped(s.db.Info().Data, uintptr(tx.Size()))
 		}
 		return nil
 	})
