@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"unsafe"
 
 	"go.etcd.io/bbolt"
 )
@@ -91,35 +90,6 @@ func (r *bodyReader) load() error {
 		r.pos = 0
 	}
 	r.off = 0
-	return nil
-}
-
-// readValue copies v[pos:pos+len(dst)] into dst, where v is a value read in
-// tx. v lies in bbolt's read-only mapping of the spool file; copying it from
-// there would fault its pages into this process, where they stay mapped and
-// count as our memory (PSS) long after the message is gone: 20 MiB of a
-// 48-63 MiB peak at 8 clients x 1 MiB. pread copies the same page-cache
-// pages without mapping them. The offset is only valid while tx is open,
-// which is why this runs inside it.
-func (s *Spool) readValue(tx *bbolt.Tx, v []byte, pos int, dst []byte) error {
-	if len(dst) == 0 {
-		return nil
-	}
-	base := s.db.Info().Data
-	p := uintptr(unsafe.Pointer(unsafe.SliceData(v)))
-	if p < base || int64(p-base)+int64(len(v)) > tx.Size() {
-		// Not in the mapping (bbolt copies some values on platforms
-		// without unaligned loads): the slice itself is the data.
-		copy(dst, v[pos:])
-		return nil
-	}
-	n, err := s.rf.ReadAt(dst, int64(p-base)+int64(pos))
-	if n < len(dst) {
-		if err == nil || errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return fmt.Errorf("read spool file: %w", err)
-	}
 	return nil
 }
 

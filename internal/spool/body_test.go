@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"io"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -73,15 +72,7 @@ func TestBodyNotLeftMapped(t *testing.T) {
 	if kib := mappedKiB(t, path); kib > limit {
 		t.Errorf("after Open, %d KiB of the spool file are mapped", kib)
 	}
-	r, err := s.OpenBody(m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(r)
-	r.Close()
-	if err != nil || !bytes.Equal(got, body) {
-		t.Fatalf("read %d bytes, %v; want the %d stored", len(got), err, len(body))
-	}
+	assertBody(t, s, m.ID, body)
 	if kib := mappedKiB(t, path); kib > limit {
 		t.Errorf("after reading a 4 MiB body, %d KiB of the spool file are mapped", kib)
 	}
@@ -166,15 +157,7 @@ func TestOlderSchemasOpen(t *testing.T) {
 			if n := keyCount(t, s, bucketBody, m.ID); n == 0 {
 				t.Fatal("the test left no chunks in body")
 			}
-			r, err := s.OpenBody(m.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(r)
-			r.Close()
-			if err != nil || !bytes.Equal(got, body) {
-				t.Fatalf("read %d bytes, %v; want the %d stored", len(got), err, len(body))
-			}
+			assertBody(t, s, m.ID, body)
 			var v string
 			s.db.View(func(tx *bbolt.Tx) error {
 				v = string(tx.Bucket(bucketMeta).Get(keySchema))

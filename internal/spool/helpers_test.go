@@ -2,6 +2,7 @@ package spool
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"relaybox/internal/clocktest"
@@ -103,6 +104,20 @@ func keyCount(t *testing.T, s *Spool, bucket []byte, prefix string) int {
 		t.Fatalf("count keys: %v", err)
 	}
 	return n
+}
+
+// assertBody reads message id's body back (the Read path) and compares it.
+func assertBody(t *testing.T, s *Spool, id string, want []byte) {
+	t.Helper()
+	r, err := s.OpenBody(id)
+	if err != nil {
+		t.Fatalf("OpenBody(%s): %v", id, err)
+	}
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("body of %s: read %d bytes, %v; want the %d stored", id, len(got), err, len(want))
+	}
 }
 
 // assertEmptyStore checks that no body chunk and no writer marker is left.

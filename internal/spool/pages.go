@@ -75,9 +75,9 @@ func (s *Spool) chunkRange(tx *bbolt.Tx, cb *bbolt.Bucket) (off int64, n int, er
 }
 
 // readChunk copies chunk bucket cb's bytes from pos on into dst, as many
-// as fit, and returns how many it copied and the chunk's length. It reads
-// through the mapping only when the root page is not what chunkRange
-// expects.
+// as fit, and returns how many it copied and the chunk's length. Should
+// the root page not be what chunkRange expects, it reads the value through
+// the mapping instead: correct, only costlier in resident memory.
 func (s *Spool) readChunk(tx *bbolt.Tx, cb *bbolt.Bucket, pos int, dst []byte) (n, clen int, err error) {
 	off, clen, err := s.chunkRange(tx, cb)
 	if errors.Is(err, errUnexpectedPage) {
@@ -85,9 +85,7 @@ func (s *Spool) readChunk(tx *bbolt.Tx, cb *bbolt.Bucket, pos int, dst []byte) (
 		if v == nil {
 			return 0, 0, errors.New("chunk bucket holds no value")
 		}
-		clen = len(v)
-		n = min(max(clen-pos, 0), len(dst))
-		return n, clen, s.readValue(tx, v, pos, dst[:n])
+		return copy(dst, v[min(pos, len(v)):]), len(v), nil
 	}
 	if err != nil {
 		return 0, 0, err

@@ -163,15 +163,10 @@ func (s *Spool) Delete(id string) error {
 		return notFound(id)
 	}
 	err := s.submit(func(tx *bbolt.Tx) error {
-		msgs := tx.Bucket(bucketMsgs)
-		if msgs.Get([]byte(id)) == nil {
+		if tx.Bucket(bucketMsgs).Get([]byte(id)) == nil {
 			return notFound(id)
 		}
-		// The record and its chunks: every key that starts with id.
-		if _, err := deletePrefix(msgs, []byte(id)); err != nil {
-			return err
-		}
-		_, err := deletePrefix(tx.Bucket(bucketBody), []byte(id)) // stored by schema 1 or 2
+		_, err := deleteMessage(tx, id)
 		return err
 	}, func() {
 		s.mu.Lock()

@@ -119,7 +119,7 @@ type Stats struct {
 type Spool struct {
 	db   *bbolt.DB
 	path string
-	// rf reads body values with pread (readValue); bbolt writes with
+	// rf reads body chunks with pread (readChunk); bbolt writes with
 	// pwrite, so both go through the same page cache.
 	rf *os.File
 	// inlineMax is the largest chunk stored as pieces; larger chunks get a
@@ -383,7 +383,6 @@ func (s *Spool) prepare() (err error) {
 // removeUnfinished deletes the chunks of writers that never committed.
 func (s *Spool) removeUnfinished(tx *bbolt.Tx) error {
 	inc := tx.Bucket(bucketIncoming)
-	msgs, legacy := tx.Bucket(bucketMsgs), tx.Bucket(bucketBody)
 	var ids []string
 	if err := inc.ForEach(func(k, _ []byte) error {
 		ids = append(ids, string(k))
@@ -392,15 +391,10 @@ func (s *Spool) removeUnfinished(tx *bbolt.Tx) error {
 		return err
 	}
 	for _, id := range ids {
-		n, err := deletePrefix(msgs, []byte(id)) // no record yet
+		n, err := deleteMessage(tx, id) // chunks only: no record yet
 		if err != nil {
 			return err
 		}
-		m, err := deletePrefix(legacy, []byte(id)) // a schema 2 writer's
-		if err != nil {
-			return err
-		}
-		n += m
 		if err := inc.Delete([]byte(id)); err != nil {
 			return err
 		}
@@ -428,6 +422,18 @@ func (s *Spool) loadIndex(tx *bbolt.Tx) error {
 		s.stored += m.Size
 		return nil
 	})
+}
+
+// deleteMessage removes every key of message id: its record and chunks in
+// msgs, and chunks a schema 1 or 2 spool stored in body. It returns how
+// many keys there were.
+func deleteMessage(tx *bbolt.Tx, id string) (int, error) {
+	n, err := deletePrefix(tx.Bucket(bucketMsgs), []byte(id))
+	if err != nil {
+		return 0, err
+	}
+	m, err := deletePrefix(tx.Bucket(bucketBody), []byte(id))
+	return n + m, err
 }
 
 // deletePrefix removes every key and nested bucket in b that starts with

@@ -47,14 +47,7 @@ func TestCommitSurvivesReopen(t *testing.T) {
 	if m.Size != int64(len(body)) || m.Chunks != 1 {
 		t.Errorf("size %d chunks %d", m.Size, m.Chunks)
 	}
-	r, err := s.OpenBody(m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	if b, err := io.ReadAll(r); err != nil || !bytes.Equal(b, body) {
-		t.Errorf("body after reopen = %q, %v", b, err)
-	}
+	assertBody(t, s, m.ID, body)
 	if st := s.Stats(); st.Messages != 1 || st.Bytes != int64(len(body)) || !st.Oldest.Equal(m.Received) {
 		t.Errorf("stats after reopen = %+v", st)
 	}
@@ -62,14 +55,7 @@ func TestCommitSurvivesReopen(t *testing.T) {
 
 func TestBodyRoundTrip(t *testing.T) {
 	const cs = 1024
-	rng := rand.New(rand.NewPCG(1, 2))
-	random := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return b
-	}
+	rng := rand.New(rand.NewPCG(1, 2)) // write sizes
 	tests := []struct {
 		name      string
 		chunkSize int
@@ -93,7 +79,7 @@ func TestBodyRoundTrip(t *testing.T) {
 			if tt.chunkSize == 0 {
 				s.opt.ChunkSize = chunkSizeFor(s.db.Info().PageSize)
 			}
-			body := random(tt.size)
+			body := randomBody(tt.size)
 			w, err := s.Create(testEnv())
 			if err != nil {
 				t.Fatal(err)
@@ -205,10 +191,7 @@ func TestQuota(t *testing.T) {
 		t.Fatalf("Create at quota: %v, want ErrQuota", err)
 	}
 	// Messages already queued are untouched and still readable.
-	r, _ := s.OpenBody(a.ID)
-	if got, _ := io.ReadAll(r); !bytes.Equal(got, bytes.Repeat([]byte("a"), 6000)) {
-		t.Errorf("message %s damaged by quota refusal", a.ID)
-	}
+	assertBody(t, s, a.ID, bytes.Repeat([]byte("a"), 6000))
 	// Deletes work at quota and free space; the quota survives a restart.
 	if err := s.Delete(b.ID); err != nil {
 		t.Fatalf("Delete at quota: %v", err)

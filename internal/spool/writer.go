@@ -257,7 +257,7 @@ func (w *Writer) abort() error {
 	if w.chunks > 0 {
 		id := w.id
 		err = w.s.submit(func(tx *bbolt.Tx) error {
-			if _, err := deletePrefix(tx.Bucket(bucketMsgs), []byte(id)); err != nil { // no record yet
+			if _, err := deleteMessage(tx, id); err != nil { // chunks only: no record yet
 				return err
 			}
 			return tx.Bucket(bucketIncoming).Delete([]byte(id))
@@ -303,10 +303,10 @@ func chunkKey(id string, idx int) []byte {
 // new one: 5.5 bytes written to disk per body byte (8 clients x 1 MiB).
 //
 // A chunk larger than a piece therefore gets a nested bucket of its own,
-// body/id‖idx, holding one value under chunkValueKey. The bucket's root
-// page (with its overflow pages) is written once, when it is created, and
-// freed whole when it is deleted; adding a chunk only adds a 16-byte bucket
-// header to the body bucket's leaf. The default chunk size fills its pages
+// msgs/id‖idx next to the message's record, holding one value under
+// chunkValueKey. The bucket's root page (with its overflow pages) is
+// written once, when it is created, and freed whole when it is deleted;
+// adding a chunk only adds a 16-byte bucket header to a leaf of msgs. The default chunk size fills its pages
 // exactly (see chunkSizeFor), so a 1 MiB body costs 1 MiB of page writes
 // plus the per-transaction pages (measured with scripts/diskwrite-bench.sh).
 //
@@ -322,22 +322,18 @@ const pieceSize = 2000
 var chunkValueKey = []byte{'d'}
 
 // chunkSizeFor is the default chunk size for a bbolt page size: about
-// 256 KiB, less the page header (16 bytes), the leaf element (16) and
-// chunkValueKey, so a full chunk's node is exactly a whole number of pages
-// and no page is written nearly empty.
+// 256 KiB, less the root page's header, its one leaf element and
+// chunkValueKey (see pages.go), so a full chunk's node is exactly a whole
+// number of pages and no page is written nearly empty.
 func chunkSizeFor(pageSize int) int {
 	pages := max(1, defaultChunkSize/pageSize)
-	return pages*pageSize - 16 - 16 - len(chunkValueKey)
+	return pages*pageSize - chunkHeaderSize - len(chunkValueKey)
 }
 
 // pieceKey is chunkKey ‖ uint16 piece index: the pieces of a chunk sort
 // together and in order, and every key of a message still starts with id.
 func pieceKey(id string, idx, piece int) []byte {
-	k := make([]byte, len(id)+6)
-	copy(k, id)
-	binary.BigEndian.PutUint32(k[len(id):], uint32(idx))
-	binary.BigEndian.PutUint16(k[len(id)+4:], uint16(piece))
-	return k
+	return binary.BigEndian.AppendUint16(chunkKey(id, idx), uint16(piece))
 }
 
 // putChunk stores data as chunk idx of message id: in a bucket of its own
