@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"relaybox/internal/admin"
 	"relaybox/internal/spool"
@@ -176,7 +175,7 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 					pending++
 				}
 			}
-			_, err := fmt.Fprintf(stdout, "%s: due now (%s, %s waiting)\n", m.ID, m.State, count(pending, "recipient"))
+			_, err := fmt.Fprintf(stdout, "%s: due now (%s, %s waiting)\n", m.ID, m.State, status.Plural(pending, "recipient"))
 			return err
 		})
 	case "retry-all", "retry-dead":
@@ -194,7 +193,7 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 			if verb == "retry-dead" {
 				what = "requeued from the dead letters, due now"
 			}
-			_, err := fmt.Fprintf(stdout, "%s %s\n", count(n, "message"), what)
+			_, err := fmt.Fprintf(stdout, "%s %s\n", status.Plural(n, "message"), what)
 			return err
 		})
 	case "delete":
@@ -224,50 +223,21 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func printStatus(w io.Writer, s status.Snapshot) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	line := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s:\t%s\n", k, fmt.Sprintf(format, a...)) }
-	line("state", "%s for %s", s.State, status.FormatDuration(s.Now.Sub(s.Since)))
-	if s.Reason != "" {
-		line("reason", "%s", s.Reason)
-	}
-	up := ""
-	if !s.Started.IsZero() {
-		up = ", up " + status.FormatDuration(s.Now.Sub(s.Started))
-	}
-	line("version", "%s%s", s.Version, up)
-	q := s.Queue
-	oldest := ""
-	if q.Messages > 0 && !q.Oldest.IsZero() {
-		oldest = ", oldest " + status.FormatDuration(time.Duration(q.OldestAgeSeconds*float64(time.Second)))
-	}
-	line("queue", "%s (%s)%s", count(q.Messages, "message"), status.FormatBytes(q.Bytes), oldest)
-	line("dead letters", "%s (%s)", count(q.Dead, "message"), status.FormatBytes(q.DeadBytes))
-	if q.Quota > 0 {
-		line("spool", "%d%% of the %s quota", (q.Bytes+q.DeadBytes)*100/q.Quota, status.FormatBytes(q.Quota))
-	}
-	c := s.Counters
-	line("since start", "accepted %d, delivered %d, deferred %d, failed %d, expired %d", c.Accepted, c.Delivered, c.Deferred, c.Failed, c.Expired)
-	for _, warn := range s.Warnings {
-		line("warning", "%s", warn)
-	}
-	if s.NoUpstream {
-		line("upstreams", "none configured: mail is held until one is added")
-	}
-	if err := tw.Flush(); err != nil {
+	if err := printFields(w, s.Fields()); err != nil {
 		return err
 	}
 	if len(s.Upstreams) == 0 {
 		return nil
 	}
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "UPSTREAM\tUP\tFAILURES\tLAST SUCCESS\tLAST ERROR")
 	for _, u := range s.Upstreams {
 		ok := "yes"
 		if !u.Up {
 			ok = "no"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", u.Name, ok, u.ConsecutiveFailures, ago(s.Now, u.LastSuccess), clip(u.LastError, 70))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", u.Name, ok, u.ConsecutiveFailures, status.Ago(s.Now, u.LastSuccess), clip(u.LastError, 70))
 	}
 	return tw.Flush()
 }
@@ -288,14 +258,10 @@ func printMessages(w io.Writer, msgs []admin.Message, dead bool) error {
 		fmt.Fprintln(tw, "ID\tAGE\tFROM\tSIZE\tTRIES\tNEXT\tRECIPIENTS\tLAST REPLY")
 	}
 	for _, m := range msgs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t", m.ID, status.FormatDuration(seconds(m.AgeSeconds)), clip(admin.Sender(m.From), 40),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t", m.ID, m.Age(), clip(admin.Sender(m.From), 40),
 			status.FormatBytes(m.Size), m.Attempts)
 		if !dead {
-			next := "now"
-			if m.NextInSeconds >= 1 {
-				next = "in " + status.FormatDuration(seconds(m.NextInSeconds))
-			}
-			fmt.Fprintf(tw, "%s\t", next)
+			fmt.Fprintf(tw, "%s\t", m.Next())
 		}
 		fmt.Fprintf(tw, "%s\t%s\n", admin.RecipientSummary(m.Recipients), clip(m.LastReply, 60))
 	}
@@ -303,44 +269,11 @@ func printMessages(w io.Writer, msgs []admin.Message, dead bool) error {
 }
 
 func printDetail(w io.Writer, d *admin.Detail) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	line := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s:\t%s\n", k, fmt.Sprintf(format, a...)) }
-	line("id", "%s", d.ID)
-	line("state", "%s", d.State)
-	line("received", "%s (%s ago)", d.Received.Format(time.RFC3339), status.FormatDuration(seconds(d.AgeSeconds)))
-	if !d.Requeued.IsZero() {
-		line("requeued", "%s", d.Requeued.Format(time.RFC3339))
-	}
-	line("from", "%s", admin.Sender(d.From))
-	client := d.ClientAddr
-	if d.Helo != "" {
-		client += " (HELO " + d.Helo + ")"
-	}
-	line("client", "%s", client)
-	if d.Device != "" {
-		line("device", "%s", d.Device)
-	}
-	if d.AuthUser != "" {
-		line("auth user", "%s", d.AuthUser)
-	}
-	line("size", "%s", status.FormatBytes(d.Size))
-	attempts := fmt.Sprint(d.Attempts)
-	if d.State == spool.StateQueued {
-		if d.NextInSeconds >= 1 {
-			attempts += ", next in " + status.FormatDuration(seconds(d.NextInSeconds))
-		} else {
-			attempts += ", due now"
-		}
-	}
-	line("attempts", "%s", attempts)
-	if d.LastReply != "" {
-		line("last reply", "%s", d.LastReply)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := printFields(w, d.Fields()); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "\nrecipients:")
-	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	for _, r := range d.Recipients {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", r.Address, r.State, r.Reply)
 	}
@@ -353,7 +286,7 @@ func printDetail(w io.Writer, d *admin.Detail) error {
 			if outcome == "" {
 				outcome = "(unknown: interrupted)"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", h.At.Format(time.RFC3339), h.Upstream, outcome, h.Reply)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", admin.Stamp(h.At), h.Upstream, outcome, h.Reply)
 		}
 		tw.Flush()
 	}
@@ -375,20 +308,13 @@ func printable(s string) string {
 	}, s)
 }
 
-func ago(now, t time.Time) string {
-	if t.IsZero() {
-		return "never"
+// printFields prints label: value lines with the values in one column.
+func printFields(w io.Writer, fields []status.Field) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	for _, f := range fields {
+		fmt.Fprintf(tw, "%s:\t%s\n", f.Label, f.Value)
 	}
-	return status.FormatDuration(now.Sub(t)) + " ago"
-}
-
-func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
-
-func count(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
+	return tw.Flush()
 }
 
 // clip shortens s to n runes for a table cell, printable only.

@@ -41,9 +41,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr)
 	if !service.Interactive() {
 		// Started by systemd or the Windows service manager.
-		var lvl slog.Level
-		_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
-		if h, err := service.LogHandler(log.Handler(), lvl); err == nil {
+		if h, err := service.LogHandler(log.Handler(), logLevel(cfg.Log)); err == nil {
 			log = slog.New(h)
 		} else {
 			log.Warn("service log unavailable", "err", err.Error())
@@ -69,13 +67,19 @@ func cmdRun(args []string, stderr io.Writer) error {
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: logLevel(c)}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// logLevel is log.level as slog's level; validation has refused any other
+// word, so the zero value (info) never stands in for a typo.
+func logLevel(c config.Log) slog.Level {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	return lvl
 }
 
 // daemon is the wired relay: spool, scheduler and listener.
@@ -104,7 +108,8 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	for _, u := range cfg.Upstream {
 		upNames = append(upNames, u.Address)
 	}
-	d.status = status.New(status.Options{Upstreams: upNames, Version: version, Warnings: warnings(cfg), Queue: d.queueStats})
+	warns := warnings(cfg)
+	d.status = status.New(status.Options{Upstreams: upNames, Version: version, Warnings: warns, Queue: d.queueStats})
 	log = slog.New(d.status.Handler(log.Handler())) // every log record also lands in the ring of recent events
 	d.log = log
 	rules, err := policy.NewRules(cfg.Policy.RecipientDomains)
@@ -115,7 +120,7 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	if err != nil {
 		return nil, usageError{fmt.Errorf("listen.allowed_networks: %w", err)}
 	}
-	for _, w := range warnings(cfg) {
+	for _, w := range warns {
 		log.Warn(w)
 	}
 	client, err := deliver.NewClient(deliver.ClientOptions{

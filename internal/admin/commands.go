@@ -3,6 +3,7 @@ package admin
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -273,3 +274,60 @@ func Sender(from string) string {
 	}
 	return from
 }
+
+// Fields is the message as `relaybox queue show` and the console's
+// `queue show` print it above the recipients: one wording for both.
+func (d *Detail) Fields() []status.Field {
+	f := []status.Field{
+		{Label: "id", Value: d.ID},
+		{Label: "state", Value: string(d.State)},
+		{Label: "received", Value: fmt.Sprintf("%s (%s ago)", Stamp(d.Received), d.Age())},
+	}
+	add := func(label, value string) { f = append(f, status.Field{Label: label, Value: value}) }
+	if !d.Requeued.IsZero() {
+		add("requeued", Stamp(d.Requeued))
+	}
+	add("from", Sender(d.From))
+	client := d.ClientAddr
+	if d.Helo != "" {
+		client += " (HELO " + d.Helo + ")"
+	}
+	add("client", client)
+	if d.Device != "" {
+		add("device", d.Device)
+	}
+	if d.AuthUser != "" {
+		add("auth user", d.AuthUser)
+	}
+	add("size", status.FormatBytes(d.Size))
+	attempts := strconv.Itoa(d.Attempts)
+	if d.State == spool.StateQueued {
+		if next := d.Next(); next == "now" {
+			attempts += ", due now"
+		} else {
+			attempts += ", next " + next
+		}
+	}
+	add("attempts", attempts)
+	if d.LastReply != "" {
+		add("last reply", d.LastReply)
+	}
+	return f
+}
+
+// Age is how long ago the message was received: "2h".
+func (m *Message) Age() string { return status.FormatDuration(seconds(m.AgeSeconds)) }
+
+// Next says when a queued message is due: "now" or "in 58m".
+func (m *Message) Next() string {
+	if m.NextInSeconds >= 1 {
+		return "in " + status.FormatDuration(seconds(m.NextInSeconds))
+	}
+	return "now"
+}
+
+// Stamp is how the CLI and the console write a point in time: UTC, to the
+// second, readable on an 80-column screen.
+func Stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

@@ -3,9 +3,10 @@ package admin
 import (
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
+
+	"relaybox/internal/config"
 )
 
 // Listen opens the admin listener on addr (admin.listen) and reads the
@@ -21,7 +22,7 @@ func Listen(addr, passwordFile string) (net.Listener, string, error) {
 			return nil, "", err
 		}
 	}
-	if pass == "" && !IsLoopback(addr) {
+	if pass == "" && !config.IsLoopback(addr) {
 		return nil, "", fmt.Errorf("admin: admin.listen %s is reachable from the LAN; set admin.password_file (or listen on 127.0.0.1)", addr)
 	}
 	l, err := net.Listen("tcp", addr)
@@ -44,18 +45,4 @@ func ReadPassword(path string) (string, error) {
 		return "", fmt.Errorf("admin: admin.password_file %s is empty; put the admin password in it", path)
 	}
 	return pass, nil
-}
-
-// IsLoopback reports whether host:port can only be reached from the box
-// itself. An empty host means every interface, so it is not loopback.
-func IsLoopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.Unmap().IsLoopback()
 }

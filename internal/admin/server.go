@@ -74,8 +74,8 @@ func NewServer(opt Options) *Server {
 	s.mux.HandleFunc("GET /api/held", s.auth(s.apiList(spool.StateHeld)))
 	s.mux.HandleFunc("GET /api/queue/{id}", s.auth(s.apiShow))
 	s.mux.HandleFunc("POST /api/queue/{id}/retry", s.auth(s.apiRetry))
-	s.mux.HandleFunc("POST /api/queue/retry-all", s.auth(s.apiRetryAll))
-	s.mux.HandleFunc("POST /api/dead/retry-all", s.auth(s.apiRetryDead))
+	s.mux.HandleFunc("POST /api/queue/retry-all", s.auth(s.apiRetryMany(s.RetryAll)))
+	s.mux.HandleFunc("POST /api/dead/retry-all", s.auth(s.apiRetryMany(s.RetryDead)))
 	s.mux.HandleFunc("DELETE /api/queue/{id}", s.auth(s.apiDelete))
 	s.mux.HandleFunc("/api/", s.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
@@ -186,22 +186,16 @@ func (s *Server) apiRetry(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.view(m, s.opt.Now()))
 }
 
-func (s *Server) apiRetryAll(w http.ResponseWriter, r *http.Request) {
-	n, err := s.RetryAll()
-	if err != nil {
-		s.fail(w, err)
-		return
+// apiRetryMany serves retry-all (RetryAll or RetryDead).
+func (s *Server) apiRetryMany(retry func() (int, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		n, err := retry()
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"retried": n})
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"retried": n})
-}
-
-func (s *Server) apiRetryDead(w http.ResponseWriter, r *http.Request) {
-	n, err := s.RetryDead()
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]int{"retried": n})
 }
 
 func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request) {

@@ -404,16 +404,17 @@ func (a Admin) check(p *problems) {
 	if a.Listen != "" {
 		before := len(*p)
 		checkHostPort(p, "admin.listen", a.Listen, true, "127.0.0.1:8025")
-		if len(*p) == before && a.PasswordFile == "" && !isLoopbackHost(a.Listen) {
+		if len(*p) == before && a.PasswordFile == "" && !IsLoopback(a.Listen) {
 			p.add("admin.password_file", "admin.listen %s is reachable from the LAN; set admin.password_file (or listen on 127.0.0.1)", a.Listen)
 		}
 	}
 	checkFile(p, "admin.password_file", a.PasswordFile)
 }
 
-// isLoopbackHost reports whether a host:port can only be reached from the box
+// IsLoopback reports whether a host:port can only be reached from the box
 // itself. An empty host means every interface, so it is not loopback.
-func isLoopbackHost(hostport string) bool {
+// admin.Listen asks it too, so the check at bind time and this one agree.
+func IsLoopback(hostport string) bool {
 	host, _, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return false

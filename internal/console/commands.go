@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"time"
 
 	"relaybox/internal/admin"
 	"relaybox/internal/spool"
@@ -22,41 +21,16 @@ const labelWidth = 12 // "last reply:" and one space
 
 func (s *session) cmdStatus(args []string) error {
 	snap := s.c.opt.Commands.Status()
-	s.field("state", fmt.Sprintf("%s for %s", snap.State, status.FormatDuration(snap.Now.Sub(snap.Since))))
-	if snap.Reason != "" {
-		s.field("reason", snap.Reason)
-	}
-	ver := snap.Version
-	if !snap.Started.IsZero() {
-		ver += ", up " + status.FormatDuration(snap.Now.Sub(snap.Started))
-	}
-	s.field("version", ver)
-	q := snap.Queue
-	queue := fmt.Sprintf("%s (%s)", plural(q.Messages, "message"), status.FormatBytes(q.Bytes))
-	if q.Messages > 0 && !q.Oldest.IsZero() {
-		queue += ", oldest " + status.FormatDuration(seconds(q.OldestAgeSeconds))
-	}
-	s.field("queue", queue)
-	s.field("dead", fmt.Sprintf("%s (%s)", plural(q.Dead, "message"), status.FormatBytes(q.DeadBytes)))
-	if q.Quota > 0 {
-		s.field("spool", fmt.Sprintf("%d%% of the %s quota", (q.Bytes+q.DeadBytes)*100/q.Quota, status.FormatBytes(q.Quota)))
-	}
-	c := snap.Counters
-	s.field("counters", fmt.Sprintf("accepted %d, delivered %d, deferred %d, failed %d, expired %d",
-		c.Accepted, c.Delivered, c.Deferred, c.Failed, c.Expired))
-	for _, w := range snap.Warnings {
-		s.field("warning", w)
-	}
-	if snap.NoUpstream {
-		s.field("upstream", "none configured: mail is held until one is added")
+	for _, f := range snap.Fields() {
+		s.field(f.Label, f.Value)
 	}
 	for _, u := range snap.Upstreams {
 		line := u.Name + " up"
 		if !u.Up {
 			line = fmt.Sprintf("%s DOWN for %s, %s", u.Name, status.FormatDuration(snap.Now.Sub(u.FailingSince)),
-				plural(u.ConsecutiveFailures, "failure"))
+				status.Plural(u.ConsecutiveFailures, "failure"))
 		}
-		s.field("upstream", line+", last success "+ago(snap.Now, u.LastSuccess))
+		s.field("upstream", line+", last success "+status.Ago(snap.Now, u.LastSuccess))
 		if !u.Up && u.LastError != "" {
 			s.field("", "last error: "+u.LastError)
 		}
@@ -149,14 +123,10 @@ func (s *session) list(state spool.State) error {
 	}
 	s.printf("%-13s %5s %9s %5s %sFROM -> TO\n", "ID", "AGE", "SIZE", "TRIES", next)
 	for _, m := range msgs[:min(len(msgs), maxRows)] {
-		row := fmt.Sprintf("%-13s %5s %9s %5d ", m.ID, status.FormatDuration(seconds(m.AgeSeconds)),
+		row := fmt.Sprintf("%-13s %5s %9s %5d ", m.ID, m.Age(),
 			status.FormatBytes(m.Size), m.Attempts)
 		if !dead {
-			n := "now"
-			if m.NextInSeconds >= 1 {
-				n = "in " + status.FormatDuration(seconds(m.NextInSeconds))
-			}
-			row += fmt.Sprintf("%-7s", n)
+			row += fmt.Sprintf("%-7s", m.Next())
 		}
 		row += admin.Sender(m.From) + " -> " + admin.RecipientSummary(m.Recipients)
 		s.printf("%s\n", clip(row, width))
@@ -180,36 +150,8 @@ func (s *session) show(id string) error {
 		s.fail(err, id)
 		return nil
 	}
-	s.field("id", d.ID)
-	s.field("state", string(d.State))
-	s.field("received", fmt.Sprintf("%s (%s ago)", stamp(d.Received), status.FormatDuration(seconds(d.AgeSeconds))))
-	if !d.Requeued.IsZero() {
-		s.field("requeued", stamp(d.Requeued))
-	}
-	s.field("from", admin.Sender(d.From))
-	client := d.ClientAddr
-	if d.Helo != "" {
-		client += " (HELO " + d.Helo + ")"
-	}
-	s.field("client", client)
-	if d.Device != "" {
-		s.field("device", d.Device)
-	}
-	if d.AuthUser != "" {
-		s.field("auth user", d.AuthUser)
-	}
-	s.field("size", status.FormatBytes(d.Size))
-	attempts := strconv.Itoa(d.Attempts)
-	if d.State == spool.StateQueued {
-		if d.NextInSeconds >= 1 {
-			attempts += ", next in " + status.FormatDuration(seconds(d.NextInSeconds))
-		} else {
-			attempts += ", due now"
-		}
-	}
-	s.field("attempts", attempts)
-	if d.LastReply != "" {
-		s.field("last reply", d.LastReply)
+	for _, f := range d.Fields() {
+		s.field(f.Label, f.Value)
 	}
 	s.printf("recipients:\n")
 	for _, r := range d.Recipients {
@@ -225,7 +167,7 @@ func (s *session) show(id string) error {
 			if outcome == "" {
 				outcome = "(interrupted)"
 			}
-			s.wrapped("  ", fmt.Sprintf("%s %s %s %s", stamp(a.At), a.Upstream, outcome, a.Reply))
+			s.wrapped("  ", fmt.Sprintf("%s %s %s %s", admin.Stamp(a.At), a.Upstream, outcome, a.Reply))
 		}
 	}
 	s.printf("headers:\n")
@@ -259,7 +201,7 @@ func (s *session) retry(id string, force bool) error {
 		}
 		return nil
 	}
-	s.printf("%s: due now (%s, %s waiting)\n", m.ID, m.State, plural(len(m.Pending()), "recipient"))
+	s.printf("%s: due now (%s, %s waiting)\n", m.ID, m.State, status.Plural(len(m.Pending()), "recipient"))
 	return nil
 }
 
@@ -275,7 +217,7 @@ func (s *session) retryAll(dead bool) error {
 			return nil
 		}
 	}
-	s.printf("%s %s\n", plural(n, "message"), what)
+	s.printf("%s %s\n", status.Plural(n, "message"), what)
 	return nil
 }
 
@@ -288,7 +230,7 @@ func (s *session) delete(id string) error {
 		return nil
 	}
 	s.printf("%s: %s message from %s to %s, %s\n", d.ID, d.State, admin.Sender(d.From),
-		plural(len(d.Recipients), "recipient"), status.FormatBytes(d.Size))
+		status.Plural(len(d.Recipients), "recipient"), status.FormatBytes(d.Size))
 	answer, ok, err := s.readLine("type yes to delete " + d.ID + ": ")
 	if err != nil {
 		return err
@@ -463,24 +405,6 @@ func clip(s string, n int) string {
 	}
 	return s[:n-3] + "..."
 }
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
-}
-
-func ago(now, t time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	return status.FormatDuration(now.Sub(t)) + " ago"
-}
-
-func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
-
-func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // interfaceAddrs is the default Options.Net: every interface but
 // loopback, with its state and hardware address (what a DHCP reservation

@@ -124,47 +124,35 @@ func TestHintsAndMissingFeatures(t *testing.T) {
 	}
 }
 
-// pipeConsole starts Serve on an io.Pipe pair and returns the typing end
-// and a reader of the screen.
-type pipeConsole struct {
-	t      *testing.T
-	typing *io.PipeWriter
-	screen chan string
-	done   chan error
-	seen   strings.Builder
+// screen is the technician's side of a session: what they type goes to
+// keys, what the console writes is read from display into seen.
+type screen struct {
+	t     *testing.T
+	keys  io.Writer
+	chunk chan string
+	seen  strings.Builder
 }
 
-func startPipe(t *testing.T, ctx context.Context, c *Console) *pipeConsole {
-	t.Helper()
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	p := &pipeConsole{t: t, typing: inW, screen: make(chan string, 64), done: make(chan error, 1)}
-	go func() {
-		p.done <- c.Serve(ctx, struct {
-			io.Reader
-			io.Writer
-		}{inR, outW})
-		outW.Close()
-	}()
+func newScreen(t *testing.T, keys io.Writer, display io.Reader) *screen {
+	p := &screen{t: t, keys: keys, chunk: make(chan string, 64)}
 	go func() {
 		b := make([]byte, 1024)
 		for {
-			n, err := outR.Read(b)
+			n, err := display.Read(b)
 			if n > 0 {
-				p.screen <- string(b[:n])
+				p.chunk <- string(b[:n])
 			}
 			if err != nil {
-				close(p.screen)
+				close(p.chunk)
 				return
 			}
 		}
 	}()
-	t.Cleanup(func() { inW.Close(); inR.Close(); outR.Close() })
 	return p
 }
 
 // until reads the screen until it holds want after what was already seen.
-func (p *pipeConsole) until(want string) string {
+func (p *screen) until(want string) string {
 	p.t.Helper()
 	timeout := time.After(5 * time.Second)
 	start := p.seen.Len()
@@ -173,22 +161,44 @@ func (p *pipeConsole) until(want string) string {
 			return p.seen.String()[start : start+i+len(want)]
 		}
 		select {
-		case s, ok := <-p.screen:
+		case s, ok := <-p.chunk:
 			if !ok {
-				p.t.Fatalf("screen closed before %q; got:\n%s", want, p.seen.String()[start:])
+				p.t.Fatalf("screen closed before %q; got:\n%q", want, p.seen.String()[start:])
 			}
 			p.seen.WriteString(s)
 		case <-timeout:
-			p.t.Fatalf("no %q within 5s; got:\n%s", want, p.seen.String()[start:])
+			p.t.Fatalf("no %q within 5s; got:\n%q", want, p.seen.String()[start:])
 		}
 	}
 }
 
-func (p *pipeConsole) typeText(s string) {
+func (p *screen) typeText(s string) {
 	p.t.Helper()
-	if _, err := io.WriteString(p.typing, s); err != nil {
+	if _, err := io.WriteString(p.keys, s); err != nil {
 		p.t.Fatal(err)
 	}
+}
+
+// pipeConsole is Serve on an io.Pipe pair; done gets Serve's result.
+type pipeConsole struct {
+	*screen
+	done chan error
+}
+
+func startPipe(t *testing.T, ctx context.Context, c *Console) *pipeConsole {
+	t.Helper()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	p := &pipeConsole{screen: newScreen(t, inW, outR), done: make(chan error, 1)}
+	go func() {
+		p.done <- c.Serve(ctx, struct {
+			io.Reader
+			io.Writer
+		}{inR, outW})
+		outW.Close()
+	}()
+	t.Cleanup(func() { inW.Close(); inR.Close(); outR.Close() })
+	return p
 }
 
 // Ctrl-C stops a running upstream check; what was typed before the

@@ -16,12 +16,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ptyScreen collects what the console writes to a pty master.
+// ptyScreen is a screen on a pty master; m is the master, for hanging up.
 type ptyScreen struct {
-	t     *testing.T
-	m     *os.File
-	chunk chan string
-	seen  strings.Builder
+	*screen
+	m *os.File
 }
 
 func newPTY(t *testing.T) (*ptyScreen, *os.File) {
@@ -42,49 +40,9 @@ func newPTY(t *testing.T) (*ptyScreen, *os.File) {
 		t.Fatal(err)
 	}
 	m := os.NewFile(uintptr(fd), "/dev/ptmx")
-	p := &ptyScreen{t: t, m: m, chunk: make(chan string, 64)}
-	go func() {
-		b := make([]byte, 1024)
-		for {
-			n, err := m.Read(b)
-			if n > 0 {
-				p.chunk <- string(b[:n])
-			}
-			if err != nil {
-				close(p.chunk)
-				return
-			}
-		}
-	}()
+	p := &ptyScreen{screen: newScreen(t, m, m), m: m}
 	t.Cleanup(func() { m.Close(); s.Close() })
 	return p, s
-}
-
-func (p *ptyScreen) until(want string) string {
-	p.t.Helper()
-	timeout := time.After(5 * time.Second)
-	start := p.seen.Len()
-	for {
-		if i := strings.Index(p.seen.String()[start:], want); i >= 0 {
-			return p.seen.String()[start : start+i+len(want)]
-		}
-		select {
-		case s, ok := <-p.chunk:
-			if !ok {
-				p.t.Fatalf("pty closed before %q; got:\n%q", want, p.seen.String()[start:])
-			}
-			p.seen.WriteString(s)
-		case <-timeout:
-			p.t.Fatalf("no %q within 5s; got:\n%q", want, p.seen.String()[start:])
-		}
-	}
-}
-
-func (p *ptyScreen) typeText(s string) {
-	p.t.Helper()
-	if _, err := p.m.WriteString(s); err != nil {
-		p.t.Fatal(err)
-	}
 }
 
 // TestSerialThroughPTY runs the console with Run on the slave side of a

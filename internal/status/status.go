@@ -304,10 +304,10 @@ func (m *Model) evaluate(now time.Time, q QueueStats) (State, string) {
 		switch {
 		case noUpstream && !q.Oldest.IsZero() && age >= m.opt.FailingAfter:
 			failing = append(failing, fmt.Sprintf("no upstream configured: %s held, the oldest for %s; add an [[upstream]] to the config",
-				plural(q.Messages, "message"), FormatDuration(age)))
+				Plural(q.Messages, "message"), FormatDuration(age)))
 		case noUpstream:
 			degraded = append(degraded, fmt.Sprintf("no upstream configured: %s held until one is added to the config",
-				plural(q.Messages, "message")))
+				Plural(q.Messages, "message")))
 		default:
 			// Mail has been waiting at least this long with nothing taken
 			// upstream: counting from the oldest message (or the start)
@@ -323,7 +323,7 @@ func (m *Model) evaluate(now time.Time, q QueueStats) (State, string) {
 			}
 			if d := now.Sub(ref); d >= m.opt.FailingAfter {
 				failing = append(failing, fmt.Sprintf("no upstream has taken mail for %s while %s wait%s",
-					FormatDuration(d), plural(q.Messages, "message"), m.lastErrorClause()))
+					FormatDuration(d), Plural(q.Messages, "message"), m.lastErrorClause()))
 			}
 		}
 	}
@@ -357,13 +357,6 @@ func (m *Model) lastErrorClause() string {
 		return ""
 	}
 	return fmt.Sprintf("; last error from %s: %s", last.Name, last.LastError)
-}
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // FormatDuration renders a duration the way a technician says it: "45s",

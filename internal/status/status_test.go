@@ -245,3 +245,43 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
+
+// Fields is what both the CLI and the console print: every figure once,
+// optional lines only when they say something.
+func TestSnapshotFields(t *testing.T) {
+	now := time.Date(2025, 3, 4, 12, 0, 0, 0, time.UTC)
+	s := Snapshot{
+		State: Degraded, Reason: "upstream down", Since: now.Add(-5 * time.Minute),
+		Version: "1.0", Started: now.Add(-2 * time.Hour), NoUpstream: true, Now: now,
+		Queue: QueueStats{Messages: 1, Bytes: 2048, Oldest: now.Add(-time.Hour), OldestAgeSeconds: 3600,
+			Dead: 2, DeadBytes: 512, Quota: 1 << 20},
+		Counters: Counters{Accepted: 3, Delivered: 2},
+		Warnings: []string{"upstream x is insecure"},
+	}
+	var got []string
+	for _, f := range s.Fields() {
+		got = append(got, f.Label+": "+f.Value)
+	}
+	want := []string{
+		"state: degraded for 5m",
+		"reason: upstream down",
+		"version: 1.0, up 2h",
+		"queue: 1 message (2.0 KiB), oldest 1h",
+		"dead: 2 messages (512 B)",
+		"spool: 0% of the 1.0 MiB quota",
+		"counters: accepted 3, delivered 2, deferred 0, failed 0, expired 0",
+		"warning: upstream x is insecure",
+		"upstream: none configured: mail is held until one is added",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Fields:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	s = Snapshot{State: OK, Since: now, Now: now, Version: "1.0"}
+	got = got[:0]
+	for _, f := range s.Fields() {
+		got = append(got, f.Label)
+	}
+	if g := strings.Join(got, " "); g != "state version queue dead counters" {
+		t.Errorf("idle Fields labels = %q, want state version queue dead counters", g)
+	}
+}
