@@ -110,15 +110,6 @@ func replyOf(err error) string {
 	return err.Error()
 }
 
-// appendHistory adds entries and keeps the newest historyMax.
-func appendHistory(h []spool.Attempt, a ...spool.Attempt) []spool.Attempt {
-	h = append(h, a...)
-	if len(h) > historyMax {
-		h = append([]spool.Attempt(nil), h[len(h)-historyMax:]...)
-	}
-	return h
-}
-
 // pass is the state of one delivery attempt across failovers.
 type pass struct {
 	now       time.Time

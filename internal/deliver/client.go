@@ -317,7 +317,7 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 		if err := k.sc.Hello(c.hostname); err != nil {
 			return "", k.fail(ctx, "ehlo", err, c.command)
 		}
-		return extensions(k.sc), nil
+		return joinExtensions(k.sc.Extension), nil
 	}); e != nil {
 		return nil, e
 	}
@@ -347,7 +347,10 @@ func (c *Client) startTLS(ctx context.Context, k *conn, tp *textproto.Conn, raw 
 			return "", k.protoFail(ctx, "ehlo", err, "no reply to EHLO", c.command)
 		}
 		ext = parseExtensions(msg)
-		return "before TLS: " + joinExtensions(ext), nil
+		return "before TLS: " + joinExtensions(func(name string) (bool, string) {
+			v, ok := ext[name]
+			return ok, v
+		}), nil
 	}); e != nil {
 		return e
 	}
@@ -480,7 +483,8 @@ func (k *conn) Send(ctx context.Context, from string, rcpts []string, body io.Re
 	}
 	// A CR or LF in an address would inject commands; go-smtp refuses such
 	// lines too, but only after part of the transaction is on the wire.
-	for _, a := range append([]string{from}, rcpts...) {
+	addrs := append([]string{from}, rcpts...)
+	for _, a := range addrs {
 		if strings.ContainsAny(a, "\r\n") {
 			return nil, &Error{Upstream: addr, Op: "mail", Text: fmt.Sprintf("address %q contains CR or LF; not sent", a)}
 		}
@@ -489,7 +493,7 @@ func (k *conn) Send(ctx context.Context, from string, rcpts []string, body io.Re
 	defer stop()
 
 	var opts *smtp.MailOptions
-	if ok, _ := k.sc.Extension("SMTPUTF8"); ok && !allASCII(append([]string{from}, rcpts...)) {
+	if ok, _ := k.sc.Extension("SMTPUTF8"); ok && !allASCII(addrs) {
 		opts = &smtp.MailOptions{UTF8: true}
 	}
 	if err := k.sc.Mail(from, opts); err != nil {
@@ -537,10 +541,11 @@ func (k *conn) Send(ctx context.Context, from string, rcpts []string, body io.Re
 	// its buffer is empty and Close below adds the final "\r\n.\r\n".
 	// go-smtp sets no deadline while the body streams, so each write gets
 	// one here; a relay that stops reading cannot hang us forever.
-	ds := newDotStuffer(&deadlineWriter{w: k.nc, nc: k.nc, d: k.client.command})
-	src := &readErr{r: body}
-	buf := make([]byte, 32*1024)
-	_, err = io.CopyBuffer(ds, src, buf)
+	dw := &deadlineWriter{nc: k.nc, d: k.client.command}
+	ds := newDotStuffer(dw)
+	// io.Copy takes the spool reader's WriteTo: its steps go straight into
+	// the stuffer, with no copy through an intermediate buffer.
+	_, err = io.Copy(ds, body)
 	if err == nil {
 		err = ds.Finish()
 	}
@@ -549,8 +554,8 @@ func (k *conn) Send(ctx context.Context, from string, rcpts []string, body io.Re
 		// truncated message. Dropping the session aborts the transaction.
 		k.broken.Store(true)
 		k.raw.Close()
-		if src.err != nil {
-			return results, &Error{Upstream: addr, Op: "data", Text: "reading the message body: " + src.err.Error(), Err: src.err}
+		if dw.err == nil { // every write went out: reading the body failed
+			return results, &Error{Upstream: addr, Op: "data", Text: "reading the message body: " + err.Error(), Err: err}
 		}
 		return results, k.fail(ctx, "data", err, k.client.command)
 	}

@@ -6,13 +6,13 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,32 +22,14 @@ import (
 	"relaybox/internal/config"
 )
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type testClient struct {
 	*Client
-	logs *syncBuffer
+	logs *logBuffer
 }
 
 func newTestClient(t *testing.T, connect time.Duration, ups ...config.Upstream) testClient {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logBuffer{}
 	c, err := NewClient(ClientOptions{
 		Hostname:  "relaybox.lab.test",
 		Upstreams: ups,
@@ -380,7 +362,7 @@ func TestGreeting421(t *testing.T) {
 
 func TestNoGreetingTimesOut(t *testing.T) {
 	addr := startRawUpstream(t, neverGreet)
-	c := newTestClient(t, 200*time.Millisecond, config.Upstream{Address: addr, CAFile: newTestCert(t, "x").CAFile})
+	c := newTestClient(t, 200*time.Millisecond, config.Upstream{Address: addr, CAFile: newTestCert(t).CAFile})
 	start := time.Now()
 	_, err := c.Dial(testCtx(t), 0)
 	took := time.Since(start)
@@ -413,7 +395,9 @@ func TestCutDuringData(t *testing.T) {
 	k := dial(t, c)
 	_, err := k.Send(testCtx(t), "a@lab", []string{"b@example.edu"}, bytes.NewReader(testBody(2<<20)))
 	e := asError(t, err)
-	if e.Code != 0 || e.Permanent || (e.Op != "data" && e.Op != "dot") {
+	// bytes.Reader streams through WriteTo, as the spool's reader does: the
+	// failed write must still be blamed on the network, not the body.
+	if e.Code != 0 || e.Permanent || (e.Op != "data" && e.Op != "dot") || strings.Contains(e.Text, "message body") {
 		t.Errorf("err = %v (%+v)", err, e)
 	}
 	if err := k.Reset(testCtx(t)); err == nil {
@@ -424,19 +408,27 @@ func TestCutDuringData(t *testing.T) {
 	}
 }
 
+// A body that fails mid-way, read through Read or (as the spool's reader
+// is) through WriteTo, is reported as a local problem and never delivered.
 func TestBodyReadErrorNeverSendsTheDot(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{})
-	c := newTestClient(t, 2*time.Second, u.Upstream())
-	k := dial(t, c)
-	body := &failingReader{data: testBody(100 << 10), failAt: 50 << 10}
-	_, err := k.Send(testCtx(t), "a@lab", []string{"b@example.edu"}, body)
-	if e := asError(t, err); e.Op != "data" || !strings.Contains(e.Text, "reading the message body") {
-		t.Errorf("err = %v", err)
-	}
-	// Had the dot gone out, Send would have waited for the relay's 250,
-	// which comes after the relay records the message.
-	if len(u.Messages()) != 0 {
-		t.Errorf("a truncated message was delivered")
+	for name, body := range map[string]func() io.Reader{
+		"Read":    func() io.Reader { return &failingReader{data: testBody(100 << 10), failAt: 50 << 10} },
+		"WriteTo": func() io.Reader { return &failingWriterTo{failingReader{data: testBody(100 << 10), failAt: 50 << 10}} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			u := startUpstream(t, upstreamOpts{})
+			c := newTestClient(t, 2*time.Second, u.Upstream())
+			k := dial(t, c)
+			_, err := k.Send(testCtx(t), "a@lab", []string{"b@example.edu"}, body())
+			if e := asError(t, err); e.Op != "data" || !strings.Contains(e.Text, "reading the message body: spool chunk 3 is corrupt") {
+				t.Errorf("err = %v", err)
+			}
+			// Had the dot gone out, Send would have waited for the relay's 250,
+			// which comes after the relay records the message.
+			if len(u.Messages()) != 0 {
+				t.Errorf("a truncated message was delivered")
+			}
+		})
 	}
 }
 
@@ -453,6 +445,27 @@ func (f *failingReader) Read(p []byte) (int, error) {
 	n := copy(p, f.data[f.off:min(len(f.data), f.failAt)])
 	f.off += n
 	return n, nil
+}
+
+// failingWriterTo fails the same way through WriteTo, in 16 KiB steps.
+type failingWriterTo struct{ failingReader }
+
+func (f *failingWriterTo) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 func TestSessionReuse(t *testing.T) {
@@ -498,7 +511,7 @@ func TestCancelDuringSend(t *testing.T) {
 }
 
 func TestClientCertificate(t *testing.T) {
-	client := newTestCert(t, "relaybox")
+	client := newTestCert(t)
 	u := startUpstream(t, upstreamOpts{Mode: "tls", ClientCAs: client.Pool})
 	up := u.Upstream()
 	up.CertFile, up.KeyFile = client.CertFile, client.KeyFile
@@ -561,7 +574,7 @@ func TestCheckReportsSteps(t *testing.T) {
 
 func TestNewClientErrors(t *testing.T) {
 	notPEM := writeFile(t, "ca.pem", "not a certificate\n")
-	cert := newTestCert(t, "x")
+	cert := newTestCert(t)
 	good := config.Upstream{Address: "127.0.0.1:1", TLS: "none", Insecure: true}
 	cases := []struct {
 		name string

@@ -24,34 +24,30 @@ type dotStuffer struct {
 const dotStufferFlush = 32 << 10
 
 func newDotStuffer(w io.Writer) *dotStuffer {
-	return &dotStuffer{w: w, bol: true, out: make([]byte, 0, dotStufferFlush+512)}
+	return &dotStuffer{w: w, bol: true, out: make([]byte, 0, 2*dotStufferFlush)}
 }
 
-// Write implements io.Writer.
+// Write implements io.Writer. It copies runs of lines up to the next one
+// that starts with a dot in one go: only those lines need anything added.
 func (d *dotStuffer) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if d.bol && p[0] == '.' {
 			d.out = append(d.out, '.')
 		}
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			d.out = append(d.out, p...)
-			d.bol = false
-			break
+		// A run ends after the newline before a dot; a "\n." split across
+		// runs or writes is caught by bol instead.
+		run := min(len(p), dotStufferFlush)
+		if i := bytes.Index(p[:run], []byte("\n.")); i >= 0 {
+			run = i + 1
 		}
-		d.out = append(d.out, p[:i+1]...)
-		d.bol = true
-		p = p[i+1:]
+		d.out = append(d.out, p[:run]...)
+		d.bol = p[run-1] == '\n'
+		p = p[run:]
 		if len(d.out) >= dotStufferFlush {
 			if err := d.flush(2); err != nil {
 				return 0, err
 			}
-		}
-	}
-	if len(d.out) >= dotStufferFlush {
-		if err := d.flush(2); err != nil {
-			return 0, err
 		}
 	}
 	return n, nil

@@ -22,6 +22,8 @@ func TestDotStufferMatchesTextproto(t *testing.T) {
 		strings.Repeat(".x\r\n", 20000),
 		strings.Repeat("y", dotStufferFlush-1) + "\r\n.z\r\n",
 		strings.Repeat("y", dotStufferFlush-2) + "\r\n",
+		strings.Repeat("y", dotStufferFlush-2) + "\r\n.z\r\n",  // "\n." across a run's end
+		strings.Repeat("z", 3*dotStufferFlush+5) + "\r\n.\r\n", // a line longer than a run
 	}
 	for _, body := range bodies {
 		for _, split := range []int{1, 2, 7, 4096, 1 << 20} {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"relaybox/internal/clocktest"
 	"slices"
 	"sort"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"relaybox/internal/clocktest"
 	"relaybox/internal/spool"
 )
 
@@ -358,6 +358,19 @@ func accept(rcpts []string) []RcptResult {
 	return out
 }
 
+// noSuchUser is up1 accepting every recipient but addr, which gets 550.
+func noSuchUser(addr string) func(rcpts []string) ([]RcptResult, error) {
+	return func(r []string) ([]RcptResult, error) {
+		res := accept(r)
+		for i, a := range r {
+			if a == addr {
+				res[i].Err = reply(up1, "rcpt", 550, "5.1.1", "no such user")
+			}
+		}
+		return res, nil
+	}
+}
+
 // reply builds an upstream SMTP reply error.
 func reply(up, op string, code int, enh, text string) *Error {
 	return &Error{Upstream: up, Op: op, Code: code, Enhanced: enh, Text: text, Permanent: code >= 500}
@@ -380,10 +393,14 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
-func (l *logBuffer) lines() []string {
+func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return strings.Split(strings.TrimSpace(l.b.String()), "\n")
+	return l.b.String()
+}
+
+func (l *logBuffer) lines() []string {
+	return strings.Split(strings.TrimSpace(l.String()), "\n")
 }
 
 // harness wires a scheduler to the fakes with test-friendly defaults:

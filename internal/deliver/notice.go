@@ -200,24 +200,18 @@ func (s *Scheduler) deferAll(m *spool.Message, p *pass) {
 	if p.lastReply == "" {
 		p.lastReply = "no upstream available"
 	}
+	add := p.tried
+	if !p.recorded && len(add) == 0 {
+		// Every upstream was held back: still an attempt, so backoff
+		// keeps the message from spinning.
+		add = []spool.Attempt{{At: now, Upstream: p.lastUp, Outcome: "deferred", Reply: p.lastReply}}
+	}
 	var pending []string
 	_, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
+		if err := s.charge(msg, p, add...); err != nil {
+			return err
+		}
 		pending = msg.Pending()
-		if msg.State != spool.StateQueued || len(pending) == 0 {
-			return errGone
-		}
-		p.closeOpen(msg, "deferred")
-		add := p.tried
-		if !p.recorded {
-			msg.Attempts++
-			msg.NextAttempt = s.backoff.Next(now, msg.Attempts, expiry(msg, s.opt.MaxAge))
-			if len(add) == 0 {
-				// Every upstream was held back: still an attempt,
-				// so backoff keeps the message from spinning.
-				add = []spool.Attempt{{At: now, Upstream: p.lastUp, Outcome: "deferred", Reply: p.lastReply}}
-			}
-		}
-		msg.History = appendHistory(msg.History, add...)
 		msg.LastReply = p.lastReply
 		for i := range msg.Recipients {
 			if msg.Recipients[i].State == spool.RcptPending {

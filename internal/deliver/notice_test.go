@@ -88,15 +88,7 @@ func TestBuildNotice(t *testing.T) {
 // fails the other, dead-letters the message and notices the admin; the
 // notice is then delivered like any mail.
 func TestSchedulerPartialFailure(t *testing.T) {
-	d := newDialer(&fakeUp{name: up1, send: func(r []string) ([]RcptResult, error) {
-		res := accept(r)
-		for i, a := range r {
-			if a == "nobody@example.edu" {
-				res[i].Err = reply(up1, "rcpt", 550, "5.1.1", "no such user")
-			}
-		}
-		return res, nil
-	}})
+	d := newDialer(&fakeUp{name: up1, send: noSuchUser("nobody@example.edu")})
 	h := newHarness(t, d, nil)
 	m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu", "nobody@example.edu"}, schedBody)
 	h.tick()

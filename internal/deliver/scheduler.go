@@ -27,7 +27,8 @@ type Store interface {
 	NextDue() (time.Time, bool)
 	List(state spool.State) ([]*spool.Message, error)
 	// Update runs fn on a fresh copy of the message in one durable
-	// transaction; an error from fn aborts it and is returned.
+	// transaction; an error from fn aborts it and is returned. The store
+	// bounds History (spool.Options.HistoryLimit).
 	Update(id string, fn func(*spool.Message) error) (*spool.Message, error)
 	Delete(id string) error
 	OpenBody(id string) (io.ReadCloser, error)
@@ -113,9 +114,6 @@ type session struct {
 
 // batchSize bounds how many messages one Due call loads.
 const batchSize = 256
-
-// historyMax bounds the attempt history kept per message.
-const historyMax = 20
 
 // NewScheduler checks opt and fills in defaults.
 func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
@@ -439,6 +437,22 @@ func (s *Scheduler) upstream(i int, err error) {
 // (delivered, dead, or deleted by an operator meanwhile).
 var errGone = errors.New("deliver: message no longer queued")
 
+// charge writes pass p into msg inside an Update: it closes the History
+// entry a failover left open, counts the attempt and sets its backoff once
+// per pass, and appends add.
+func (s *Scheduler) charge(msg *spool.Message, p *pass, add ...spool.Attempt) error {
+	if msg.State != spool.StateQueued || len(msg.Pending()) == 0 {
+		return errGone
+	}
+	p.closeOpen(msg, "deferred")
+	if !p.recorded {
+		msg.Attempts++
+		msg.NextAttempt = s.backoff.Next(p.now, msg.Attempts, expiry(msg, s.opt.MaxAge))
+	}
+	msg.History = append(msg.History, add...)
+	return nil
+}
+
 // worker delivers messages one at a time over at most one session.
 type worker struct {
 	s    *Scheduler
@@ -506,16 +520,7 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 		// Record the attempt before making it: a crash mid-send then
 		// costs one backoff step, never a retry storm.
 		fresh, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
-			if msg.State != spool.StateQueued || len(msg.Pending()) == 0 {
-				return errGone
-			}
-			p.closeOpen(msg, "deferred")
-			if !p.recorded {
-				msg.Attempts++
-				msg.NextAttempt = s.backoff.Next(now, msg.Attempts, expiry(msg, s.opt.MaxAge))
-			}
-			msg.History = appendHistory(msg.History, append(p.tried, spool.Attempt{At: now, Upstream: name})...)
-			return nil
+			return s.charge(msg, p, append(p.tried, spool.Attempt{At: now, Upstream: name})...)
 		})
 		if err != nil {
 			if !errors.Is(err, errGone) && !errors.Is(err, spool.ErrNotFound) {

@@ -533,15 +533,7 @@ func TestSchedulerWithSpool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := newDialer(&fakeUp{name: up1, send: func(r []string) ([]RcptResult, error) {
-		res := accept(r)
-		for i, a := range r {
-			if a == "nobody@example.edu" {
-				res[i].Err = reply(up1, "rcpt", 550, "5.1.1", "no such user")
-			}
-		}
-		return res, nil
-	}})
+	d := newDialer(&fakeUp{name: up1, send: noSuchUser("nobody@example.edu")})
 	s, err := NewScheduler(SchedulerOptions{Store: SpoolStore(sp), Dialer: d, Now: clock.Now, Notify: "postmaster@example.edu", Hostname: "relaybox.test"})
 	if err != nil {
 		t.Fatal(err)

@@ -251,10 +251,12 @@ func parseExtensions(msg string) map[string]string {
 	return ext
 }
 
-func joinExtensions(ext map[string]string) string {
+// joinExtensions lists, for Check, the extensions a technician cares
+// about; has looks one up (go-smtp's Client.Extension has this shape).
+func joinExtensions(has func(name string) (bool, string)) string {
 	var parts []string
 	for _, k := range []string{"STARTTLS", "AUTH", "SIZE", "8BITMIME", "SMTPUTF8", "PIPELINING", "CHUNKING"} {
-		if v, ok := ext[k]; ok {
+		if ok, v := has(k); ok {
 			parts = append(parts, strings.TrimSpace(k+" "+v))
 		}
 	}
@@ -262,16 +264,6 @@ func joinExtensions(ext map[string]string) string {
 		return "no extensions of interest"
 	}
 	return strings.Join(parts, ", ")
-}
-
-func extensions(sc *smtp.Client) string {
-	ext := map[string]string{}
-	for _, k := range []string{"STARTTLS", "AUTH", "SIZE", "8BITMIME", "SMTPUTF8", "PIPELINING", "CHUNKING"} {
-		if ok, v := sc.Extension(k); ok {
-			ext[k] = v
-		}
-	}
-	return joinExtensions(ext)
 }
 
 func hasWord(list, w string) bool {
@@ -315,28 +307,20 @@ func fromProto(pe *textproto.Error) *smtp.SMTPError {
 	return se
 }
 
+// deadlineWriter writes to the connection with a fresh deadline per write
+// and remembers a failure, so Send can tell a network problem from a spool
+// one whichever side of io.Copy drives the loop.
 type deadlineWriter struct {
-	w  io.Writer
-	nc net.Conn
-	d  time.Duration
+	nc  net.Conn
+	d   time.Duration
+	err error
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
 	d.nc.SetWriteDeadline(time.Now().Add(d.d))
-	return d.w.Write(p)
-}
-
-// readErr remembers a failure of the body source, to tell a spool problem
-// from a network one; it also hides any WriterTo so io.Copy uses our writer.
-type readErr struct {
-	r   io.Reader
-	err error
-}
-
-func (r *readErr) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil && err != io.EOF {
-		r.err = err
+	n, err := d.nc.Write(p)
+	if err != nil {
+		d.err = err
 	}
 	return n, err
 }

@@ -7,17 +7,11 @@ package deliver
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,10 +24,11 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"relaybox/internal/config"
+	"relaybox/internal/selfsign"
 )
 
 // testCert is a self-signed certificate for 127.0.0.1 and localhost, usable
-// as server and client certificate.
+// as server and client certificate, with its files for the config.
 type testCert struct {
 	TLS      tls.Certificate
 	Pool     *x509.CertPool
@@ -42,43 +37,17 @@ type testCert struct {
 	KeyFile  string
 }
 
-func newTestCert(t testing.TB, cn string) testCert {
+func newTestCert(t testing.TB) testCert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	c, err := selfsign.New([]string{"localhost", "127.0.0.1"}, time.Now(), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	tc := testCert{TLS: pair, Pool: x509.NewCertPool(),
+	tc := testCert{TLS: c.TLS, Pool: x509.NewCertPool(),
 		CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "cert.pem"), KeyFile: filepath.Join(dir, "key.pem")}
-	tc.Pool.AppendCertsFromPEM(certPEM)
-	for name, b := range map[string][]byte{tc.CAFile: certPEM, tc.CertFile: certPEM, tc.KeyFile: keyPEM} {
+	tc.Pool.AppendCertsFromPEM(c.CertPEM)
+	for name, b := range map[string][]byte{tc.CAFile: c.CertPEM, tc.CertFile: c.CertPEM, tc.KeyFile: c.KeyPEM} {
 		if err := os.WriteFile(name, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +100,7 @@ func startUpstream(t testing.TB, opts upstreamOpts) *testUpstream {
 	if opts.Cert != nil {
 		u.Cert = *opts.Cert
 	} else {
-		u.Cert = newTestCert(t, "fake relay")
+		u.Cert = newTestCert(t)
 	}
 	if u.opts.Mode == "" {
 		u.opts.Mode = "starttls"

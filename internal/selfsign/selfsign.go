@@ -1,6 +1,6 @@
 // Package selfsign makes short-lived self-signed certificates: the demo's
 // upstream uses one, trusted for that run only, and tests use them for TLS
-// servers on 127.0.0.1.
+// servers and clients on 127.0.0.1.
 package selfsign
 
 import (
@@ -42,7 +42,7 @@ func New(names []string, now time.Time, validFor time.Duration) (*Cert, error) {
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(validFor),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true, // so the PEM can serve as its own trust root
 	}

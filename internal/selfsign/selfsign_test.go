@@ -25,6 +25,10 @@ func TestNewVerifiesForItsNamesOnly(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+	// Tests present the same kind of certificate as a TLS client.
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("as a client certificate: %v", err)
+	}
 	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: "smtp.example.edu", Roots: pool, CurrentTime: now}); err == nil {
 		t.Error("verified for a name it does not carry")
 	}

@@ -45,7 +45,7 @@ func Load(t testing.TB, path string) Transcript {
 		switch {
 		case strings.HasPrefix(l, "= "):
 			tr.Settings = append(tr.Settings, strings.TrimPrefix(l, "= "))
-		case len(l) > 2 && l[1] == ':':
+		case len(l) >= 2 && l[1] == ':': // "C:" alone is an empty line, the header/body break
 			tr.Dialog = append(tr.Dialog, l)
 		}
 	}
