@@ -189,10 +189,10 @@ func (b *trackedBody) Close() error {
 	return nil
 }
 
-func (f *fakeStore) OpenBody(id string) (io.ReadCloser, error) {
+func (f *fakeStore) OpenBody(m *spool.Message) (io.ReadCloser, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	b, ok := f.bodies[id]
+	b, ok := f.bodies[m.ID]
 	if !ok {
 		return nil, spool.ErrNotFound
 	}

@@ -31,7 +31,8 @@ type Store interface {
 	// bounds History (spool.Options.HistoryLimit).
 	Update(id string, fn func(*spool.Message) error) (*spool.Message, error)
 	Delete(id string) error
-	OpenBody(id string) (io.ReadCloser, error)
+	// OpenBody reads the body of m, a record fresh from Update.
+	OpenBody(m *spool.Message) (io.ReadCloser, error)
 	Headers(id string, max int) ([]byte, error)
 	// Enqueue spools a new message (a failure notice) and commits it.
 	Enqueue(env spool.Envelope, body []byte) (*spool.Message, error)
@@ -41,6 +42,9 @@ type Store interface {
 func SpoolStore(sp *spool.Spool) Store { return spoolStore{sp} }
 
 type spoolStore struct{ *spool.Spool }
+
+// OpenBody implements Store without reading the record again.
+func (s spoolStore) OpenBody(m *spool.Message) (io.ReadCloser, error) { return s.BodyOf(m), nil }
 
 // Enqueue implements Store: a notice goes through the same writer, quota
 // and fsync as device mail.
@@ -530,7 +534,7 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 		}
 		p.recorded, p.open, p.tried = true, name, nil
 		pending := fresh.Pending()
-		body, err := s.opt.Store.OpenBody(m.ID)
+		body, err := s.opt.Store.OpenBody(fresh)
 		if err != nil {
 			s.log.Error("deliver: cannot read spooled body", "id", m.ID, "err", err)
 			p.lastUp, p.lastReply = name, "local error: cannot read the spooled message"

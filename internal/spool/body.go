@@ -37,12 +37,20 @@ func (s *Spool) OpenBody(id string) (io.ReadCloser, error) {
 	return s.openBody(id)
 }
 
+// BodyOf is OpenBody for a record the caller already holds (from Due,
+// Update or Get), without reading it again: delivery has it in hand, and
+// this saves a read transaction and a JSON decode per message. A message
+// deleted meanwhile reads as ErrNotFound.
+func (s *Spool) BodyOf(m *Message) io.ReadCloser {
+	return &bodyReader{s: s, id: m.ID, chunks: m.Chunks, size: m.Size}
+}
+
 func (s *Spool) openBody(id string) (*bodyReader, error) {
 	m, err := s.Get(id)
 	if err != nil {
 		return nil, err
 	}
-	return &bodyReader{s: s, id: id, chunks: m.Chunks, size: m.Size}, nil
+	return s.BodyOf(m).(*bodyReader), nil
 }
 
 // load copies the next step into r.buf: up to readStep bytes of a chunk

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -246,5 +248,25 @@ func TestSchemaFromTheFutureRefused(t *testing.T) {
 	_, err = Open(path, Options{})
 	if err == nil || !strings.Contains(err.Error(), `schema version "99"`) {
 		t.Fatalf("Open = %v, want a schema refusal", err)
+	}
+}
+
+// BodyOf reads from a record in hand; once the message is deleted, the
+// reader says so rather than returning a short body.
+func TestBodyOf(t *testing.T) {
+	s := openAt(t, tempPath(t), Options{})
+	body := randomBody(3*s.opt.ChunkSize + 100)
+	m := put(t, s, testEnv(), body)
+	r := s.BodyOf(m)
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("read %d bytes, %v; want the %d stored", len(got), err, len(body))
+	}
+	if err := s.Delete(m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(s.BodyOf(m)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("reading a deleted message: %v, want ErrNotFound", err)
 	}
 }
