@@ -72,15 +72,6 @@ func (n *Networks) Allowed(ip netip.Addr) bool {
 	return false
 }
 
-// Prefixes returns the parsed networks in configuration order (a copy), for
-// check-config and logs.
-func (n *Networks) Prefixes() []netip.Prefix {
-	if n == nil {
-		return nil
-	}
-	return append([]netip.Prefix(nil), n.prefixes...)
-}
-
 // SanitizeHelo makes a client's HELO/EHLO argument safe for logs and the
 // Received header: letters, digits and . - : [ ] _ are kept, every other
 // character becomes '?', the result is cut to 64 characters, and an empty
@@ -92,17 +83,15 @@ func SanitizeHelo(s string) string {
 		return "unknown"
 	}
 	var b strings.Builder
-	n := 0
-	for _, r := range s {
-		if n == maxHelo {
+	for _, r := range s { // one byte out per rune in
+		if b.Len() == maxHelo {
 			break
 		}
 		if r < 0x80 && isHeloByte(byte(r)) {
-			b.WriteRune(r)
+			b.WriteByte(byte(r))
 		} else {
 			b.WriteByte('?')
 		}
-		n++
 	}
 	return b.String()
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -9,7 +10,6 @@ import (
 // mail only for its own domains, so relaybox must never queue anything else.
 // A Rules is immutable after NewRules and safe for concurrent use.
 type Rules struct {
-	entries   []string            // normalised, as Domains returns them
 	exact     map[string]struct{} // "campus.test"
 	wildcards []string            // ".dept.campus.test" for "*.dept.campus.test"
 }
@@ -22,7 +22,6 @@ type Rules struct {
 // refuses every recipient.
 func NewRules(recipientDomains []string) (*Rules, error) {
 	r := &Rules{exact: make(map[string]struct{})}
-	seen := make(map[string]bool)
 	for _, e := range recipientDomains {
 		wild := strings.HasPrefix(e, "*.")
 		base := e
@@ -38,28 +37,15 @@ func NewRules(recipientDomains []string) (*Rules, error) {
 		if wild && !strings.Contains(d, ".") {
 			return nil, fmt.Errorf("policy: recipient domain %q: a wildcard needs at least two labels after \"*.\"", e)
 		}
-		norm := d
 		if wild {
-			norm = "*." + d
-		}
-		if seen[norm] {
-			continue
-		}
-		seen[norm] = true
-		r.entries = append(r.entries, norm)
-		if wild {
-			r.wildcards = append(r.wildcards, "."+d)
+			if !slices.Contains(r.wildcards, "."+d) {
+				r.wildcards = append(r.wildcards, "."+d)
+			}
 		} else {
 			r.exact[d] = struct{}{}
 		}
 	}
 	return r, nil
-}
-
-// Domains returns the normalised entries in configuration order, without
-// duplicates ("*.x" for wildcards). The slice is a copy.
-func (r *Rules) Domains() []string {
-	return append([]string(nil), r.entries...)
 }
 
 // Recipient parses s like ParseAddress and accepts it only if its domain is

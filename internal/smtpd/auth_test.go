@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,74 +16,8 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"relaybox/internal/smtptest"
 	"relaybox/internal/spool"
 )
-
-// Transcripts in testdata/transcripts-auth use the format of
-// testdata/transcripts (see transcript_test.go) and add:
-//
-//	= auth users                  (auth mode: off, any or users)
-//	= user scanner Scan-Pass-1    (a mode-users account; hashed here with bcrypt)
-//	= auth-user scanner           (every queued message records this AUTH user)
-//	N: AUTH                       (the last reply does not contain this)
-//	E: closed                     (the server has closed the connection)
-
-type authTranscript struct {
-	transcriptConfig
-	auth     AuthOptions
-	authUser *string
-}
-
-func TestAuthTranscripts(t *testing.T) {
-	files, err := filepath.Glob("../../testdata/transcripts-auth/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no auth transcripts found: %v", err)
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
-			t.Parallel()
-			runAuthTranscript(t, f)
-		})
-	}
-}
-
-func runAuthTranscript(t *testing.T, file string) {
-	tr := smtptest.Load(t, file)
-	cfg := authTranscript{transcriptConfig: defaultTranscriptConfig()}
-	for _, setting := range tr.Settings {
-		applyAuthSetting(t, &cfg, setting)
-	}
-	sp, srv, addr := startAuthServer(t, cfg.transcriptConfig, cfg.auth, slog.New(slog.DiscardHandler))
-	smtptest.Play(t, addr, tr.Dialog)
-	waitIdle(t, srv)
-	for _, m := range checkStored(t, sp, cfg.transcriptConfig) {
-		if cfg.authUser != nil && m.AuthUser != *cfg.authUser {
-			t.Errorf("message %s records AUTH user %q, want %q", m.ID, m.AuthUser, *cfg.authUser)
-		}
-	}
-}
-
-func applyAuthSetting(t *testing.T, c *authTranscript, s string) {
-	key, val, _ := strings.Cut(s, " ")
-	switch key {
-	case "auth":
-		c.auth.Mode = val
-	case "user":
-		name, pw, ok := strings.Cut(val, " ")
-		if !ok {
-			t.Fatalf("setting %q: want NAME PASSWORD", s)
-		}
-		if c.auth.Users == nil {
-			c.auth.Users = map[string][]byte{}
-		}
-		c.auth.Users[name] = hashPassword(t, pw)
-	case "auth-user":
-		c.authUser = &val
-	default:
-		applySetting(t, &c.transcriptConfig, s)
-	}
-}
 
 func hashPassword(t *testing.T, pw string) []byte {
 	t.Helper()
@@ -95,27 +28,17 @@ func hashPassword(t *testing.T, pw string) []byte {
 	return h
 }
 
-// startAuthServer is startTestServer with auth options and a logger.
-func startAuthServer(t *testing.T, c transcriptConfig, auth AuthOptions, log *slog.Logger) (*spool.Spool, *Server, string) {
+// startAuthServer runs a listener with the default test settings and
+// auth; log, if not nil, receives its log.
+func startAuthServer(t *testing.T, auth AuthOptions, log *slog.Logger) (*spool.Spool, *Server, string) {
 	t.Helper()
-	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{MaxSize: c.quota})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	opt := c.options(t, sp)
-	opt.Logger, opt.Auth = log, auth
-	srv, err := New(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.smtp.Close() })
-	return sp, srv, ln.Addr().String()
+	c := defaultTranscriptConfig()
+	c.auth = auth
+	return startTestServer(t, c, func(o *Options) {
+		if log != nil {
+			o.Logger = log
+		}
+	})
 }
 
 func TestNewAuthenticatorRefusesBadConfig(t *testing.T) {
@@ -239,7 +162,7 @@ func TestAuthModesAndMechanisms(t *testing.T) {
 	}
 	addrs := map[string]string{}
 	for mode, opt := range cfgs {
-		_, _, addrs[mode] = startAuthServer(t, testConfig(), opt, slog.New(slog.DiscardHandler))
+		_, _, addrs[mode] = startAuthServer(t, opt, nil)
 	}
 	tests := []struct {
 		mode  string
@@ -276,13 +199,6 @@ func TestAuthModesAndMechanisms(t *testing.T) {
 	}
 }
 
-func testConfig() transcriptConfig {
-	return transcriptConfig{
-		networks: []string{"127.0.0.0/8"}, domains: []string{"campus.test"},
-		maxRcpt: 100, maxSize: 1 << 20, idle: 5 * time.Second, maxConns: 10,
-	}
-}
-
 // lockedBuffer collects log output written from the server's goroutines.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -308,8 +224,8 @@ func TestAuthSecretsStayOut(t *testing.T) {
 	var logs lockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	users := AuthOptions{Mode: AuthUsers, Users: map[string][]byte{"scanner": hashPassword(t, pw)}}
-	spUsers, srvUsers, addrUsers := startAuthServer(t, testConfig(), users, log)
-	spAny, srvAny, addrAny := startAuthServer(t, testConfig(), AuthOptions{Mode: AuthAny}, log)
+	spUsers, srvUsers, addrUsers := startAuthServer(t, users, log)
+	spAny, srvAny, addrAny := startAuthServer(t, AuthOptions{Mode: AuthAny}, log)
 
 	send := func(d *authDialog) {
 		for _, l := range []string{"MAIL FROM:<scan@campus.test>", "RCPT TO:<a@campus.test>", "DATA"} {
@@ -377,7 +293,7 @@ func TestAuthSecretsStayOut(t *testing.T) {
 // Three failures end the connection; a new connection starts afresh.
 func TestAuthFailuresCloseConnection(t *testing.T) {
 	users := AuthOptions{Mode: AuthUsers, Users: map[string][]byte{"scanner": hashPassword(t, "pw")}}
-	_, _, addr := startAuthServer(t, testConfig(), users, slog.New(slog.DiscardHandler))
+	_, _, addr := startAuthServer(t, users, nil)
 	d := dialAuth(t, addr)
 	d.cmd("EHLO printer")
 	for i := 1; i < maxAuthFailures; i++ {

@@ -19,9 +19,8 @@ type dupTracker struct {
 	window time.Duration
 	now    func() time.Time
 
-	mu      sync.Mutex
-	seen    map[dupKey]*dupEntry
-	sweepAt int
+	mu   sync.Mutex
+	seen sweptMap[dupKey, dupEntry]
 }
 
 type dupKey [sha256.Size]byte
@@ -36,7 +35,13 @@ func newDupTracker(max int, window time.Duration, now func() time.Time) *dupTrac
 	if max <= 0 || window <= 0 {
 		return nil
 	}
-	return &dupTracker{max: max, window: window, now: now, seen: map[dupKey]*dupEntry{}, sweepAt: minSweep}
+	d := &dupTracker{max: max, window: window, now: now}
+	// A content with no copy left in the window is as if never seen.
+	d.seen = newSweptMap[dupKey](func(e *dupEntry, now time.Time) bool {
+		e.prune(now, d.window)
+		return len(e.recent) == 0
+	})
+	return d
 }
 
 // dupKeyOf identifies one message's content as the device sent it.
@@ -55,10 +60,9 @@ func dupKeyOf(client netip.Addr, device, from string, rcpts []string, body [sha2
 
 // dupVerdict is what record decided about one stored message.
 type dupVerdict struct {
-	hold   bool
-	copy   int       // this message is copy number copy of its run
-	since  time.Time // when the run started
-	recent int       // copies within the window before this one
+	hold  bool
+	copy  int       // this message is copy number copy of its run
+	since time.Time // when the run started
 }
 
 // record notes one stored message and says whether to hold it: it is held
@@ -71,20 +75,13 @@ func (d *dupTracker) record(k dupKey) dupVerdict {
 	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	e := d.seen[k]
-	if e == nil {
-		if len(d.seen) >= d.sweepAt {
-			d.sweep(now)
-		}
-		e = &dupEntry{since: now}
-		d.seen[k] = e
-	}
+	e, _ := d.seen.get(k, now)
 	e.prune(now, d.window)
-	if len(e.recent) == 0 {
+	if len(e.recent) == 0 { // a new key, or a quiet window: a new run
 		e.copies, e.since = 0, now
 	}
 	e.copies++
-	v := dupVerdict{hold: len(e.recent) >= d.max, copy: e.copies, since: e.since, recent: len(e.recent)}
+	v := dupVerdict{hold: len(e.recent) >= d.max, copy: e.copies, since: e.since}
 	if len(e.recent) == d.max {
 		e.recent = append(e.recent[:0], e.recent[1:]...)
 	}
@@ -99,13 +96,4 @@ func (e *dupEntry) prune(now time.Time, window time.Duration) {
 		i++
 	}
 	e.recent = append(e.recent[:0], e.recent[i:]...)
-}
-
-func (d *dupTracker) sweep(now time.Time) {
-	for k, e := range d.seen {
-		if e.prune(now, d.window); len(e.recent) == 0 {
-			delete(d.seen, k)
-		}
-	}
-	d.sweepAt = max(minSweep, 2*len(d.seen))
 }

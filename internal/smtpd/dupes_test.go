@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"relaybox/internal/clocktest"
 )
 
 func TestDupTracker(t *testing.T) {
@@ -40,16 +42,37 @@ func TestDupTracker(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-			d := newDupTracker(tt.max, tt.window, clk.now)
+			clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+			d := newDupTracker(tt.max, tt.window, clk.Now)
 			for i, s := range tt.steps {
-				clk.advance(s.after)
+				clk.Add(s.after)
 				v := d.record(dupKey{s.key})
 				if v.hold != s.hold || v.copy != s.copy {
 					t.Fatalf("step %d: hold %v copy %d, want hold %v copy %d", i, v.hold, v.copy, s.hold, s.copy)
 				}
 			}
 		})
+	}
+}
+
+// Contents with no copy left in the window are forgotten once the map is
+// large, so a device sending many distinct messages cannot grow it without
+// bound; a content still in its window is kept.
+func TestDupTrackerSweepsQuietContent(t *testing.T) {
+	clk := clocktest.New(time.Unix(1e9, 0))
+	d := newDupTracker(1, time.Minute, clk.Now)
+	for i := range minSweep {
+		d.record(dupKey{byte(i >> 8), byte(i)})
+	}
+	clk.Add(30 * time.Second)
+	d.record(dupKey{0, 0}) // a second copy: this content stays in its window
+	clk.Add(40 * time.Second)
+	d.record(dupKey{0xff}) // new, and the map is full: the quiet ones go first
+	if n := len(d.seen.m); n != 2 {
+		t.Fatalf("%d contents after the sweep, want 2", n)
+	}
+	if v := d.record(dupKey{0, 0}); v.copy != 3 || !v.hold {
+		t.Errorf("the content kept through the sweep: copy %d hold %v, want 3 and held", v.copy, v.hold)
 	}
 }
 

@@ -16,8 +16,7 @@ type rateLimiter struct {
 	now   func() time.Time
 
 	mu      sync.Mutex
-	buckets map[netip.Addr]*bucket
-	sweepAt int // sweep idle buckets when the map grows past this
+	buckets sweptMap[netip.Addr, bucket]
 }
 
 type bucket struct {
@@ -26,15 +25,17 @@ type bucket struct {
 	refused int // refusals since the client was last under its rate
 }
 
-// minSweep: below this many clients, idle buckets are not worth sweeping.
-const minSweep = 1024
-
 func newRateLimiter(rate float64, burst int, now func() time.Time) *rateLimiter {
 	if rate <= 0 {
 		return &rateLimiter{}
 	}
-	return &rateLimiter{rate: rate, burst: float64(max(burst, 1)), now: now,
-		buckets: map[netip.Addr]*bucket{}, sweepAt: minSweep}
+	r := &rateLimiter{rate: rate, burst: float64(max(burst, 1)), now: now}
+	// A client whose bucket has refilled is as if new.
+	r.buckets = newSweptMap[netip.Addr](func(b *bucket, now time.Time) bool {
+		r.refill(b, now)
+		return b.tokens >= r.burst && b.refused == 0
+	})
+	return r
 }
 
 // rateDecision says whether a message may start, and what to log: the
@@ -52,13 +53,9 @@ func (r *rateLimiter) allow(ip netip.Addr) rateDecision {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b := r.buckets[ip]
-	if b == nil {
-		if len(r.buckets) >= r.sweepAt {
-			r.sweep(now)
-		}
-		b = &bucket{tokens: r.burst, last: now}
-		r.buckets[ip] = b
+	b, added := r.buckets.get(ip, now)
+	if added {
+		b.tokens, b.last = r.burst, now
 	}
 	r.refill(b, now)
 	if b.tokens < 1 {
@@ -79,13 +76,38 @@ func (r *rateLimiter) refill(b *bucket, now time.Time) {
 	}
 }
 
-// sweep forgets clients whose bucket has refilled: they are as if new.
-func (r *rateLimiter) sweep(now time.Time) {
-	for ip, b := range r.buckets {
-		r.refill(b, now)
-		if b.tokens >= r.burst && b.refused == 0 {
-			delete(r.buckets, ip)
-		}
+// minSweep: below this many entries, a sweptMap is not worth sweeping.
+const minSweep = 1024
+
+// sweptMap holds per-client state (rate buckets, duplicate runs) and keeps
+// it from growing without bound on a scan of the LAN: when a new key would
+// take it past sweepAt, the entries idle reports as back to their fresh
+// state are forgotten first. sweepAt then doubles what is left, so sweeps
+// cost O(1) per added key on average. Callers hold their own lock.
+type sweptMap[K comparable, V any] struct {
+	m       map[K]*V
+	sweepAt int
+	idle    func(v *V, now time.Time) bool // brings v up to now; true: v is as if new
+}
+
+func newSweptMap[K comparable, V any](idle func(*V, time.Time) bool) sweptMap[K, V] {
+	return sweptMap[K, V]{m: map[K]*V{}, sweepAt: minSweep, idle: idle}
+}
+
+// get returns k's entry; if k has none, it adds a zero one and says so.
+func (s *sweptMap[K, V]) get(k K, now time.Time) (v *V, added bool) {
+	if v := s.m[k]; v != nil {
+		return v, false
 	}
-	r.sweepAt = max(minSweep, 2*len(r.buckets))
+	if len(s.m) >= s.sweepAt {
+		for k, v := range s.m {
+			if s.idle(v, now) {
+				delete(s.m, k)
+			}
+		}
+		s.sweepAt = max(minSweep, 2*len(s.m))
+	}
+	v = new(V)
+	s.m[k] = v
+	return v, true
 }

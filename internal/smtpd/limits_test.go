@@ -2,15 +2,12 @@ package smtpd
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
+
+	"relaybox/internal/clocktest"
 )
-
-// fakeClock is a settable clock for rate and window tests.
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) now() time.Time          { return c.t }
-func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 func TestRateLimiter(t *testing.T) {
 	a := netip.MustParseAddr("10.0.0.5")
@@ -35,17 +32,17 @@ func TestRateLimiter(t *testing.T) {
 		{"no limit", 0, 0, []step{{0, a, true}, {0, a, true}, {0, a, true}}},
 		{"burst 0 means 1", 1, 0, []step{{0, a, true}, {0, a, false}}},
 		{"design default: 50 at once, then 50 a second", 50, 50, append(
-			repeatStep(step{0, a, true}, 50),
+			slices.Repeat([]step{{0, a, true}}, 50),
 			step{0, a, false}, step{time.Second, a, true})},
 		{"clock stepping back gives nothing", 1, 1, []step{{0, a, true}, {-time.Hour, a, false},
 			{time.Hour, a, false}, {time.Second, a, true}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-			r := newRateLimiter(tt.rate, tt.burst, clk.now)
+			clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+			r := newRateLimiter(tt.rate, tt.burst, clk.Now)
 			for i, s := range tt.steps {
-				clk.advance(s.after)
+				clk.Add(s.after)
 				if got := r.allow(s.ip).ok; got != s.want {
 					t.Fatalf("step %d (%s after %v): allowed = %v, want %v", i, s.ip, s.after, got, s.want)
 				}
@@ -54,19 +51,11 @@ func TestRateLimiter(t *testing.T) {
 	}
 }
 
-func repeatStep[T any](s T, n int) []T {
-	out := make([]T, n)
-	for i := range out {
-		out[i] = s
-	}
-	return out
-}
-
 // The log reports the first refusal of a flood once, and the count when the
 // client is back under its rate.
 func TestRateLimiterReportsFloods(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1e9, 0)}
-	r := newRateLimiter(1, 1, clk.now)
+	clk := clocktest.New(time.Unix(1e9, 0))
+	r := newRateLimiter(1, 1, clk.Now)
 	a := netip.MustParseAddr("192.0.2.1")
 	r.allow(a)
 	if d := r.allow(a); d.ok || !d.firstRefusal {
@@ -75,7 +64,7 @@ func TestRateLimiterReportsFloods(t *testing.T) {
 	if d := r.allow(a); d.ok || d.firstRefusal {
 		t.Fatalf("second refusal: %+v", d)
 	}
-	clk.advance(time.Second)
+	clk.Add(time.Second)
 	if d := r.allow(a); !d.ok || d.refusedTotal != 2 {
 		t.Fatalf("back under the rate: %+v, want refusedTotal 2", d)
 	}
@@ -84,16 +73,14 @@ func TestRateLimiterReportsFloods(t *testing.T) {
 // Idle clients are forgotten once the map is large, so a scan of the LAN
 // cannot grow it without bound.
 func TestRateLimiterSweepsIdleClients(t *testing.T) {
-	clk := &fakeClock{t: time.Unix(1e9, 0)}
-	r := newRateLimiter(100, 1, clk.now)
+	clk := clocktest.New(time.Unix(1e9, 0))
+	r := newRateLimiter(100, 1, clk.Now)
 	for i := range minSweep {
 		r.allow(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
 	}
-	clk.advance(time.Second)
+	clk.Add(time.Second)
 	r.allow(netip.MustParseAddr("192.0.2.1"))
-	if n := len(r.buckets); n != 1 {
+	if n := len(r.buckets.m); n != 1 {
 		t.Fatalf("%d buckets after the sweep, want 1", n)
 	}
 }
-
-var netipLoopback = netip.MustParseAddr("127.0.0.1")

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -156,10 +157,10 @@ type idleConn struct {
 
 	started bool // at least one byte read
 	mode    eolMode
-	prevCR  bool // lfOnly: the last byte translated was a CR
+	readCR  bool // while learning mode: the last byte read was a CR
+	prevCR  bool // lfOnly: the last byte handed on by handOnText was a CR
 
-	buf  []byte    // network reads land here before translation
-	in   byteQueue // client bytes, line endings translated, not yet handed on
+	in   byteQueue // client bytes, as sent, not yet handed on
 	out  []byte    // a mended command line, handed on before in
 	rerr error     // the read error to return once in is drained
 
@@ -179,10 +180,12 @@ const (
 	// eolLFOnly: the client ended its first line with a bare LF. Such
 	// devices end every line, the final "." included, with LF alone, and
 	// go-smtp only ends DATA on CRLF.CRLF, so for this session every bare
-	// LF becomes CRLF before go-smtp sees it. A client that speaks CRLF
-	// never gets this treatment, so "\n.\n" cannot end its DATA (that is
-	// the SMTP smuggling hole; Exim 4.97.1 draws the same line). After
-	// STARTTLS (phaseRaw) nothing is translated any more.
+	// LF in a command line or DATA body becomes CRLF before go-smtp sees
+	// it (handOnText). A client that speaks CRLF never gets this
+	// treatment, so "\n.\n" cannot end its DATA (that is the SMTP
+	// smuggling hole; Exim 4.97.1 draws the same line). A BDAT chunk,
+	// counted in bytes, and everything after STARTTLS (phaseRaw) pass
+	// untranslated.
 	eolLFOnly
 )
 
@@ -208,9 +211,23 @@ func (q *byteQueue) consume(n int) {
 }
 
 func (q *byteQueue) push(p []byte) {
+	q.compact()
+	q.b = append(q.b, p...)
+}
+
+// room returns at least n bytes of free space after the queued bytes, to
+// read into; queued then adds the bytes read.
+func (q *byteQueue) room(n int) []byte {
+	q.compact()
+	q.b = slices.Grow(q.b, n)
+	return q.b[len(q.b):cap(q.b)]
+}
+
+func (q *byteQueue) queued(n int) { q.b = q.b[:len(q.b)+n] }
+
+func (q *byteQueue) compact() {
 	if q.off > 0 {
 		n := copy(q.b, q.b[q.off:])
 		q.b, q.off = q.b[:n], 0
 	}
-	q.b = append(q.b, p...)
 }

@@ -12,7 +12,6 @@ import (
 type crlfWriter struct {
 	w         io.Writer
 	pendingCR bool // the last byte written was a CR whose partner we have not seen
-	n         int64
 	err       error
 }
 
@@ -28,14 +27,12 @@ func (c *crlfWriter) Write(p []byte) (int, error) {
 	}
 	total := len(p)
 	if c.pendingCR && len(p) > 0 {
-		// The CR that ended the previous write was already passed on; an LF
-		// now completes the pair, anything else makes it bare.
+		// The CR that ended the previous write was already passed on: its
+		// LF goes out now, and an LF at the start of p is that LF.
 		c.pendingCR = false
+		c.put(crlf[1:])
 		if p[0] == '\n' {
-			c.put(crlf[1:])
 			p = p[1:]
-		} else {
-			c.put(crlf[1:])
 		}
 	}
 	start := 0 // p[start:i] is clean and not yet written
@@ -107,7 +104,5 @@ func (c *crlfWriter) put(b []byte) {
 	if c.err != nil || len(b) == 0 {
 		return
 	}
-	n, err := c.w.Write(b)
-	c.n += int64(n)
-	c.err = err
+	_, c.err = c.w.Write(b)
 }

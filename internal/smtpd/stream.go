@@ -96,8 +96,8 @@ func (c *idleConn) Read(p []byte) (int, error) {
 			if c.in.len() == 0 && !c.fill() {
 				return 0, c.rerr
 			}
-			n := c.handOn(p, st.lineLeft)
-			st.lineLeft -= n
+			n, used := c.handOnText(p, st.lineLeft, false)
+			st.lineLeft -= used
 			return n, nil
 		}
 		switch st.phase {
@@ -140,12 +140,8 @@ func (c *idleConn) Read(p []byte) (int, error) {
 					return 0, c.rerr
 				}
 			}
-			b := c.in.bytes()
-			if len(b) > len(p) {
-				b = b[:len(p)]
-			}
-			k, _ := scanData(&st.data, b)
-			return c.handOn(p, k), nil
+			n, _ := c.handOnText(p, c.in.len(), true)
+			return n, nil
 		default:
 			// A line boundary: go-smtp has answered every earlier line.
 			switch {

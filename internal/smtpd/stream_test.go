@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ func TestNoHeloPipelinedReplies(t *testing.T) {
 		byteful bool // write one byte per call: lines arrive cut anywhere
 	}{{"one packet", false}, {"byte by byte", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			sp, srv, addr := startTestServer(t, defaultTranscriptConfig())
+			sp, srv, addr := startTestServer(t, defaultTranscriptConfig(), nil)
 			conn, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
@@ -72,28 +73,10 @@ func TestNoHeloPipelinedReplies(t *testing.T) {
 // One client may keep listen.per_client_connections open; one more gets
 // 421 4.7.0 at connect, and a slot frees when a connection closes.
 func TestPerClientConnections(t *testing.T) {
-	cfg := defaultTranscriptConfig()
-	sp, err := spool.Open(t.TempDir()+"/spool.db", spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	opt := cfg.options(t, sp)
-	opt.PerClientConnections = 2
-	srv, err := New(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.smtp.Close() })
-
+	_, _, addr := startTestServer(t, defaultTranscriptConfig(), func(o *Options) { o.PerClientConnections = 2 })
 	dial := func() (net.Conn, string) {
 		t.Helper()
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -250,6 +233,8 @@ func TestNoteRepliesAcrossWrites(t *testing.T) {
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
+var netipLoopback = netip.MustParseAddr("127.0.0.1")
+
 // After go-smtp answers STARTTLS with 220, the bytes are a TLS handshake:
 // nothing is translated, split into lines or parsed any more, even for a
 // client that ends its lines with bare LF.
@@ -294,4 +279,47 @@ func TestStartTLSSwitchesToRaw(t *testing.T) {
 	if c.stream.phase != phaseRaw {
 		t.Fatalf("phase %d, want raw", c.stream.phase)
 	}
+}
+
+// An LF-only client's lines and body reach go-smtp translated however small
+// its reads, the body ends at the translated end marker, and the pipelined
+// command after it waits for go-smtp's answer to the body.
+func TestLFOnlyTranslatedInOneByteReads(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	c := newIdleConn(server, netipLoopback, 0, func() {}, discardLogger())
+	defer c.Close()
+	go func() { _, _ = io.WriteString(client, "EHLO x\nDATA\nline\r\n\n.\nQUIT\n") }()
+	go func() { _, _ = io.Copy(io.Discard, client) }()
+	var buf [1]byte
+	read := func(want string) {
+		t.Helper()
+		var got strings.Builder
+		for got.Len() < len(want) {
+			n, err := c.Read(buf[:])
+			if err != nil {
+				t.Fatalf("after %q: %v", got.String(), err)
+			}
+			got.Write(buf[:n])
+		}
+		if got.String() != want {
+			t.Fatalf("read %q, want %q", got.String(), want)
+		}
+	}
+	reply := func(r string) {
+		t.Helper()
+		if _, err := c.Write([]byte(r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read("EHLO x\r\n")
+	reply("250 ok\r\n")
+	read("DATA\r\n")
+	reply("354 go\r\n")
+	read("line\r\n\r\n.\r\n")
+	if c.stream.phase != phaseBody || c.in.len() != len("QUIT\n") {
+		t.Fatalf("after the end marker: phase %d, %d bytes queued; want the body phase and QUIT queued", c.stream.phase, c.in.len())
+	}
+	reply("250 queued\r\n")
+	read("QUIT\r\n")
 }

@@ -69,9 +69,10 @@ func scanData(state *int, b []byte) (n int, end bool) {
 }
 
 // direct reports whether a body or chunk may be read straight into the
-// caller's buffer: nothing is queued and nothing needs translating.
+// caller's buffer: nothing is queued and nothing needs translating (a
+// chunk never does).
 func (c *idleConn) direct() bool {
-	return c.in.len() == 0 && c.rerr == nil && c.mode == eolCRLF
+	return c.in.len() == 0 && c.rerr == nil && (c.mode == eolCRLF || c.stream.phase == phaseChunk)
 }
 
 // readBodyDirect reads a body into p and keeps whatever follows the end
@@ -88,7 +89,7 @@ func (c *idleConn) readBodyDirect(p []byte) (int, error) {
 	return k, err
 }
 
-// handOn copies up to limit bytes of in to p.
+// handOn copies up to limit bytes of in to p, as they are.
 func (c *idleConn) handOn(p []byte, limit int) int {
 	b := c.in.bytes()
 	if len(b) > limit {
@@ -99,6 +100,57 @@ func (c *idleConn) handOn(p []byte, limit int) int {
 	return n
 }
 
+// handOnText hands on up to limit bytes of in that are command lines or a
+// DATA body, which for an LF-only client means with a CR put before each
+// bare LF. Translating here, not as bytes are read, leaves whatever follows
+// untouched: a BDAT chunk is counted in the bytes the client sent. It
+// returns the bytes written to p and the bytes of in used. For a body
+// (body set) it mirrors go-smtp's end-of-data state over what it writes
+// and stops after the end marker.
+func (c *idleConn) handOnText(p []byte, limit int, body bool) (n, used int) {
+	if c.mode != eolLFOnly {
+		b := c.in.bytes()
+		b = b[:min(len(b), limit, len(p))]
+		if body {
+			k, _ := scanData(&c.stream.data, b)
+			b = b[:k]
+		}
+		n = c.handOn(p, len(b))
+		return n, n
+	}
+	b := c.in.bytes()
+	b = b[:min(len(b), limit)]
+	cr := c.prevCR
+	for used < len(b) && n < len(p) {
+		start := n
+		switch i := bytes.IndexByte(b[used:], '\n'); {
+		case i == 0 && !cr:
+			// A bare LF: the CR goes first; the LF, no longer bare, on
+			// the next turn (or the next Read, if p is full).
+			p[n] = '\r'
+			n, cr = n+1, true
+		case i == 0:
+			p[n] = '\n'
+			n, used, cr = n+1, used+1, false
+		default:
+			seg := b[used:]
+			if i > 0 {
+				seg = seg[:i]
+			}
+			k := copy(p[n:], seg)
+			n, used, cr = n+k, used+k, seg[k-1] == '\r'
+		}
+		if body {
+			if _, end := scanData(&c.stream.data, p[start:n]); end {
+				break // only an LF ends a body, and it ends p[start:n]
+			}
+		}
+	}
+	c.prevCR = cr
+	c.in.consume(used)
+	return n, used
+}
+
 func (c *idleConn) readNet(p []byte) (int, error) {
 	if c.idle > 0 {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
@@ -106,20 +158,18 @@ func (c *idleConn) readNet(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// fill reads from the client once and queues the bytes in in, line
-// endings translated for an LF-only client. It returns false, with rerr
-// set, when nothing was read.
+// fill reads from the client once and queues the bytes in in, as they
+// are. It returns false, with rerr set, when nothing was read.
 func (c *idleConn) fill() bool {
 	if c.rerr != nil {
 		return false
 	}
-	if c.buf == nil {
-		c.buf = make([]byte, 4096)
-	}
 	for tries := 0; ; tries++ {
-		n, err := c.readNet(c.buf)
+		// Read straight into the queue's free room: no copy.
+		b := c.in.room(4096)
+		n, err := c.readNet(b)
 		if n > 0 {
-			b := c.buf[:n]
+			b = b[:n]
 			if !c.started {
 				c.started = true
 				// 0x16 is a TLS handshake record: a ClientHello. Typically
@@ -133,11 +183,7 @@ func (c *idleConn) fill() bool {
 				}
 			}
 			c.learnEOL(b)
-			if c.mode == eolLFOnly && c.stream.phase != phaseRaw {
-				c.pushTranslated(b)
-			} else {
-				c.in.push(b)
-			}
+			c.in.queued(n)
 		}
 		switch {
 		case err != nil:
@@ -159,40 +205,16 @@ func (c *idleConn) learnEOL(b []byte) {
 	}
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
 		c.mode = eolCRLF
-		if i == 0 && !c.prevCR || i > 0 && b[i-1] != '\r' {
+		if i == 0 && !c.readCR || i > 0 && b[i-1] != '\r' {
 			c.mode = eolLFOnly
 			c.log.Debug("client ends lines with bare LF; LF ends lines for this session",
 				"client", c.client.String())
 		}
-		return // prevCR now belongs to pushTranslated
+		return
 	}
 	if len(b) > 0 {
-		c.prevCR = b[len(b)-1] == '\r'
+		c.readCR = b[len(b)-1] == '\r'
 	}
-}
-
-// pushTranslated queues b with every bare LF turned into CRLF.
-func (c *idleConn) pushTranslated(b []byte) {
-	c.in.push(nil) // compact, so appending below keeps the queue's order
-	out := c.in.b
-	prevCR := c.prevCR
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			out = append(out, b...)
-			prevCR = b[len(b)-1] == '\r'
-			break
-		}
-		out = append(out, b[:i]...)
-		if !(i > 0 && b[i-1] == '\r' || i == 0 && prevCR) {
-			out = append(out, '\r')
-		}
-		out = append(out, '\n')
-		prevCR = false
-		b = b[i+1:]
-	}
-	c.in.b = out
-	c.prevCR = prevCR
 }
 
 // Write implements net.Conn for go-smtp. It notes each reply go-smtp

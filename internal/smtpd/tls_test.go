@@ -27,30 +27,11 @@ func startTLSServer(t *testing.T, profile string) (sp *spool.Spool, log *lockedB
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err = spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
 	log = &lockedBuffer{}
-	opt := testConfig().options(t, sp)
-	opt.TLS, opt.Logger = cfg, slog.New(slog.NewTextHandler(log, nil))
-	srv, err := New(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l1, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l1)
-	go srv.ServeTLS(l2)
-	t.Cleanup(func() { srv.smtp.Close() })
-	return sp, log, l1.Addr().String(), l2.Addr().String()
+	sp, srv := newTestServer(t, defaultTranscriptConfig(), func(o *Options) {
+		o.TLS, o.Logger = cfg, slog.New(slog.NewTextHandler(log, nil))
+	})
+	return sp, log, serveLoopback(t, srv.Serve), serveLoopback(t, srv.ServeTLS)
 }
 
 func clientTLS(maxVersion uint16) *tls.Config {
@@ -231,26 +212,10 @@ func TestImplicitTLSRefusesOutsideNetworksInsideTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	c := testConfig()
+	c := defaultTranscriptConfig()
 	c.networks = []string{"192.0.2.0/24"}
-	opt := c.options(t, sp)
-	opt.TLS = cfg
-	srv, err := New(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.ServeTLS(l)
-	t.Cleanup(func() { srv.smtp.Close() })
-	tc, err := tls.Dial("tcp", l.Addr().String(), clientTLS(0))
+	_, srv := newTestServer(t, c, func(o *Options) { o.TLS = cfg })
+	tc, err := tls.Dial("tcp", serveLoopback(t, srv.ServeTLS), clientTLS(0))
 	if err != nil {
 		t.Fatalf("TLS dial: %v", err)
 	}

@@ -3,7 +3,6 @@ package smtpd
 import (
 	"bufio"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -41,6 +40,14 @@ import (
 //	= rewrite_from_header
 //	= device name=scanner-3 networks=127.0.0.0/8 user=scan sender=lab@campus.test
 //
+// Transcripts in testdata/transcripts-auth also use:
+//
+//	= auth users                  (auth mode: off, any or users)
+//	= user scanner Scan-Pass-1    (a mode-users account; hashed here with bcrypt)
+//	= auth-user scanner           (every stored message records this AUTH user)
+//	N: AUTH                       (the last reply does not contain this)
+//	E: closed                     (the server has closed the connection)
+//
 // Each runs against a real listener on 127.0.0.1 and a real spool.
 
 type transcriptConfig struct {
@@ -59,6 +66,7 @@ type transcriptConfig struct {
 	held       int     // -1: not checked
 	from       *string // nil: not checked
 	deviceName *string
+	authUser   *string
 
 	rate        float64
 	burst       int
@@ -66,6 +74,7 @@ type transcriptConfig struct {
 	dupWindow   time.Duration
 	rewriteFrom bool
 	devices     []Device
+	auth        AuthOptions
 }
 
 func defaultTranscriptConfig() transcriptConfig {
@@ -93,21 +102,23 @@ func (c transcriptConfig) options(t *testing.T, store Store) Options {
 		MaxConnections: c.maxConns, IdleTimeout: c.idle,
 		PerClientRate: c.rate, PerClientBurst: c.burst,
 		DuplicateMax: c.maxRepeats, DuplicateWindow: c.dupWindow,
-		RewriteFromHeader: c.rewriteFrom, Devices: c.devices,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		RewriteFromHeader: c.rewriteFrom, Devices: c.devices, Auth: c.auth,
+		Logger: discardLogger(),
 	}
 }
 
 func TestTranscripts(t *testing.T) {
-	files, err := filepath.Glob("../../testdata/transcripts/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no transcripts found: %v", err)
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
-			t.Parallel()
-			runTranscript(t, f)
-		})
+	for _, dir := range []string{"transcripts", "transcripts-auth"} {
+		files, err := filepath.Glob("../../testdata/" + dir + "/*.txt")
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no transcripts found in %s: %v", dir, err)
+		}
+		for _, f := range files {
+			t.Run(dir+"/"+strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
+				t.Parallel()
+				runTranscript(t, f)
+			})
+		}
 	}
 }
 
@@ -117,15 +128,14 @@ func runTranscript(t *testing.T, file string) {
 	for _, setting := range tr.Settings {
 		applySetting(t, &cfg, setting)
 	}
-	sp, srv, addr := startTestServer(t, cfg)
+	sp, srv, addr := startTestServer(t, cfg, nil)
 	smtptest.Play(t, addr, tr.Dialog)
 	waitIdle(t, srv)
 	checkStored(t, sp, cfg)
 }
 
-// checkStored runs the checks after a dialog and returns the stored
-// messages, held ones included.
-func checkStored(t *testing.T, sp *spool.Spool, cfg transcriptConfig) []*spool.Message {
+// checkStored runs the checks after a dialog.
+func checkStored(t *testing.T, sp *spool.Spool, cfg transcriptConfig) {
 	t.Helper()
 	st := sp.Stats()
 	if st.Pending != 0 {
@@ -153,6 +163,9 @@ func checkStored(t *testing.T, sp *spool.Spool, cfg transcriptConfig) []*spool.M
 		if cfg.deviceName != nil && m.Device != *cfg.deviceName {
 			t.Errorf("message %s has device %q, want %q", m.ID, m.Device, *cfg.deviceName)
 		}
+		if cfg.authUser != nil && m.AuthUser != *cfg.authUser {
+			t.Errorf("message %s records AUTH user %q, want %q", m.ID, m.AuthUser, *cfg.authUser)
+		}
 		body := readBody(t, sp, m.ID)
 		if cfg.crlfOnly {
 			for i := 0; i < len(body); i++ {
@@ -174,7 +187,6 @@ func checkStored(t *testing.T, sp *spool.Spool, cfg transcriptConfig) []*spool.M
 			}
 		}
 	}
-	return msgs
 }
 
 func applySetting(t *testing.T, c *transcriptConfig, s string) {
@@ -255,29 +267,63 @@ func applySetting(t *testing.T, c *transcriptConfig, s string) {
 			}
 		}
 		c.devices = append(c.devices, d)
+	case "auth":
+		c.auth.Mode = val
+	case "user":
+		name, pw, ok := strings.Cut(val, " ")
+		if !ok {
+			t.Fatalf("setting %q: want NAME PASSWORD", s)
+		}
+		if c.auth.Users == nil {
+			c.auth.Users = map[string][]byte{}
+		}
+		c.auth.Users[name] = hashPassword(t, pw)
+	case "auth-user":
+		c.authUser = &val
 	default:
 		t.Fatalf("unknown setting %q", s)
 	}
 }
 
-func startTestServer(t *testing.T, c transcriptConfig) (*spool.Spool, *Server, string) {
+// startTestServer runs newTestServer's Server on a loopback listener and
+// returns the spool, the server and the listener's address.
+func startTestServer(t *testing.T, c transcriptConfig, edit func(*Options)) (*spool.Spool, *Server, string) {
+	t.Helper()
+	sp, srv := newTestServer(t, c, edit)
+	return sp, srv, serveLoopback(t, srv.Serve)
+}
+
+// newTestServer opens a spool and builds a Server on it from c's options,
+// changed by edit if it is not nil. Both close when the test ends.
+func newTestServer(t *testing.T, c transcriptConfig, edit func(*Options)) (*spool.Spool, *Server) {
 	t.Helper()
 	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{MaxSize: c.quota})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
-	srv, err := New(c.options(t, sp))
+	opt := c.options(t, sp)
+	if edit != nil {
+		edit(&opt)
+	}
+	srv, err := New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { srv.smtp.Close() })
+	return sp, srv
+}
+
+// serveLoopback runs serve (a Server's Serve or ServeTLS) on a new
+// 127.0.0.1 listener and returns its address.
+func serveLoopback(t *testing.T, serve func(net.Listener) error) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.smtp.Close() })
-	return sp, srv, ln.Addr().String()
+	go serve(ln)
+	return ln.Addr().String()
 }
 
 // waitIdle waits until no session is inside DATA (the server may still be
