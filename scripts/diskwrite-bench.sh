@@ -9,7 +9,8 @@
 # (/proc/diskstats) is read after `sync` before the load and again after
 # the sink has every message and the relay has cleaned up (its queue files
 # or spool records deleted), so journaling and deletes are counted too.
-# relaybox's own write_bytes (/proc/PID/io) is printed beside it. Relays
+# Each relay's write_bytes (/proc/PID/io, summed over its processes: what
+# the kernel charged them for dirtying page cache) is printed beside it. Relays
 # alternate within each repetition; medians are printed. Nothing else
 # should be writing to the disk meanwhile.
 #
@@ -48,8 +49,15 @@ trap 'kill $SINK 2>/dev/null || true' EXIT
 sleep 1
 
 sectors() { awk -v d="$DEV" '$3==d {print $10}' /proc/diskstats; }
-relay_write() { # pid -> write_bytes, or 0
-	[[ -n ${1:-} && -r /proc/$1/io ]] && awk '/^write_bytes/{print $2}' "/proc/$1/io" || echo 0
+# relay_write PIDS... -> write_bytes summed over the processes. A Postfix
+# daemon that exits meanwhile is not lost: the kernel adds a reaped child's
+# counters to its parent's (master's) /proc/PID/io.
+relay_write() {
+	local p t=0
+	for p in "$@"; do
+		[[ -r /proc/$p/io ]] && t=$((t + $(awk '/^write_bytes/{print $2}' "/proc/$p/io")))
+	done
+	echo "$t"
 }
 
 echo "rep,relay,size,n,disk_bytes_per_msg,process_bytes_per_msg" >"$OUT/diskwrite.csv"
@@ -71,20 +79,20 @@ for rep in $(seq "$REPS"); do
 				smtp-source -s 8 -m "$n" -l "$size" -f a@lab.example -t b@campus.example "$addr" >/dev/null
 				curl -s "127.0.0.1:2801/wait?count=$n&timeout=600" >/dev/null
 			fi
-			pid=$(RELAY_ADDR=$addr "$drv" pids 2>/dev/null | head -1 || true)
-			[[ $relay == relaybox ]] || pid=""
-			sleep 2; sync; s0=$(sectors); w0=$(relay_write "$pid")
+			sleep 2; sync; s0=$(sectors)
+			w0=$(relay_write $(RELAY_ADDR=$addr "$drv" pids 2>/dev/null || true))
 			curl -s 127.0.0.1:2801/reset >/dev/null
 			smtp-source -s 8 -m "$n" -l "$size" -f a@lab.example -t b@campus.example "$addr" >/dev/null
 			curl -s "127.0.0.1:2801/wait?count=$n&timeout=600" >/dev/null
-			sleep 3; sync; s1=$(sectors); w1=$(relay_write "$pid")
+			sleep 3; sync; s1=$(sectors)
+			w1=$(relay_write $(RELAY_ADDR=$addr "$drv" pids 2>/dev/null || true))
 			awk -v r="$rep" -v t="$relay" -v s="$size" -v n="$n" -v a="$s0" -v b="$s1" -v c="$w0" -v d="$w1" \
 				'BEGIN{printf "%d,%s,%d,%d,%.0f,%.0f\n", r, t, s, n, (b-a)*512/n, (d-c)/n}' >>"$OUT/diskwrite.csv"
 		done
 		RELAY_ADDR=$addr "$drv" stop >>"$OUT/driver.log" 2>&1
 	done
 done
-echo "bytes written to disk per message (warm-up: $( ((WARM)) && echo "n of the same size" || echo none)), medians over $REPS reps (disk = /proc/diskstats $DEV; process = relaybox's /proc/PID/io):"
+echo "bytes written to disk per message (warm-up: $( ((WARM)) && echo "n of the same size" || echo none)), medians over $REPS reps (disk = /proc/diskstats $DEV; process = write_bytes in /proc/PID/io summed over the relay's processes):"
 for size in 1024 1048576; do for relay in postfix relaybox; do
 	med() { awk -F, -v s="$size" -v t="$relay" -v c="$1" '$3==s && $2==t {print $c}' "$OUT/diskwrite.csv" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 	printf '  %-8s %7d B: disk %10s B/msg   process %10s B/msg\n' "$relay" "$size" "$(med 5)" "$(med 6)"

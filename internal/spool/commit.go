@@ -124,6 +124,7 @@ func (s *Spool) commitBatch(batch []*request) {
 		failed := -1
 		var ferr error
 		err := s.db.Update(func(tx *bbolt.Tx) error {
+			s.freed = s.freed[:0] // a rerun starts over
 			for i, r := range batch {
 				if err := callFn(r.fn, tx); err != nil {
 					failed, ferr = i, err
@@ -149,9 +150,11 @@ func (s *Spool) commitBatch(batch []*request) {
 		}
 		s.commits.Add(1)
 		// Before anyone hears of the commit: what it mapped is gone by
-		// then (TestBodyNotLeftMapped relies on it).
-		if now := s.opt.Now(); now.Sub(s.lastDrop) >= s.opt.dropEvery || now.Before(s.lastDrop) {
+		// then (TestBodyNotLeftMapped relies on it). Before the next
+		// transaction: freed chunk pages leave the cache (dropFreed).
+		if now := s.opt.Now(); len(s.freed) > 0 || now.Sub(s.lastDrop) >= s.opt.dropEvery || now.Before(s.lastDrop) {
 			s.dropAll()
+			s.dropFreed()
 			s.lastDrop = now
 		}
 		for _, r := range batch {

@@ -166,7 +166,7 @@ func (s *Spool) Delete(id string) error {
 		if tx.Bucket(bucketMsgs).Get([]byte(id)) == nil {
 			return notFound(id)
 		}
-		_, err := deleteMessage(tx, id)
+		_, err := s.deleteMessage(tx, id)
 		return err
 	}, func() {
 		s.mu.Lock()

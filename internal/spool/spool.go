@@ -137,6 +137,9 @@ type Spool struct {
 	closing bool
 	stopped chan struct{}
 	commits atomic.Int64 // bbolt write transactions committed by the committer
+	// freed lists the page runs of chunk buckets deleted in the
+	// transaction the committer is running (noteFreed, dropFreed).
+	freed []pageRun
 	// lastDrop is when the committer last trimmed the mapping (dropAll);
 	// only the committer uses it.
 	lastDrop time.Time
@@ -219,6 +222,7 @@ func Open(path string, opt Options) (*Spool, error) {
 		db.Close()
 		return nil, fmt.Errorf("spool: open %s for reading: %w", path, err)
 	}
+	noReadahead(rf)
 	pageSize := db.Info().PageSize
 	if opt.ChunkSize <= 0 {
 		opt.ChunkSize = chunkSizeFor(pageSize)
@@ -241,8 +245,11 @@ func Open(path string, opt Options) (*Spool, error) {
 	}
 	// bbolt walked every page to rebuild its freelist (NoFreelistSync),
 	// and preCheck read the whole file into the page cache: fault-around
-	// mapped much of it. None of it is needed now.
+	// mapped much of it. None of it is needed now, and the cache may hold
+	// large folios (pages.go): dropped too.
 	s.dropAll()
+	dropCached(rf, 0, 0)
+	s.freed = s.freed[:0]
 	go s.run()
 	return s, nil
 }
@@ -391,7 +398,7 @@ func (s *Spool) removeUnfinished(tx *bbolt.Tx) error {
 		return err
 	}
 	for _, id := range ids {
-		n, err := deleteMessage(tx, id) // chunks only: no record yet
+		n, err := s.deleteMessage(tx, id) // chunks only: no record yet
 		if err != nil {
 			return err
 		}
@@ -426,20 +433,21 @@ func (s *Spool) loadIndex(tx *bbolt.Tx) error {
 
 // deleteMessage removes every key of message id: its record and chunks in
 // msgs, and chunks a schema 1 or 2 spool stored in body. It returns how
-// many keys there were.
-func deleteMessage(tx *bbolt.Tx, id string) (int, error) {
-	n, err := deletePrefix(tx.Bucket(bucketMsgs), []byte(id))
+// many keys there were. The page runs of deleted chunk buckets go to
+// s.freed, for the committer to drop from the page cache (dropFreed).
+func (s *Spool) deleteMessage(tx *bbolt.Tx, id string) (int, error) {
+	n, err := s.deletePrefix(tx, tx.Bucket(bucketMsgs), []byte(id))
 	if err != nil {
 		return 0, err
 	}
-	m, err := deletePrefix(tx.Bucket(bucketBody), []byte(id))
+	m, err := s.deletePrefix(tx, tx.Bucket(bucketBody), []byte(id))
 	return n + m, err
 }
 
 // deletePrefix removes every key and nested bucket in b that starts with
 // prefix and returns how many there were. Keys are collected first because
 // deleting under a moving cursor can skip entries.
-func deletePrefix(b *bbolt.Bucket, prefix []byte) (int, error) {
+func (s *Spool) deletePrefix(tx *bbolt.Tx, b *bbolt.Bucket, prefix []byte) (int, error) {
 	type key struct {
 		k      []byte
 		bucket bool
@@ -454,6 +462,7 @@ func deletePrefix(b *bbolt.Bucket, prefix []byte) (int, error) {
 		del := b.Delete
 		if k.bucket {
 			del = b.DeleteBucket
+			s.noteFreed(tx, b.Bucket(k.k))
 		}
 		if err := del(k.k); err != nil {
 			return 0, err

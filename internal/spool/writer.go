@@ -257,7 +257,7 @@ func (w *Writer) abort() error {
 	if w.chunks > 0 {
 		id := w.id
 		err = w.s.submit(func(tx *bbolt.Tx) error {
-			if _, err := deleteMessage(tx, id); err != nil { // chunks only: no record yet
+			if _, err := w.s.deleteMessage(tx, id); err != nil { // chunks only: no record yet
 				return err
 			}
 			return tx.Bucket(bucketIncoming).Delete([]byte(id))
