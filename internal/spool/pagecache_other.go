@@ -7,4 +7,4 @@ import "os"
 // dropCached and noReadahead are no-ops outside Linux: the folio
 // accounting they work around (pages.go) is Linux's.
 func dropCached(f *os.File, off, n int64) {}
-func noReadahead(f *os.File)               {}
+func noReadahead(f *os.File)              {}
