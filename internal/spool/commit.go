@@ -32,7 +32,7 @@ func (s *Spool) enqueue(fn func(tx *bbolt.Tx) error, after func(), lazy bool) (<
 	s.queue = append(s.queue, r)
 	switch {
 	case !lazy:
-		s.urgent = true
+		s.urgent++
 		s.qcond.Signal()
 	case s.lazyTimer == nil:
 		s.lazyTimer = time.AfterFunc(lazyWait, func() {
@@ -85,14 +85,14 @@ func (s *Spool) run() {
 	s.lastDrop = s.opt.Now()
 	for {
 		s.qmu.Lock()
-		for !s.urgent && !(s.lazyDue && len(s.queue) > 0) && !s.closing {
+		for s.urgent == 0 && !(s.lazyDue && len(s.queue) > 0) && !s.closing {
 			s.qcond.Wait()
 		}
 		s.gatherLocked()
 		batch := s.queue
 		s.queue = spare[:0]
 		closing := s.closing
-		s.urgent, s.lazyDue = false, false
+		s.urgent, s.lazyDue = 0, false
 		if s.lazyTimer != nil {
 			s.lazyTimer.Stop()
 			s.lazyTimer = nil
@@ -134,9 +134,10 @@ func (s *Spool) expected() int {
 }
 
 // gatherLocked waits, with s.qmu held, until every expected client has a
-// request queued, or gatherWait has passed, or the spool is closing.
+// request queued, or gatherWait has passed, or the spool is closing. Lazy
+// requests are nobody's client: they do not count.
 func (s *Spool) gatherLocked() {
-	if s.expected() <= len(s.queue) || s.closing {
+	if s.expected() <= s.urgent || s.closing {
 		return
 	}
 	expired := false
@@ -147,7 +148,7 @@ func (s *Spool) gatherLocked() {
 		s.qmu.Unlock()
 	})
 	defer t.Stop()
-	for !expired && !s.closing && len(s.queue) < s.expected() {
+	for !expired && !s.closing && s.urgent < s.expected() {
 		s.qcond.Wait()
 	}
 }

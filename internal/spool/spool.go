@@ -135,10 +135,11 @@ type Spool struct {
 	qcond   *sync.Cond
 	queue   []*request
 	closing bool
-	// urgent: a queued request wants a commit now; lazyDue: the oldest
-	// lazy request has waited lazyWait (lazyTimer).
-	urgent, lazyDue bool
-	lazyTimer       *time.Timer
+	// urgent counts the queued requests that want a commit now; lazyDue:
+	// the oldest lazy request has waited lazyWait (lazyTimer).
+	urgent    int
+	lazyDue   bool
+	lazyTimer *time.Timer
 	stopped chan struct{}
 	commits atomic.Int64 // bbolt write transactions committed by the committer
 	// freed lists the page runs of chunk buckets deleted in the
