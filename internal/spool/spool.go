@@ -140,6 +140,9 @@ type Spool struct {
 	urgent    int
 	lazyDue   bool
 	lazyTimer *time.Timer
+	// lastCommit is how long the last commit took (gather); only the
+	// committer uses it.
+	lastCommit time.Duration
 	stopped chan struct{}
 	commits atomic.Int64 // bbolt write transactions committed by the committer
 	// freed lists the page runs of chunk buckets deleted in the
