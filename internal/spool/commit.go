@@ -20,9 +20,10 @@ type request struct {
 }
 
 // enqueue hands a request to the committer and returns where its result
-// will arrive. It never waits for a transaction. A lazy request does not
-// start a commit by itself (see lazyWait).
-func (s *Spool) enqueue(fn func(tx *bbolt.Tx) error, after func(), lazy bool) (<-chan error, error) {
+// will arrive. It never waits for a transaction. session says whether a
+// client's SMTP session waits on it (a writer's chunk, commit or abort):
+// the committer gathers those (gatherLocked).
+func (s *Spool) enqueue(fn func(tx *bbolt.Tx) error, after func(), session bool) (<-chan error, error) {
 	r := &request{fn: fn, after: after, done: make(chan error, 1)}
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
@@ -30,73 +31,50 @@ func (s *Spool) enqueue(fn func(tx *bbolt.Tx) error, after func(), lazy bool) (<
 		return nil, ErrClosed
 	}
 	s.queue = append(s.queue, r)
-	switch {
-	case !lazy:
-		s.urgent++
-		s.qcond.Signal()
-	case s.lazyTimer == nil:
-		s.lazyTimer = time.AfterFunc(lazyWait, func() {
-			s.qmu.Lock()
-			s.lazyDue = true
-			s.qcond.Signal()
-			s.qmu.Unlock()
-		})
+	if session {
+		s.sessionReqs++
 	}
+	s.qcond.Signal()
 	return r.done, nil
 }
 
-// submit runs fn in the next group commit and waits until it is durable.
+// submit runs fn, a session's request, in the next group commit and waits
+// until it is durable.
 func (s *Spool) submit(fn func(tx *bbolt.Tx) error, after func()) error {
-	done, err := s.enqueue(fn, after, false)
+	return await(s.enqueue(fn, after, true))
+}
+
+// submitOther is submit for a change no client's session waits on:
+// delivery bookkeeping and operator actions.
+func (s *Spool) submitOther(fn func(tx *bbolt.Tx) error, after func()) error {
+	return await(s.enqueue(fn, after, false))
+}
+
+func await(done <-chan error, err error) error {
 	if err != nil {
 		return err
 	}
 	return <-done
 }
-
-// submitLazy is submit for a change no client's session is waiting on
-// (delivery bookkeeping, operator actions): it waits up to lazyWait for a
-// commit some session needs anyway, and rides along.
-func (s *Spool) submitLazy(fn func(tx *bbolt.Tx) error, after func()) error {
-	done, err := s.enqueue(fn, after, true)
-	if err != nil {
-		return err
-	}
-	return <-done
-}
-
-// lazyWait is how long a lazy request waits for company before it commits
-// on its own. Every commit costs the meta page, the tree pages it changes
-// and, on ext4, the inode (its mtime changed): about 28 KB on this
-// machine's disk, whatever it carries. When the delivery workers recorded
-// their attempts and deletions in commits of their own, a 1 MiB message
-// cost 1.2 commits; riding along with the sessions' commits, about 1.0.
-// The wait only delays the next delivery step, never a client.
-const lazyWait = 10 * time.Millisecond
 
 // run is the committer. It takes everything queued so far as one batch
 // without waiting for more (a lone writer pays one fsync, not a timer), and
-// whatever arrives during that fsync becomes the next batch. Lazy requests
-// wait for the next urgent one or for lazyWait. We do not use db.Batch:
-// its MaxBatchDelay timer would add 10 ms to every lone commit.
+// whatever arrives during that fsync becomes the next batch. We do not use
+// db.Batch: its MaxBatchDelay timer would add 10 ms to every lone commit.
 func (s *Spool) run() {
 	defer close(s.stopped)
 	var spare []*request
 	s.lastDrop = s.opt.Now()
 	for {
 		s.qmu.Lock()
-		for s.urgent == 0 && !(s.lazyDue && len(s.queue) > 0) && !s.closing {
+		for len(s.queue) == 0 && !s.closing {
 			s.qcond.Wait()
 		}
 		s.gatherLocked()
 		batch := s.queue
 		s.queue = spare[:0]
+		s.sessionReqs = 0
 		closing := s.closing
-		s.urgent, s.lazyDue = 0, false
-		if s.lazyTimer != nil {
-			s.lazyTimer.Stop()
-			s.lazyTimer = nil
-		}
 		s.qmu.Unlock()
 		if len(batch) == 0 && closing {
 			return
@@ -117,22 +95,22 @@ func (s *Spool) run() {
 // message), so it runs on a timer: 20 ms lets at most about 1 MiB accumulate.
 const defaultDropEvery = 20 * time.Millisecond
 
-// gatherWait is the least the committer waits for more requests while
-// other clients are mid-transaction, and maxGather the most. fdatasync
-// takes 0.3-1 ms on this kind of disk, shorter than the SMTP exchanges
-// around each commit, so without a short wait concurrent sessions rarely
-// met in one transaction: 1.02 fsyncs per message at 8 clients x 1 KiB
-// (strace). A lone client never waits.
+// gatherWait is the least the committer waits for more session requests
+// while other clients are mid-transaction, and maxGather the most.
+// fdatasync takes 0.3-1 ms on this kind of disk, shorter than the SMTP
+// exchanges around each commit, so without a short wait concurrent sessions
+// rarely met in one transaction: 1.02 fsyncs per message at 8 clients x 1
+// KiB (strace). A lone client never waits.
 //
 // Past that the wait is as long as the previous commit took (gather): a
 // request that arrives while a commit runs waits for it to end and then
 // for its own, so holding a commit for it as long as one takes delays
 // nobody by more than one commit, and saves one. Each commit costs about
 // 28 KB of disk whatever it carries (the meta page, the tree pages it
-// changes, the inode whose mtime changed); at 8 clients x 1 MiB, where a
-// commit takes 2-5 ms because it writes the chunks, waiting 1 ms made 1.1
-// commits per message, waiting about a commit's length 0.9, at the same
-// rate. On a slow SD card the wait grows with its fsync, up to maxGather.
+// changes, and on ext4 the inode, whose mtime changed). At 8 clients x 1
+// MiB, where a commit writes chunks and takes 2-5 ms, waiting 1 ms made
+// 1.0-1.1 commits per message; waiting a commit's length, 0.85-0.9. On a
+// slow SD card the wait grows with its fsync, up to maxGather.
 const (
 	gatherWait = time.Millisecond
 	maxGather  = 10 * time.Millisecond
@@ -152,10 +130,12 @@ func (s *Spool) expected() int {
 }
 
 // gatherLocked waits, with s.qmu held, until every expected client has a
-// request queued, or gather() has passed, or the spool is closing. Lazy
-// requests are nobody's client: they do not count.
+// request queued, or gather() has passed, or the spool is closing.
+// Delivery and operator requests do not count: counting them, a commit
+// left as soon as the delivery workers had queued theirs, without the
+// sessions it was waiting for.
 func (s *Spool) gatherLocked() {
-	if s.expected() <= s.urgent || s.closing {
+	if s.expected() <= s.sessionReqs || s.closing {
 		return
 	}
 	expired := false
@@ -166,7 +146,7 @@ func (s *Spool) gatherLocked() {
 		s.qmu.Unlock()
 	})
 	defer t.Stop()
-	for !expired && !s.closing && s.urgent < s.expected() {
+	for !expired && !s.closing && s.sessionReqs < s.expected() {
 		s.qcond.Wait()
 	}
 }

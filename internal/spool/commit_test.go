@@ -59,7 +59,7 @@ func blockCommitter(t *testing.T, s *Spool) (release func()) {
 		close(entered)
 		<-gate
 		return nil
-	}, nil, false)
+	}, nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}

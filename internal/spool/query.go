@@ -126,7 +126,7 @@ func (s *Spool) Update(id string, fn func(*Message) error) (*Message, error) {
 		return nil, notFound(id)
 	}
 	var out *Message
-	err := s.submitLazy(func(tx *bbolt.Tx) error {
+	err := s.submitOther(func(tx *bbolt.Tx) error {
 		m, err := getMessage(tx, id)
 		if err != nil {
 			return err
@@ -162,7 +162,7 @@ func (s *Spool) Delete(id string) error {
 	if !validID(id) {
 		return notFound(id)
 	}
-	err := s.submitLazy(func(tx *bbolt.Tx) error {
+	err := s.submitOther(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketMsgs).Get([]byte(id)) == nil {
 			return notFound(id)
 		}

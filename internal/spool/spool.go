@@ -135,16 +135,14 @@ type Spool struct {
 	qcond   *sync.Cond
 	queue   []*request
 	closing bool
-	// urgent counts the queued requests that want a commit now; lazyDue:
-	// the oldest lazy request has waited lazyWait (lazyTimer).
-	urgent    int
-	lazyDue   bool
-	lazyTimer *time.Timer
+	// sessionReqs counts the queued requests of client sessions
+	// (gatherLocked).
+	sessionReqs int
 	// lastCommit is how long the last commit took (gather); only the
 	// committer uses it.
 	lastCommit time.Duration
-	stopped chan struct{}
-	commits atomic.Int64 // bbolt write transactions committed by the committer
+	stopped    chan struct{}
+	commits    atomic.Int64 // bbolt write transactions committed by the committer
 	// freed lists the page runs of chunk buckets deleted in the
 	// transaction the committer is running (noteFreed, dropFreed).
 	freed []pageRun
