@@ -135,7 +135,7 @@ func (s *Spool) expected() int {
 // left as soon as the delivery workers had queued theirs, without the
 // sessions it was waiting for.
 func (s *Spool) gatherLocked() {
-	if s.expected() <= s.sessionReqs || s.closing {
+	if s.gatheredLocked() || s.closing {
 		return
 	}
 	expired := false
@@ -146,10 +146,14 @@ func (s *Spool) gatherLocked() {
 		s.qmu.Unlock()
 	})
 	defer t.Stop()
-	for !expired && !s.closing && s.sessionReqs < s.expected() {
+	for !expired && !s.closing && !s.gatheredLocked() {
 		s.qcond.Wait()
 	}
 }
+
+// gatheredLocked says whether every session expected to commit soon has a
+// request queued.
+func (s *Spool) gatheredLocked() bool { return s.sessionReqs >= s.expected() }
 
 // commitBatch runs the batch in one transaction. A request whose fn fails
 // gets its own error and the rest are rerun without it, as db.Batch does:
