@@ -35,6 +35,8 @@ type fakeStore struct {
 	open     int // body readers not yet closed
 	failDel  error
 	enqueued []string
+	// onDelete, if set, runs first in Delete, without the lock.
+	onDelete func(id string)
 }
 
 func newStore(c *clocktest.Clock) *fakeStore {
@@ -161,6 +163,9 @@ func (f *fakeStore) Update(id string, fn func(*spool.Message) error) (*spool.Mes
 }
 
 func (f *fakeStore) Delete(id string) error {
+	if f.onDelete != nil {
+		f.onDelete(id)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failDel != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"relaybox/internal/spool"
@@ -24,7 +25,9 @@ type outcome struct {
 
 // settle records what the upstream said about each recipient of one
 // attempt, in one Update, then deletes a finished message or dead-letters it.
-func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending []string, results []RcptResult, sendErr error) {
+// A message delivered to every recipient is deleted in the background, on
+// bg: the worker goes on to its next attempt meanwhile.
+func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending []string, results []RcptResult, sendErr error, bg *sync.WaitGroup) {
 	now := p.now
 	var msgErr *Error
 	errors.As(sendErr, &msgErr)
@@ -92,16 +95,34 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 			done = false
 		}
 	}
-	if done {
-		err := s.opt.Store.Delete(m.ID)
-		if err == nil || errors.Is(err, spool.ErrNotFound) {
-			return
-		}
-		// Record the deliveries instead; the orphan sweep deletes the
-		// message later so it is never sent twice.
-		s.log.Error("deliver: cannot delete delivered message", "id", m.ID, "err", err)
-		s.orphans.Store(true)
+	record := func() {
+		s.record(m, p, out, summary, lastReply, now)
 	}
+	if done {
+		// The delete does not hold up the worker's next attempt: both
+		// reach the spool together and share one group commit, where
+		// each took one of its own (every commit costs about 28 KB of
+		// disk). A crash before it is durable sends the message again,
+		// as a crash just before it always could.
+		bg.Go(func() {
+			err := s.opt.Store.Delete(m.ID)
+			if err == nil || errors.Is(err, spool.ErrNotFound) {
+				return
+			}
+			// Record the deliveries instead; the orphan sweep deletes
+			// the message later so it is never sent twice.
+			s.log.Error("deliver: cannot delete delivered message", "id", m.ID, "err", err)
+			s.orphans.Store(true)
+			record()
+		})
+		return
+	}
+	record()
+}
+
+// record writes the outcome of one attempt (settle) into m's record, then
+// finishes a message with no recipient pending.
+func (s *Scheduler) record(m *spool.Message, p *pass, out map[string]outcome, summary, lastReply string, now time.Time) {
 	updated, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
 		for i := range msg.Recipients {
 			r := &msg.Recipients[i]

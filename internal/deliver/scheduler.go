@@ -346,6 +346,7 @@ func (s *Scheduler) deliverAll(ctx context.Context, msgs []*spool.Message) {
 			for m := range work {
 				w.deliver(ctx, m)
 			}
+			w.bg.Wait() // the Tick ends with every delivered message gone
 			s.putIdle(w.sess)
 		})
 	}
@@ -461,6 +462,9 @@ func (s *Scheduler) charge(msg *spool.Message, p *pass, add ...spool.Attempt) er
 type worker struct {
 	s    *Scheduler
 	sess *session
+	// bg waits for the deletes of delivered messages (settle), which run
+	// beside the worker's next attempt.
+	bg sync.WaitGroup
 }
 
 // conn returns a ready session to upstream i: the worker's own after RSET,
@@ -561,7 +565,7 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 		} else {
 			s.upstream(i, nil)
 		}
-		s.settle(fresh, p, name, pending, results, sendErr)
+		s.settle(fresh, p, name, pending, results, sendErr, &w.bg)
 		return
 	}
 	if ctx.Err() != nil && !p.recorded {

@@ -318,6 +318,36 @@ func TestSchedulerRecordsAttemptBeforeSend(t *testing.T) {
 	}
 }
 
+// TestSchedulerDeleteBesideNextAttempt: a delivered message's delete does
+// not hold up the worker's next attempt, so the two can share a group
+// commit; the Tick still ends with the message deleted.
+func TestSchedulerDeleteBesideNextAttempt(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1})
+	h := newHarness(t, d, func(o *SchedulerOptions) { o.Connections = 1 })
+	first := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	second := h.store.add("scanner@lab.example.edu", []string{"bob@example.edu"}, schedBody)
+	secondSent := make(chan struct{})
+	d.during = func(c *fakeConn, rcpts []string) {
+		if rcpts[0] == "bob@example.edu" {
+			close(secondSent)
+		}
+	}
+	h.store.onDelete = func(id string) {
+		if id != first.ID {
+			return
+		}
+		select {
+		case <-secondSent:
+		case <-time.After(5 * time.Second):
+			t.Error("the first message's delete held up the second attempt")
+		}
+	}
+	h.tick()
+	if h.store.get(first.ID) != nil || h.store.get(second.ID) != nil || h.store.count() != 0 {
+		t.Fatalf("%d messages left after the Tick", h.store.count())
+	}
+}
+
 // TestSchedulerSessionReuse: one session carries consecutive messages with
 // RSET between, survives a short idle, and is closed after IdleClose.
 func TestSchedulerSessionReuse(t *testing.T) {
