@@ -5,8 +5,8 @@
 #   scripts/diskwrite-bench.sh [--reps 3] [--n1k 2000] [--n100k 500] [--n1m 200] [--out DIR]
 #
 # Each relay forwards N messages of 1 KiB, 100 KiB and 1 MiB (smtp-source,
-# 8 clients) to the shared
-# benchmark's TLS sink over STARTTLS; the disk's sectors-written counter
+# 8 clients) to the shared benchmark's TLS sink over STARTTLS; the disk's
+# sectors-written counter
 # (/proc/diskstats) is read after `sync` before the load and again after
 # the sink has every message and the relay has cleaned up (its queue files
 # or spool records deleted), so journaling and deletes are counted too.
