@@ -2,10 +2,10 @@
 # diskwrite-bench.sh - bytes written to disk per forwarded message, relaybox
 # next to Postfix: the figure that wears out a board's SD card.
 #
-#   scripts/diskwrite-bench.sh [--reps 3] [--n1k 2000] [--n100k 500] [--n1m 200] [--out DIR]
+#   scripts/diskwrite-bench.sh [--reps 3] [--conc 8] [--n1k 2000] [--n100k 500] [--n1m 200] [--out DIR]
 #
 # Each relay forwards N messages of 1 KiB, 100 KiB and 1 MiB (smtp-source,
-# 8 clients) to the shared benchmark's TLS sink over STARTTLS; the disk's
+# --conc clients) to the shared benchmark's TLS sink over STARTTLS; the disk's
 # sectors-written counter
 # (/proc/diskstats) is read after `sync` before the load and again after
 # the sink has every message and the relay has cleaned up (its queue files
@@ -24,12 +24,13 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 BENCH=${BENCH:-$HERE/../../shared/bench}
-REPS=3 N1K=2000 N100K=500 N1M=200 OUT=/tmp/relaybox-diskwrite WARM=1
+REPS=3 CONC=8 N1K=2000 N100K=500 N1M=200 OUT=/tmp/relaybox-diskwrite WARM=1
 while (($#)); do
 	case $1 in
 		--reps) REPS=$2; shift 2 ;;
 		--n1k) N1K=$2; shift 2 ;;
 		--n100k) N100K=$2; shift 2 ;;
+		--conc) CONC=$2; shift 2 ;;
 		--n1m) N1M=$2; shift 2 ;;
 		--out) OUT=$2; shift 2 ;;
 		--no-warm) WARM=0; shift ;;
@@ -78,13 +79,13 @@ for rep in $(seq "$REPS"); do
 			n=$(( size == 1024 ? N1K : size == 102400 ? N100K : N1M ))
 			if ((WARM)); then
 				curl -s 127.0.0.1:2801/reset >/dev/null
-				smtp-source -s 8 -m "$n" -l "$size" -f a@lab.example -t b@campus.example "$addr" >/dev/null
+				smtp-source -s "$CONC" -m "$n" -l "$size" -f a@lab.example -t b@campus.example "$addr" >/dev/null
 				curl -s "127.0.0.1:2801/wait?count=$n&timeout=600" >/dev/null
 			fi
 			sleep 2; sync; s0=$(sectors)
 			w0=$(relay_write $(RELAY_ADDR=$addr "$drv" pids 2>/dev/null || true))
 			curl -s 127.0.0.1:2801/reset >/dev/null
-			smtp-source -s 8 -m "$n" -l "$size" -f a@lab.example -t b@campus.example "$addr" >/dev/null
+			smtp-source -s "$CONC" -m "$n" -l "$size" -f a@lab.example -t b@campus.example "$addr" >/dev/null
 			curl -s "127.0.0.1:2801/wait?count=$n&timeout=600" >/dev/null
 			sleep 3; sync; s1=$(sectors)
 			w1=$(relay_write $(RELAY_ADDR=$addr "$drv" pids 2>/dev/null || true))
@@ -94,7 +95,7 @@ for rep in $(seq "$REPS"); do
 		RELAY_ADDR=$addr "$drv" stop >>"$OUT/driver.log" 2>&1
 	done
 done
-echo "bytes written to disk per message (warm-up: $( ((WARM)) && echo "n of the same size" || echo none)), medians over $REPS reps (disk = /proc/diskstats $DEV; process = write_bytes in /proc/PID/io summed over the relay's processes):"
+echo "bytes written to disk per message, $CONC clients (warm-up: $( ((WARM)) && echo "n of the same size" || echo none)), medians over $REPS reps (disk = /proc/diskstats $DEV; process = write_bytes in /proc/PID/io summed over the relay's processes):"
 for size in 1024 102400 1048576; do for relay in postfix relaybox; do
 	med() { awk -F, -v s="$size" -v t="$relay" -v c="$1" '$3==s && $2==t {print $c}' "$OUT/diskwrite.csv" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 	printf '  %-8s %7d B: disk %10s B/msg   process %10s B/msg\n' "$relay" "$size" "$(med 5)" "$(med 6)"

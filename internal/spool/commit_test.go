@@ -226,3 +226,83 @@ func TestGatherFollowsCommitTime(t *testing.T) {
 		}
 	}
 }
+
+// A lone client's message within the buffer budget is stored in one
+// transaction at Commit, not one per chunk: each costs about 28 KB of disk
+// beyond the data. It used to take five for 1 MiB.
+func TestLoneWriterCommitsOnce(t *testing.T) {
+	s := openAt(t, tempPath(t), Options{})
+	body := randomBody(1 << 20)
+	w, err := s.Create(testEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0 := s.commits.Load()
+	for p := body; len(p) > 0; p = p[min(len(p), 64<<10):] {
+		if _, err := w.Write(p[:min(len(p), 64<<10)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := w.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.commits.Load() - c0; n != 1 {
+		t.Errorf("%d transactions for a 1 MiB message, want 1", n)
+	}
+	if m.Chunks != 5 {
+		t.Errorf("%d chunks, want 5", m.Chunks)
+	}
+	assertBody(t, s, m.ID, body)
+	if n := s.bufsHeld.Load(); n != 0 {
+		t.Errorf("%d chunk buffers still counted after Commit", n)
+	}
+}
+
+// The budget is shared: a writer stores what it holds as soon as others'
+// buffers leave no room, in one transaction, and every buffer comes back.
+func TestBufferBudgetShared(t *testing.T) {
+	const cs = 4096
+	s := openAt(t, tempPath(t), Options{ChunkSize: cs, BufferBudget: 3 * cs})
+	a, _ := s.Create(testEnv())
+	b, _ := s.Create(testEnv())
+	bodyA, bodyB := randomBody(5*cs+10), randomBody(100)
+	c0 := s.commits.Load()
+	if _, err := a.Write(bodyA[:2*cs]); err != nil { // two full chunks held, a third buffer filling
+		t.Fatal(err)
+	}
+	if _, err := b.Write(bodyB); err != nil { // b's one buffer: always granted
+		t.Fatal(err)
+	}
+	if n := s.commits.Load() - c0; n != 0 {
+		t.Fatalf("%d transactions within the budget", n)
+	}
+	if _, err := a.Write(bodyA[2*cs:]); err != nil { // no room for more: a stores its three, then two more
+		t.Fatal(err)
+	}
+	if n := keyCount(t, s, bucketMsgs, a.ID()); n != 5 {
+		t.Errorf("%d of a's chunks stored before its commit, want 5", n)
+	}
+	if n := s.commits.Load() - c0; n != 2 {
+		t.Errorf("%d transactions storing a's five chunks past the budget, want 2", n)
+	}
+	ma, err := a.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := b.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertBody(t, s, ma.ID, bodyA)
+	assertBody(t, s, mb.ID, bodyB)
+	if n := s.bufsHeld.Load(); n != 0 {
+		t.Errorf("%d chunk buffers still counted", n)
+	}
+	w, _ := s.Create(testEnv())
+	w.Write(randomBody(3 * cs))
+	w.Abort()
+	if n := s.bufsHeld.Load(); n != 0 {
+		t.Errorf("%d chunk buffers still counted after Abort", n)
+	}
+}

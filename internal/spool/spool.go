@@ -63,7 +63,10 @@ const (
 	// Windows grows the file to the mapped size.
 	initialMmap = 16 << 20
 
-	defaultChunkSize    = 256 << 10 // rounded down to whole pages by chunkSizeFor
+	defaultChunkSize = 256 << 10 // rounded down to whole pages by chunkSizeFor
+	// defaultBufferChunks is the default BufferBudget in chunks: what 8
+	// clients sending at once hold anyway, one chunk each (Writer).
+	defaultBufferChunks = 8
 	defaultHistoryLimit = 20
 	// maxCheckErrors bounds how many tx.Check findings go into the error
 	// an admin reads; the rest are counted.
@@ -90,8 +93,12 @@ var (
 
 // Options tune a Spool. The zero value is usable.
 type Options struct {
-	MaxSize      int64            // quota: sum of stored body bytes incl. in-progress writes; 0 = unlimited
-	ChunkSize    int              // body chunk size, default about 256 KiB (chunkSizeFor)
+	MaxSize   int64 // quota: sum of stored body bytes incl. in-progress writes; 0 = unlimited
+	ChunkSize int   // body chunk size, default about 256 KiB (chunkSizeFor)
+	// BufferBudget bounds the chunk buffers all writers hold together; a
+	// writer keeps full chunks in memory, to store them in fewer
+	// transactions, only within it (Writer). Default 8 chunks (2 MiB).
+	BufferBudget int64
 	Now          func() time.Time // default time.Now
 	Logger       *slog.Logger     // default discard
 	HistoryLimit int              // attempts kept per message, default 20
@@ -125,7 +132,8 @@ type Spool struct {
 	// inlineMax is the largest chunk stored as pieces; larger chunks get a
 	// bucket of their own (putChunk).
 	inlineMax int
-	bufs      sync.Pool // *[]byte of ChunkSize capacity (chunkBuf)
+	bufs      sync.Pool    // *[]byte of ChunkSize capacity (chunkBuf)
+	bufsHeld  atomic.Int64 // chunk buffers writers hold (takeBuf)
 	opt       Options
 	log       *slog.Logger
 	ids       idGen
@@ -232,6 +240,9 @@ func Open(path string, opt Options) (*Spool, error) {
 	pageSize := db.Info().PageSize
 	if opt.ChunkSize <= 0 {
 		opt.ChunkSize = chunkSizeFor(pageSize)
+	}
+	if opt.BufferBudget <= 0 {
+		opt.BufferBudget = defaultBufferChunks * int64(opt.ChunkSize)
 	}
 	s := &Spool{
 		db:        db,

@@ -214,7 +214,8 @@ func TestQuota(t *testing.T) {
 func TestCrashedWriterLeavesNothing(t *testing.T) {
 	path := tempPath(t)
 	clk := newClock()
-	s := openAt(t, path, Options{ChunkSize: 1024, Now: clk.Now})
+	// A budget of one chunk: each is stored as it fills.
+	s := openAt(t, path, Options{ChunkSize: 1024, BufferBudget: 1024, Now: clk.Now})
 	keep := put(t, s, testEnv(), []byte("kept\r\n"))
 	w, err := s.Create(testEnv())
 	if err != nil {
@@ -341,7 +342,7 @@ func TestWriterMemoryBounded(t *testing.T) {
 }
 
 func TestClosed(t *testing.T) {
-	s := openAt(t, tempPath(t), Options{})
+	s := openAt(t, tempPath(t), Options{BufferBudget: 1}) // chunks stored as they fill
 	m := put(t, s, testEnv(), []byte("x"))
 	w, _ := s.Create(testEnv())
 	if err := s.Close(); err != nil {
