@@ -306,3 +306,31 @@ func TestBufferBudgetShared(t *testing.T) {
 		t.Errorf("%d chunk buffers still counted after Abort", n)
 	}
 }
+
+// Extras leave room for one buffer per open writer: with as many writers
+// open as the budget has chunks, each stores its chunks as they fill.
+func TestBufferBudgetKeepsRoomForOpenWriters(t *testing.T) {
+	const cs = 4096
+	s := openAt(t, tempPath(t), Options{ChunkSize: cs, BufferBudget: 3 * cs})
+	var ws []*Writer
+	for range 3 {
+		w, err := s.Create(testEnv())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	c0 := s.commits.Load()
+	if _, err := ws[0].Write(randomBody(cs)); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.commits.Load() - c0; n != 1 {
+		t.Errorf("%d transactions for a full chunk with the budget's worth of writers open, want 1", n)
+	}
+	for _, w := range ws {
+		w.Abort()
+	}
+	if n := s.bufsHeld.Load(); n != 0 {
+		t.Errorf("%d chunk buffers still counted", n)
+	}
+}

@@ -152,11 +152,14 @@ func (s *Spool) putChunkBuf(b []byte) {
 
 // takeBuf counts one more chunk buffer held by a writer against
 // Options.BufferBudget. A writer's first buffer is always granted (extra
-// false); an extra one only while the budget has room for it.
+// false); an extra one only while the budget has room for it beside one
+// buffer for every open writer: those not holding theirs yet will, and
+// the extras would push the total past the budget (at 8 clients x 1 MiB
+// they raised the peak by 2 MiB).
 func (s *Spool) takeBuf(extra bool) bool {
 	for {
 		n := s.bufsHeld.Load()
-		if extra && (n+1)*int64(s.opt.ChunkSize) > s.opt.BufferBudget {
+		if extra && (max(n, int64(s.open.Load()))+1)*int64(s.opt.ChunkSize) > s.opt.BufferBudget {
 			return false
 		}
 		if s.bufsHeld.CompareAndSwap(n, n+1) {
