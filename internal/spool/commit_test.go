@@ -259,33 +259,33 @@ func TestLoneWriterCommitsOnce(t *testing.T) {
 	}
 }
 
-// The budget is shared: a writer stores what it holds as soon as others'
-// buffers leave no room, in one transaction, and every buffer comes back.
-func TestBufferBudgetShared(t *testing.T) {
+// Extra buffers go to a writer alone, within the budget: it stores what it
+// holds, in one transaction, when the budget runs out or another writer
+// opens; and every buffer comes back.
+func TestBufferBudget(t *testing.T) {
 	const cs = 4096
 	s := openAt(t, tempPath(t), Options{ChunkSize: cs, BufferBudget: 3 * cs})
 	a, _ := s.Create(testEnv())
-	b, _ := s.Create(testEnv())
-	bodyA, bodyB := randomBody(5*cs+10), randomBody(100)
+	bodyA := randomBody(7*cs + 10)
 	c0 := s.commits.Load()
-	if _, err := a.Write(bodyA[:2*cs]); err != nil { // two full chunks held, a third buffer filling
-		t.Fatal(err)
+	step := func(w *Writer, p []byte, stored, commits int, why string) {
+		t.Helper()
+		if _, err := w.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		if n := keyCount(t, s, bucketMsgs, w.ID()); n != stored {
+			t.Errorf("%s: %d chunks stored, want %d", why, n, stored)
+		}
+		if n := int(s.commits.Load() - c0); n != commits {
+			t.Errorf("%s: %d transactions, want %d", why, n, commits)
+		}
 	}
-	if _, err := b.Write(bodyB); err != nil { // b's one buffer: always granted
-		t.Fatal(err)
-	}
-	if n := s.commits.Load() - c0; n != 0 {
-		t.Fatalf("%d transactions within the budget", n)
-	}
-	if _, err := a.Write(bodyA[2*cs:]); err != nil { // no room for more: a stores its three, then two more
-		t.Fatal(err)
-	}
-	if n := keyCount(t, s, bucketMsgs, a.ID()); n != 5 {
-		t.Errorf("%d of a's chunks stored before its commit, want 5", n)
-	}
-	if n := s.commits.Load() - c0; n != 2 {
-		t.Errorf("%d transactions storing a's five chunks past the budget, want 2", n)
-	}
+	step(a, bodyA[:2*cs], 0, 0, "alone, within the budget")
+	step(a, bodyA[2*cs:3*cs], 3, 1, "alone, past the budget")
+	b, _ := s.Create(testEnv())
+	bodyB := randomBody(100)
+	step(b, bodyB, 0, 1, "a second writer's first bytes")
+	step(a, bodyA[3*cs:5*cs], 5, 3, "with company")
 	ma, err := a.Commit()
 	if err != nil {
 		t.Fatal(err)
@@ -294,43 +294,15 @@ func TestBufferBudgetShared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertBody(t, s, ma.ID, bodyA)
+	assertBody(t, s, ma.ID, bodyA[:5*cs])
 	assertBody(t, s, mb.ID, bodyB)
 	if n := s.bufsHeld.Load(); n != 0 {
 		t.Errorf("%d chunk buffers still counted", n)
 	}
 	w, _ := s.Create(testEnv())
-	w.Write(randomBody(3 * cs))
+	w.Write(bodyA)
 	w.Abort()
 	if n := s.bufsHeld.Load(); n != 0 {
 		t.Errorf("%d chunk buffers still counted after Abort", n)
-	}
-}
-
-// Extras leave room for one buffer per open writer: with as many writers
-// open as the budget has chunks, each stores its chunks as they fill.
-func TestBufferBudgetKeepsRoomForOpenWriters(t *testing.T) {
-	const cs = 4096
-	s := openAt(t, tempPath(t), Options{ChunkSize: cs, BufferBudget: 3 * cs})
-	var ws []*Writer
-	for range 3 {
-		w, err := s.Create(testEnv())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws = append(ws, w)
-	}
-	c0 := s.commits.Load()
-	if _, err := ws[0].Write(randomBody(cs)); err != nil {
-		t.Fatal(err)
-	}
-	if n := s.commits.Load() - c0; n != 1 {
-		t.Errorf("%d transactions for a full chunk with the budget's worth of writers open, want 1", n)
-	}
-	for _, w := range ws {
-		w.Abort()
-	}
-	if n := s.bufsHeld.Load(); n != 0 {
-		t.Errorf("%d chunk buffers still counted", n)
 	}
 }

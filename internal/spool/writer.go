@@ -15,16 +15,14 @@ var errWriterDone = errors.New("spool: writer already committed or aborted")
 // Writer streams one message body into the spool. It implements io.Writer.
 // It is not safe for concurrent use; one SMTP session owns it.
 //
-// Memory: one chunk buffer, and more while the spool's buffer budget
-// (Options.BufferBudget, shared by all writers) has room. A full chunk is
-// kept in memory while the budget allows and stored, with every other full
-// chunk the writer holds, in one transaction when it does not, or at
-// Commit. Each transaction costs about 28 KB of disk beyond the data (the
+// Memory: one chunk buffer; a writer alone (no other open writer) may take
+// more within the spool's buffer budget (Options.BufferBudget). It keeps
+// full chunks in memory while it may, and stores them, with the full
+// buffer, in one transaction when it may not, or at Commit. Each transaction costs about 28 KB of disk beyond the data (the
 // meta page, the tree pages, the inode), so a lone client's 1 MiB message
 // took five of them, one per chunk and the commit, and 6% more disk than
-// Postfix; now it takes one. With 8 clients sending at once every writer
-// has its one buffer and the budget is spent, as before: full chunks are
-// stored as they fill and the sessions' transactions are group-committed.
+// Postfix; now it takes one. Writers with company store full chunks as
+// they fill, and the sessions' transactions are group-committed.
 // A second buffer per writer regardless (the next chunk filling while the
 // last was fsynced) cost 4 MiB at 8 clients (scripts/cpu-split.sh).
 type Writer struct {
@@ -152,14 +150,15 @@ func (s *Spool) putChunkBuf(b []byte) {
 
 // takeBuf counts one more chunk buffer held by a writer against
 // Options.BufferBudget. A writer's first buffer is always granted (extra
-// false); an extra one only while the budget has room for it beside one
-// buffer for every open writer: those not holding theirs yet will, and
-// the extras would push the total past the budget (at 8 clients x 1 MiB
-// they raised the peak by 2 MiB).
+// false). An extra one only to a writer alone (no other open writer)
+// while the budget has room: writers with company share their
+// transactions by group commit anyway, and extras handed out whenever
+// fewer than 8 writers happened to be open raised the peak memory at 8
+// clients x 1 MiB by 2 MiB (scripts/cpu-split.sh) for no disk saved.
 func (s *Spool) takeBuf(extra bool) bool {
 	for {
 		n := s.bufsHeld.Load()
-		if extra && (max(n, int64(s.open.Load()))+1)*int64(s.opt.ChunkSize) > s.opt.BufferBudget {
+		if extra && (s.open.Load() > 1 || (n+1)*int64(s.opt.ChunkSize) > s.opt.BufferBudget) {
 			return false
 		}
 		if s.bufsHeld.CompareAndSwap(n, n+1) {
