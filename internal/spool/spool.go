@@ -467,19 +467,22 @@ func (s *Spool) deleteMessage(tx *bbolt.Tx, id string) (int, error) {
 func (s *Spool) deletePrefix(tx *bbolt.Tx, b *bbolt.Bucket, prefix []byte) (int, error) {
 	type key struct {
 		k      []byte
-		bucket bool
+		bucket *bbolt.Bucket
 	}
 	var keys []key
 	c := b.Cursor()
 	for k, v := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
-		// The cursor shows a nested bucket as a nil value.
-		keys = append(keys, key{append([]byte(nil), k...), v == nil && b.Bucket(k) != nil})
+		var nested *bbolt.Bucket
+		if v == nil { // the cursor shows a nested bucket as a nil value
+			nested = b.Bucket(k)
+		}
+		keys = append(keys, key{append([]byte(nil), k...), nested})
 	}
 	for _, k := range keys {
 		del := b.Delete
-		if k.bucket {
+		if k.bucket != nil {
 			del = b.DeleteBucket
-			s.noteFreed(tx, b.Bucket(k.k))
+			s.noteFreed(tx, k.bucket)
 		}
 		if err := del(k.k); err != nil {
 			return 0, err

@@ -18,13 +18,14 @@ var errWriterDone = errors.New("spool: writer already committed or aborted")
 // Memory: one chunk buffer; a writer alone (no other open writer) may take
 // more within the spool's buffer budget (Options.BufferBudget). It keeps
 // full chunks in memory while it may, and stores them, with the full
-// buffer, in one transaction when it may not, or at Commit. Each transaction costs about 28 KB of disk beyond the data (the
-// meta page, the tree pages, the inode), so a lone client's 1 MiB message
-// took five of them, one per chunk and the commit, and 6% more disk than
-// Postfix; now it takes one. Writers with company store full chunks as
-// they fill, and the sessions' transactions are group-committed.
-// A second buffer per writer regardless (the next chunk filling while the
-// last was fsynced) cost 4 MiB at 8 clients (scripts/cpu-split.sh).
+// buffer, in one transaction when it may not, or at Commit. Each
+// transaction costs about 28 KB of disk beyond the data (the meta page,
+// the tree pages, the inode), so a lone client's 1 MiB message took five
+// of them, one per chunk and the commit, and 5% more disk than Postfix;
+// now it takes one. Writers with company store full chunks as they fill,
+// and the sessions' transactions are group-committed. A second buffer per
+// writer regardless (the next chunk filling while the last was fsynced)
+// cost 4 MiB at 8 clients (scripts/cpu-split.sh).
 type Writer struct {
 	s        *Spool
 	id       string
@@ -92,7 +93,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		p = p[k:]
 		n += k
 		if len(w.buf) == cs {
-			if w.s.takeBuf(true) {
+			if w.s.takeExtra() {
 				w.full = append(w.full, w.buf)
 				w.buf = w.s.chunkBuf()
 			} else if err := w.flush(); err != nil {
@@ -117,7 +118,7 @@ func (w *Writer) grow(need int) {
 		nb = make([]byte, 0, min(c, cs))
 	}
 	if cap(nb) == cs {
-		w.s.takeBuf(false) // putChunkBuf gives it back
+		w.s.bufsHeld.Add(1) // putChunkBuf gives it back
 	}
 	nb = nb[:len(w.buf)]
 	copy(nb, w.buf)
@@ -148,17 +149,17 @@ func (s *Spool) putChunkBuf(b []byte) {
 	}
 }
 
-// takeBuf counts one more chunk buffer held by a writer against
-// Options.BufferBudget. A writer's first buffer is always granted (extra
-// false). An extra one only to a writer alone (no other open writer)
-// while the budget has room: writers with company share their
-// transactions by group commit anyway, and extras handed out whenever
-// fewer than 8 writers happened to be open raised the peak memory at 8
-// clients x 1 MiB by 2 MiB (scripts/cpu-split.sh) for no disk saved.
-func (s *Spool) takeBuf(extra bool) bool {
+// takeExtra counts one more chunk buffer against Options.BufferBudget, for
+// a writer that already holds one, and says whether it may have it: only a
+// writer alone (no other open writer), while the budget has room. Writers
+// with company share their transactions by group commit anyway, and extras
+// handed out whenever fewer than 8 writers happened to be open raised the
+// peak memory at 8 clients x 1 MiB by 2 MiB (scripts/cpu-split.sh) for no
+// disk saved. A writer's first buffer is always granted (grow).
+func (s *Spool) takeExtra() bool {
 	for {
 		n := s.bufsHeld.Load()
-		if extra && (s.open.Load() > 1 || (n+1)*int64(s.opt.ChunkSize) > s.opt.BufferBudget) {
+		if s.open.Load() > 1 || (n+1)*int64(s.opt.ChunkSize) > s.opt.BufferBudget {
 			return false
 		}
 		if s.bufsHeld.CompareAndSwap(n, n+1) {
@@ -179,12 +180,18 @@ func (s *Spool) putChunks(tx *bbolt.Tx, id string, idx int, data ...[]byte) erro
 	return nil
 }
 
-// release returns the writer's buffers to the pool and the budget.
-func (w *Writer) release() {
+// releaseFull returns the full chunks held to the pool and the budget,
+// once no transaction holds them.
+func (w *Writer) releaseFull() {
 	for _, b := range w.full {
 		w.s.putChunkBuf(b)
 	}
-	w.full = nil
+	w.full = w.full[:0]
+}
+
+// release returns all of the writer's buffers.
+func (w *Writer) release() {
+	w.releaseFull()
 	w.s.putChunkBuf(w.buf)
 	w.buf = nil
 }
@@ -212,10 +219,7 @@ func (w *Writer) flush() error {
 		return fmt.Errorf("spool: store chunk of %s: %w", w.id, err)
 	}
 	w.chunks += len(data)
-	for _, b := range w.full {
-		w.s.putChunkBuf(b)
-	}
-	w.full = w.full[:0]
+	w.releaseFull()
 	w.buf = w.buf[:0]
 	return nil
 }
