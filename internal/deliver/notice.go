@@ -95,9 +95,6 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 			done = false
 		}
 	}
-	record := func() {
-		s.record(m, p, out, summary, lastReply, now)
-	}
 	if done {
 		// The delete does not hold up the worker's next attempt: both
 		// reach the spool together and share one group commit, where
@@ -113,11 +110,11 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 			// the message later so it is never sent twice.
 			s.log.Error("deliver: cannot delete delivered message", "id", m.ID, "err", err)
 			s.orphans.Store(true)
-			record()
+			s.record(m, p, out, summary, lastReply, now)
 		})
 		return
 	}
-	record()
+	s.record(m, p, out, summary, lastReply, now)
 }
 
 // record writes the outcome of one attempt (settle) into m's record, then
