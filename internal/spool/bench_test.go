@@ -20,11 +20,7 @@ func BenchmarkCommit1KiB(b *testing.B) {
 	}
 	for _, sessions := range []int{1, 8} {
 		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {
-			s, err := Open(b.TempDir()+"/spool.db", Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := openAt(b, tempPath(b), Options{})
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			start := s.commits.Load()
@@ -67,11 +63,7 @@ func BenchmarkRoundTrip1MiB(b *testing.B) {
 		piece[i] = 'a' + byte(i%26)
 	}
 	const sessions = 8
-	s, err := Open(b.TempDir()+"/spool.db", Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := openAt(b, tempPath(b), Options{})
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start, st0 := s.commits.Load(), s.db.Stats()

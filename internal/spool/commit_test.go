@@ -64,12 +64,19 @@ func blockCommitter(t *testing.T, s *Spool) (release func()) {
 		t.Fatal(err)
 	}
 	<-entered
-	return func() {
-		close(gate)
-		if err := <-done; err != nil {
-			t.Errorf("blocker: %v", err)
-		}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			close(gate)
+			if err := <-done; err != nil {
+				t.Errorf("blocker: %v", err)
+			}
+		})
 	}
+	// A test that fails while the committer is parked must not hang in
+	// Close: this cleanup runs before openAt's.
+	t.Cleanup(release)
+	return release
 }
 
 // waitQueued waits until n requests are queued for the committer.

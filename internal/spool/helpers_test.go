@@ -41,13 +41,13 @@ func testLogger(buf *syncBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, nil))
 }
 
-func tempPath(t *testing.T) string {
+func tempPath(t testing.TB) string {
 	return filepath.Join(t.TempDir(), "data", "spool.db")
 }
 
 // openAt opens a spool and closes it at the end of the test (a second
 // Close is harmless).
-func openAt(t *testing.T, path string, opt Options) *Spool {
+func openAt(t testing.TB, path string, opt Options) *Spool {
 	t.Helper()
 	s, err := Open(path, opt)
 	if err != nil {
