@@ -33,6 +33,9 @@ func (u usageError) Error() string { return u.err.Error() }
 func (u usageError) Unwrap() error { return u.err }
 
 func main() {
+	if calledAsSendmail(os.Args[0]) {
+		os.Exit(cmdSendmail(os.Args[1:], os.Stdin, os.Stderr))
+	}
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -62,6 +65,12 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdQueue(rest, stdout, stderr)
 	case "log":
 		err = cmdLog(rest, stdout, stderr)
+	case "sendmail":
+		// sysexits codes, not the 0/1/2 of the other commands: callers
+		// of sendmail test for 75 (try again later).
+		return cmdSendmail(rest, os.Stdin, stderr)
+	case "hash-password":
+		err = cmdHashPassword(rest, os.Stdin, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "relaybox %s (%s, %s/%s)\n", version, goVersion(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "-help", "--help":
@@ -99,6 +108,9 @@ commands:
                  [-config FILE | -admin HOST:PORT] [-json]   the running daemon's queue
   log            [-n N] [-config FILE | -admin HOST:PORT] [-json]   the running daemon's recent events
   service        install|uninstall|start|stop|restart|status|unit [-config FILE]   run as a systemd / Windows service
+  sendmail       [-t] [-i] [-f ADDR] [-F NAME] [ADDR...]   submit the message on stdin to the local daemon
+                 (also as a link named sendmail; sysexits codes: 0 queued, 75 try later, 64/65/67 refused)
+  hash-password                   read a password (twice, not echoed) and print its bcrypt hash
   version                         print the version
 
 Without -config, relaybox runs on built-in defaults: listen 127.0.0.1:2525,

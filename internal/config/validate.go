@@ -242,7 +242,7 @@ func (a Auth) check(p *problems) {
 			p.add(key+".password_hash", "is %q (copied from check-config output?); paste the real bcrypt hash", RedactedText)
 		case !looksLikeBcrypt(u.PasswordHash):
 			// Never echo the value: it may be a plain password typed by mistake.
-			p.add(key+".password_hash", "is not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters); generate one with: htpasswd -nbBC 10 NAME PASSWORD (the part after the colon)")
+			p.add(key+".password_hash", "is not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters); generate one with: relaybox hash-password")
 		}
 	}
 }
