@@ -40,6 +40,7 @@ type Options struct {
 	Now      func() time.Time // default time.Now
 	Password string           // "" = no authentication
 	Logger   *slog.Logger     // default discard
+	Started  time.Time        // when the process started (process_start_time_seconds); default: NewServer's time
 }
 
 // Server is the admin HTTP API and command layer. It implements
@@ -57,6 +58,9 @@ var _ http.Handler = (*Server)(nil)
 func NewServer(opt Options) *Server {
 	if opt.Now == nil {
 		opt.Now = time.Now
+	}
+	if opt.Started.IsZero() {
+		opt.Started = opt.Now()
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
