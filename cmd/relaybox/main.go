@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"relaybox/internal/config"
 )
@@ -100,7 +101,8 @@ func usage(w io.Writer) {
 commands:
   run            [-config FILE]   run the relay in the foreground
   demo                            relay on 127.0.0.1:2525 plus a local TLS upstream that prints what it gets
-  check-config   [-config FILE]   validate and print the effective config (secrets redacted)
+  check-config   [-config FILE] [-ready]   validate and print the effective config (secrets redacted);
+                 -ready also fails while the sample's placeholders (example.edu) are left
   upstream-check [-config FILE]   connect to each upstream: TLS, verify, EHLO, AUTH; sends nothing
   send-test      -to ADDR [-server HOST:PORT] [-from ADDR]   send one test message
   status         [-config FILE | -admin HOST:PORT] [-json]   the running daemon's health
@@ -160,12 +162,17 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check-config", stderr)
 	path := fs.String("config", "", "config file (default: built-in defaults)")
+	ready := fs.Bool("ready", false, "also fail (exit 2) while the config holds a sample's placeholders (example.edu): ready to start as a service")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	c, err := loadConfig(*path)
 	if err != nil {
 		return err
+	}
+	if p := c.Placeholders(); *ready && len(p) > 0 {
+		return usageError{fmt.Errorf("%s still holds the sample's placeholders; edit them, then start the service:\n  %s",
+			*path, strings.Join(p, "\n  "))}
 	}
 	for _, w := range warnings(c) {
 		fmt.Fprintln(stderr, "warning:", w)
@@ -184,6 +191,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 // warnings are settings that are valid but probably not what the admin wants.
 func warnings(c config.Config) []string {
 	var w []string
+	w = append(w, c.Placeholders()...)
 	if len(c.Policy.RecipientDomains) == 0 {
 		w = append(w, "policy.recipient_domains is empty: every recipient will be refused")
 	}
