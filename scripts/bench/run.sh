@@ -23,7 +23,7 @@
 # accept rate = N / time until smtp-source exits; end-to-end rate = N / time
 # until the sink holds all N. A case fails (and says why) when smtp-source
 # fails, the sink gets other than N, or a message reached it without TLS.
-# Peak RSS: the relay's processes summed, sampled every 0.2 s.
+# Peak PSS: the relay's processes summed, sampled every 0.5 s.
 #
 # Needs: smtp-source and postfix (Debian package postfix; no system mail
 # setup is needed: echo "postfix postfix/main_mailer_type select No
@@ -80,13 +80,21 @@ for _ in $(seq 100); do curl -sf "http://$HTTP/stats" >/dev/null && break; sleep
 curl -sf "http://$HTTP/stats" >/dev/null || die "the sink did not start (see $OUT/sink.log)"
 
 field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$2"; }
-rss_of() { # summed RSS (KiB) of the given pids
-	local p t=0 r
-	for p in "$@"; do r=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null) && t=$((t + ${r:-0})); done
+# pss_of: summed PSS (KiB) of the given pids. PSS, not RSS: Postfix's
+# processes share most of their pages, and RSS would count them once per
+# process. No fork per process (Postfix has dozens during a load).
+pss_of() {
+	local p t=0 k v _
+	for p in "$@"; do
+		[[ -r /proc/$p/smaps_rollup ]] || continue
+		while read -r k v _; do
+			[[ $k == Pss: ]] && t=$((t + v))
+		done <"/proc/$p/smaps_rollup" 2>/dev/null || true
+	done
 	echo "$t"
 }
 
-echo "rep,relay,size,conc,n,accept_msgs_s,e2e_msgs_s,peak_rss_kib,status" >"$OUT/results.csv"
+echo "rep,relay,size,conc,n,accept_msgs_s,e2e_msgs_s,peak_pss_kib,status" >"$OUT/results.csv"
 for rep in $(seq "$REPS"); do
 	for spec in "${RELAYS[@]}"; do
 		name=${spec%%=*} rest=${spec#*=}
@@ -104,8 +112,18 @@ for rep in $(seq "$REPS"); do
 				n=$N
 				((size < 1048576)) || n=$((N / 5 > 10 ? N / 5 : 10))
 				curl -sf "http://$HTTP/reset" >/dev/null
-				pids=$(RELAY_ADDR=$addr "$driver" pids | paste -sd' ')
-				(peak=0; while :; do r=$(rss_of $pids); ((r > peak)) && peak=$r && echo "$peak" >"$OUT/peak"; sleep 0.2; done) &
+				# The relay's processes are asked for at every sample: Postfix
+				# starts smtpd and smtp processes as the load arrives.
+				(
+					set +e
+					peak=0
+					while :; do
+						r=$(pss_of $(RELAY_ADDR=$addr "$driver" pids))
+						if ((r > peak)); then peak=$r; fi
+						echo "$peak" >"$OUT/peak"
+						sleep 0.5
+					done
+				) &
 				sampler=$!
 				t0=$(date +%s%N) rc=0
 				smtp-source -s "$conc" -m "$n" -l "$size" -f "$FROM" -t "$TO" "$addr" >"$OUT/src-$name-$size-$conc-$rep.log" 2>&1 || rc=$?
@@ -137,7 +155,7 @@ done
 {
 	echo "# relays side by side ($(date -Is), $(uname -srm), $(nproc) CPUs, upstream $UPSTREAM, $REPS reps)"
 	echo
-	echo "| relay | size | conc | n | accept msg/s | e2e msg/s | e2e vs ${RELAYS[0]%%=*} | peak RSS MiB | failures |"
+	echo "| relay | size | conc | n | accept msg/s | e2e msg/s | e2e vs ${RELAYS[0]%%=*} | peak PSS MiB | failures |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
 	tail -n +2 "$OUT/results.csv" | sort -t, -k3,3n -k4,4n -s | awk -F, -v first="${RELAYS[0]%%=*}" '
 		function med(s,   a, k, i, j, t) {
@@ -152,7 +170,7 @@ done
 		END { for (i = 1; i <= no; i++) { k = order[i]; split(k, f, SUBSEP)
 			base = med(e2e[first SUBSEP f[2] SUBSEP f[3]])
 			printf "| %s | %d | %d | %d | %.1f | %.1f | %s | %.1f | %s |\n", f[1], f[2], f[3], n[k],
-				med(acc[k]), med(e2e[k]), base > 0 ? sprintf("%.2f", med(e2e[k]) / base) : "-", peak[k] / 1024, bad[k] } }'
+				med(acc[k]), med(e2e[k]), (base > 0 ? sprintf("%.2f", med(e2e[k]) / base) : "-"), peak[k] / 1024, bad[k] } }'
 } >"$OUT/summary.md"
 cat "$OUT/summary.md"
 say "results in $OUT"
