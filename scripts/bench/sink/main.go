@@ -114,6 +114,23 @@ func main() {
 		defer implicit.Close()
 	}
 
+	mux := newMux(c)
+	srv := &http.Server{Addr: *httpAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+			log.Fatalf("benchsink: http: %v", err)
+		}
+	}()
+	log.Printf("benchsink: STARTTLS on %s, implicit TLS on %s, counters on http://%s, certificate in %s",
+		*listen, *tlsListen, *httpAddr, *certOut)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+	_ = srv.Close()
+}
+
+// newMux serves the counters: /stats, /reset and /wait.
+func newMux(c *counters) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
 		b, _, _ := c.snapshot()
@@ -148,16 +165,5 @@ func main() {
 			}
 		}
 	})
-	srv := &http.Server{Addr: *httpAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
-			log.Fatalf("benchsink: http: %v", err)
-		}
-	}()
-	log.Printf("benchsink: STARTTLS on %s, implicit TLS on %s, counters on http://%s, certificate in %s",
-		*listen, *tlsListen, *httpAddr, *certOut)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	<-sig
-	_ = srv.Close()
+	return mux
 }
