@@ -20,6 +20,7 @@ require (
 
 require (
 	github.com/jonboulle/clockwork v0.5.0 // indirect
+	golang.org/x/oauth2 v0.38.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 )
 
