@@ -123,11 +123,16 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	for _, w := range warns {
 		log.Warn(w)
 	}
+	tokens, tokenSrcs, err := tokenSources(cfg, log)
+	if err != nil {
+		return nil, usageError{err}
+	}
 	client, err := deliver.NewClient(deliver.ClientOptions{
 		Hostname:  cfg.Hostname,
 		Upstreams: cfg.Upstream,
 		Delivery:  cfg.Delivery,
 		Logger:    log,
+		Tokens:    tokens,
 	})
 	if err != nil {
 		return nil, usageError{err}
@@ -241,6 +246,7 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	d.cancel = cancel
 	d.startConsole(ctx, cmds, client)
 	d.startLED(ctx)
+	d.startTokenRefresh(ctx, tokenSrcs)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()

@@ -74,9 +74,14 @@ func cmdUpstreamCheck(args []string, stdout, stderr io.Writer) error {
 	if len(cfg.Upstream) == 0 {
 		return usageError{errors.New("no [[upstream]] in the config: add one (address, tls) and run this again")}
 	}
+	log := newLogger(cfg.Log, stderr)
+	tokens, _, err := tokenSources(cfg, log)
+	if err != nil {
+		return usageError{err}
+	}
 	client, err := deliver.NewClient(deliver.ClientOptions{
 		Hostname: cfg.Hostname, Upstreams: cfg.Upstream, Delivery: cfg.Delivery,
-		Logger: newLogger(cfg.Log, stderr),
+		Logger: log, Tokens: tokens,
 	})
 	if err != nil {
 		return usageError{err}

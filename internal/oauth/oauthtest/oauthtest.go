@@ -68,6 +68,7 @@ type Server struct {
 	grants   map[string]int
 	scopes   []string // the scope parameter of the last token request
 	lastForm url.Values
+	issued   []string // every access and refresh token ever issued
 }
 
 // Start serves on 127.0.0.1 over plain HTTP (relaybox allows http only to
@@ -138,7 +139,17 @@ func (s *Server) newToken(prefix string) string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	s.n++
-	return fmt.Sprintf("%s-%d-%s", prefix, s.n, hex.EncodeToString(b))
+	tok := fmt.Sprintf("%s-%d-%s", prefix, s.n, hex.EncodeToString(b))
+	s.issued = append(s.issued, tok)
+	return tok
+}
+
+// Issued lists every access and refresh token issued so far, revoked or
+// not: what a no-leak test looks for in the output.
+func (s *Server) Issued() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
 }
 
 func oauthError(w http.ResponseWriter, status int, code, desc string) {
