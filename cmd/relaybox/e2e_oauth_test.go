@@ -169,7 +169,11 @@ func TestE2EOAuthLoginAndUpstreamCheck(t *testing.T) {
 	cfg := writeFile(t, filepath.Join(f.dir, "relaybox.toml"),
 		forwardConfig(filepath.Join(f.dir, "data"), addr, f.up.sink.Addr(), "starttls", f.up.caFile, f.upstreamOAuth(t, refreshFile)))
 
-	// Before the login, the check says what to do.
+	// Before the login, check-config and the check say what to do.
+	if out, err := exec.Command(relayBinary, "check-config", "-config", cfg).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "warning: upstream[0] ("+f.up.sink.Addr()+") has no refresh token yet: run relaybox oauth-login -upstream 0") {
+		t.Fatalf("check-config before login: %v\n%s", err, out)
+	}
 	out, err := exec.Command(relayBinary, "upstream-check", "-config", cfg).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "no refresh token in "+refreshFile+" (run relaybox oauth-login -upstream 0)") {
 		t.Fatalf("upstream-check before login: %v\n%s", err, out)

@@ -185,6 +185,11 @@ func warnings(c config.Config) []string {
 		if u.Insecure {
 			w = append(w, fmt.Sprintf("upstream[%d] (%s) has insecure = true: its certificate is NOT verified", i, u.Address))
 		}
+		if u.IsOAuth() && u.OAuth.Flow == config.FlowRefreshToken {
+			if _, err := os.Stat(u.OAuth.RefreshTokenFile); errors.Is(err, os.ErrNotExist) {
+				w = append(w, fmt.Sprintf("upstream[%d] (%s) has no refresh token yet: run relaybox oauth-login -upstream %d", i, u.Address, i))
+			}
+		}
 	}
 	return w
 }
