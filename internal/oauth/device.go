@@ -83,7 +83,7 @@ func DeviceLogin(ctx context.Context, opt Options, show func(DeviceCode)) (time.
 	}
 	life := defaultLifetime
 	if !tok.Expiry.IsZero() {
-		life = time.Until(tok.Expiry)
+		life = time.Until(tok.Expiry).Round(time.Second)
 	}
 	return life, nil
 }

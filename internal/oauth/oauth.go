@@ -173,7 +173,7 @@ func (s *Source) renew(ctx context.Context) error {
 	// over to the injected one.
 	life := defaultLifetime
 	if !tok.Expiry.IsZero() {
-		life = time.Until(tok.Expiry)
+		life = time.Until(tok.Expiry).Round(time.Second)
 	}
 	s.access, s.expiry, s.lastErr = tok.AccessToken, s.opt.Now().Add(life), nil
 	s.log.Info("oauth: access token fetched", "upstream", s.opt.Name, "flow", string(s.opt.Flow),
@@ -221,21 +221,15 @@ func (s *Source) Run(ctx context.Context, report func(error)) {
 		if ctx.Err() != nil {
 			return
 		}
-		var wait time.Duration
 		switch {
-		case err != nil:
-			if report != nil {
-				report(err)
-			}
-			failing = true
-			wait, retry = retry, min(2*retry, maxRetry)
-		default:
-			if failing && report != nil {
-				report(nil)
-			}
-			failing, retry = false, minRetry
-			wait = s.untilRefresh()
+		case err != nil && report != nil:
+			report(err)
+		case err == nil && failing && report != nil:
+			report(nil)
 		}
+		failing = err != nil
+		var wait time.Duration
+		wait, retry = s.nextWait(err, retry)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -246,19 +240,29 @@ func (s *Source) Run(ctx context.Context, report func(error)) {
 	}
 }
 
+// nextWait is how long Run sleeps after a Token call that returned err,
+// and the retry delay after that. A failed refresh backs off even when
+// the current token still works (Token hid the failure), rather than
+// asking the endpoint again every second until the token runs out.
+func (s *Source) nextWait(err error, retry time.Duration) (wait, nextRetry time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && s.lastErr == nil {
+		d := s.expiry.Add(-s.opt.RefreshBefore).Sub(s.opt.Now())
+		return max(d, time.Second), minRetry
+	}
+	wait = retry
+	if err == nil { // still holding a usable token: retry before it is gone
+		wait = min(wait, max(s.expiry.Add(-minUseful).Sub(s.opt.Now()), time.Second))
+	}
+	return wait, min(2*retry, maxRetry)
+}
+
 // Retry bounds of Run after a failed fetch.
 const (
 	minRetry = 30 * time.Second
 	maxRetry = 10 * time.Minute
 )
-
-// untilRefresh is how long Run sleeps before the next refresh is due.
-func (s *Source) untilRefresh() time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d := s.expiry.Add(-s.opt.RefreshBefore).Sub(s.opt.Now())
-	return max(d, time.Second)
-}
 
 // errNoToken marks the refresh-token file as missing or empty.
 var errNoToken = errors.New("no refresh token")

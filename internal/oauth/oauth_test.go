@@ -425,8 +425,34 @@ func TestRunReportsFailureAndRecovery(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run reported nothing")
 	}
-	if d := s.untilRefresh(); d != time.Second {
-		t.Errorf("untilRefresh without a token = %s", d)
+}
+
+func TestRunBacksOffWhileARefreshFails(t *testing.T) {
+	srv, s, clk, _ := refreshFixture(t)
+	ctx := context.Background()
+	if _, err := s.Token(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if wait, _ := s.nextWait(nil, minRetry); wait != 55*time.Minute {
+		t.Fatalf("wait after a fresh token = %s; want 55m (5m before expiry)", wait)
+	}
+	srv.SetFailure(500)
+	clk.Add(56 * time.Minute) // refresh due, 4m left
+	if _, err := s.Token(ctx); err != nil {
+		t.Fatalf("Token = %v; want the current token", err)
+	}
+	wait, next := s.nextWait(nil, minRetry)
+	if wait != minRetry || next != 2*minRetry {
+		t.Fatalf("wait %s, next %s after a hidden refresh failure; want %s then %s", wait, next, minRetry, 2*minRetry)
+	}
+	wait, _ = s.nextWait(nil, maxRetry)
+	if wait != 3*time.Minute+30*time.Second {
+		t.Fatalf("wait %s; want the time until the token is nearly gone", wait)
+	}
+	clk.Add(5 * time.Minute)
+	_, err := s.Token(ctx)
+	if wait, next := s.nextWait(err, 4*time.Minute); err == nil || wait != 4*time.Minute || next != 8*time.Minute {
+		t.Fatalf("after expiry: err %v wait %s next %s", err, wait, next)
 	}
 }
 
