@@ -1,10 +1,14 @@
 package deliver
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"reflect"
 	"strings"
 	"sync"
@@ -190,5 +194,70 @@ func TestExplicitPlainAndLogin(t *testing.T) {
 	c2 := newTestClient(t, 2*time.Second, up2)
 	if _, err := c2.Dial(testCtx(t), 0); err == nil || !strings.Contains(err.Error(), "not PLAIN") {
 		t.Fatalf("auth = plain against a LOGIN-only relay: err = %v", err)
+	}
+}
+
+// The exact lines on the wire, as Google documents the XOAUTH2 exchange
+// (https://developers.google.com/gmail/imap/xoauth2-protocol): the initial
+// response base64("user=U^Aauth=Bearer T^A^A"), and after the 334 error
+// challenge an empty line, then the server's 535.
+func TestXOAuth2WireExchange(t *testing.T) {
+	cert := newTestCert(t)
+	lines := make(chan string, 10)
+	addr := startRawUpstream(t, func(raw net.Conn) {
+		c := tls.Server(raw, &tls.Config{Certificates: []tls.Certificate{cert.TLS}})
+		defer c.Close()
+		r := bufio.NewReader(c)
+		say := func(s string) { c.Write([]byte(s + "\r\n")) }
+		read := func() string {
+			l, _ := r.ReadString('\n')
+			l = strings.TrimRight(l, "\r\n")
+			lines <- l
+			return l
+		}
+		say("220 relay.test ESMTP")
+		read() // EHLO
+		say("250-relay.test\r\n250 AUTH XOAUTH2")
+		read() // AUTH XOAUTH2 ...
+		say("334 " + base64.StdEncoding.EncodeToString([]byte(`{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}`)))
+		read() // the answer to the challenge
+		say("535-5.7.8 Username and Password not accepted. For more information, go to\r\n535 5.7.8  https://support.google.com/mail/?p=BadCredentials")
+		read() // QUIT or nothing
+	})
+	up := config.Upstream{Address: addr, TLS: "tls", CAFile: cert.CAFile, Username: "scanner@example.edu", Auth: "xoauth2"}
+	ts := &fakeTokens{}
+	c := newBearerClient(t, up, ts)
+	_, err := c.Dial(testCtx(t), 0)
+	e := asError(t, err)
+	if e.Code != 535 || !strings.Contains(e.Text, "the relay said status 400, scope https://mail.google.com/") {
+		t.Fatalf("err = %q", err)
+	}
+	<-lines // EHLO
+	auth, answer := <-lines, <-lines
+	want := "AUTH XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user=scanner@example.edu\x01auth=Bearer tok-0\x01\x01"))
+	if auth != want {
+		t.Errorf("client sent %q\nwant        %q", auth, want)
+	}
+	if answer != "" {
+		t.Errorf("answer to the error challenge %q; want an empty line", answer)
+	}
+	if len(ts.invalidated) != 1 {
+		t.Errorf("the refused token was not invalidated")
+	}
+}
+
+// RFC 7628 3.1 / 3.2.3: gs2 header, host and port, and ^A after an error.
+func TestOAuthBearerWireExchange(t *testing.T) {
+	o := &oauthBearerClient{user: "a,b=c@example.edu", host: "smtp.gmail.com", port: 587, token: "T"}
+	mech, ir, err := o.Start()
+	if err != nil || mech != "OAUTHBEARER" || string(ir) != "n,a=a=2Cb=3Dc@example.edu,\x01host=smtp.gmail.com\x01port=587\x01auth=Bearer T\x01\x01" {
+		t.Fatalf("Start = %q, %q, %v", mech, ir, err)
+	}
+	resp, err := o.Next([]byte(`{"status":"invalid_token","scope":"x"}`))
+	if err != nil || string(resp) != "\x01" || o.refused.Status != "invalid_token" {
+		t.Fatalf("Next = %q, %v", resp, err)
+	}
+	if _, err := o.Next([]byte("again")); err == nil {
+		t.Fatal("a second challenge was answered")
 	}
 }
