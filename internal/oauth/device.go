@@ -59,7 +59,7 @@ func DeviceLogin(ctx context.Context, opt Options, show func(DeviceCode)) (time.
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, opt.HTTPClient)
 	da, err := conf.DeviceAuth(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("oauth: %s: asking for a device code: %w", opt.Name, s.describe(ctx, err))
+		return 0, fmt.Errorf("oauth: %s: asking for a device code: %w%s", opt.Name, s.describe(ctx, err), publicClientHint(err, secret))
 	}
 	show(DeviceCode{URL: da.VerificationURI, Code: da.UserCode, Complete: da.VerificationURIComplete, Expires: da.Expiry})
 	tok, err := conf.DeviceAccessToken(ctx, da)
@@ -73,7 +73,7 @@ func DeviceLogin(ctx context.Context, opt Options, show func(DeviceCode)) (time.
 				return 0, fmt.Errorf("oauth: %s: the login was refused (access_denied): consent was not given", opt.Name)
 			}
 		}
-		return 0, fmt.Errorf("oauth: %s: waiting for the login: %w", opt.Name, s.describe(ctx, err))
+		return 0, fmt.Errorf("oauth: %s: waiting for the login: %w%s", opt.Name, s.describe(ctx, err), publicClientHint(err, secret))
 	}
 	if tok.RefreshToken == "" {
 		return 0, fmt.Errorf("oauth: %s: the login worked but the provider issued no refresh token; add \"offline_access\" to scopes (Microsoft) and run oauth-login again", opt.Name)
@@ -86,4 +86,14 @@ func DeviceLogin(ctx context.Context, opt Options, show func(DeviceCode)) (time.
 		life = time.Until(tok.Expiry).Round(time.Second)
 	}
 	return life, nil
+}
+
+// publicClientHint: Entra ID answers a device login without a secret with
+// invalid_client unless the app registration allows public client flows.
+func publicClientHint(err error, secret string) string {
+	var re *oauth2.RetrieveError
+	if secret == "" && errors.As(err, &re) && (re.ErrorCode == "invalid_client" || re.ErrorCode == "unauthorized_client") {
+		return "; without client_secret_file the app registration must allow public client flows (Entra ID: Authentication, Allow public client flows = Yes)"
+	}
+	return ""
 }

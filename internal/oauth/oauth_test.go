@@ -403,6 +403,11 @@ func TestDeviceLoginWritesTheRefreshToken(t *testing.T) {
 	if _, err := s.Token(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// A confidential client without its secret: the hint names public client flows.
+	srv.ClientSecret = "needed"
+	if _, err := DeviceLogin(ctx, opt, func(DeviceCode) {}); err == nil || !strings.Contains(err.Error(), "Allow public client flows") {
+		t.Fatalf("err = %v", err)
+	}
 	// Other flows need no login.
 	opt.Flow = FlowClientCredentials
 	if _, err := DeviceLogin(ctx, opt, func(DeviceCode) {}); err == nil {
