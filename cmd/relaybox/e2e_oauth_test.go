@@ -203,7 +203,8 @@ func TestE2EOAuthLoginAndUpstreamCheck(t *testing.T) {
 	if err != nil {
 		t.Fatalf("upstream-check: %v\n%s", err, out)
 	}
-	mustContain(t, string(out), "token      ok (access token fetched for scanner@campus.test (refresh_token flow at 127.0.0.1",
+	mustContain(t, string(out), "(tls=starttls, auth=xoauth2, oauth flow=refresh_token)",
+		"token      ok (access token fetched for scanner@campus.test (refresh_token flow at 127.0.0.1",
 		"tls        ok", "verified against "+f.up.caFile, "auth       ok (XOAUTH2 as scanner@campus.test: accepted)", "nothing was sent")
 	for _, secret := range append(f.tokens.Issued(), e2eSecret) {
 		if strings.Contains(string(out), secret) {
@@ -219,4 +220,24 @@ func readFileT(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// With no mail queued, a grant that cannot produce a token already shows
+// in the status (the background refresh), naming the fix.
+func TestE2EOAuthProblemShowsBeforeAnyMail(t *testing.T) {
+	f := startOAuthFixture(t)
+	refreshFile := filepath.Join(f.dir, "refresh.token") // oauth-login not run yet
+	addr, admin := freeAddr(t), freeAddr(t)
+	cfgText := forwardConfig(filepath.Join(f.dir, "data"), addr, f.up.sink.Addr(), "starttls", f.up.caFile, f.upstreamOAuth(t, refreshFile))
+	cfgText = strings.Replace(cfgText, "[admin]\nlisten = \"\"\n", "", 1) + fmt.Sprintf("[admin]\nlisten = %q\n", admin)
+	p := startRelay(t, writeFile(t, filepath.Join(f.dir, "relaybox.toml"), cfgText), addr)
+	want := "token refresh failed: no refresh token in " + refreshFile + " (run relaybox oauth-login -upstream 0)"
+	deadline := time.Now().Add(30 * time.Second)
+	for st := oauthStatus(t, admin); st.State != "degraded" || !strings.Contains(st.Reason, want); st = oauthStatus(t, admin) {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v; want degraded with %q\n%s", st, want, p.Log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mustContain(t, p.Log(), "upstream token refresh failed")
 }
