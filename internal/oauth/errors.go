@@ -61,6 +61,10 @@ func (s *Source) describe(ctx context.Context, err error) *Error {
 		}
 		e.Code = code
 		e.Text = s.explain(code, e.Status)
+		// Entra ID appends trace and correlation IDs: noise on an LED
+		// console, and in the endpoint's own logs anyway.
+		desc, _, _ = strings.Cut(desc, " Trace ID:")
+		desc, _, _ = strings.Cut(desc, "\r\nTrace ID:")
 		if d := oneLine(desc, 200); d != "" {
 			e.Text += fmt.Sprintf("; %s said: %q", host, d)
 		}
@@ -92,13 +96,16 @@ func (s *Source) explain(code string, status int) string {
 		case FlowRefreshToken:
 			return fmt.Sprintf("invalid_grant (the refresh token was revoked or has expired: run relaybox oauth-login -upstream %d)", s.opt.Upstream)
 		case FlowJWT:
-			return fmt.Sprintf("invalid_grant (the service account may not act as %s: check domain-wide delegation in the Google Admin console for this service account's client ID and scope %s, and that the mailbox exists)",
-				s.opt.Subject, strings.Join(s.opt.Scopes, " "))
+			return fmt.Sprintf("invalid_grant (Google refused the service account's signed request: the key in service_account_file may have been deleted in the Cloud console, or %s is not a mailbox of the domain)", s.opt.Subject)
 		}
 		return "invalid_grant (the token endpoint refused the application's credentials: check the tenant, client_id and the secret or certificate)"
 	case "invalid_client":
 		return "invalid_client (check client_id and the client secret or certificate; client secrets expire and must be renewed in the app registration)"
 	case "unauthorized_client":
+		if s.opt.Flow == FlowJWT {
+			return fmt.Sprintf("unauthorized_client (the service account may not act as %s: check domain-wide delegation in the Google Admin console for this service account's client ID and scope %s; a new delegation can take a while to apply)",
+				s.opt.Subject, strings.Join(s.opt.Scopes, " "))
+		}
 		return fmt.Sprintf("unauthorized_client (the application is not allowed the %s flow: check its registration)", s.opt.Flow)
 	case "invalid_scope":
 		return fmt.Sprintf("invalid_scope (the application may not request %q: check scopes and the API permissions granted to it)", strings.Join(s.opt.Scopes, " "))

@@ -183,7 +183,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case GrantRefresh:
 		rt := f.Get("refresh_token")
 		if !s.refresh[rt] {
-			oauthError(w, 400, "invalid_grant", "AADSTS70000: The provided value for the refresh_token is not valid or was revoked.")
+			oauthError(w, 400, "invalid_grant", "AADSTS70000: The provided value for the refresh_token is not valid or was revoked. Trace ID: 0f1e2d3c Correlation ID: 4b5a6978 Timestamp: 2026-12-06 03:00:00Z")
 			return
 		}
 		if s.rotate {
@@ -194,8 +194,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		resp["refresh_token"] = rt
 	case GrantClient:
 	case GrantJWT:
-		if msg := s.checkServiceAccount(f.Get("assertion")); msg != "" {
-			oauthError(w, 400, "invalid_grant", msg)
+		if code, msg := s.checkServiceAccount(f.Get("assertion")); msg != "" {
+			oauthError(w, 400, code, msg)
 			return
 		}
 	case GrantDevice:
@@ -255,25 +255,28 @@ func (s *Server) checkClient(f url.Values, grant string) string {
 	return ""
 }
 
-func (s *Server) checkServiceAccount(assertion string) string {
+// checkServiceAccount answers like Google: invalid_grant for a bad
+// signature or claims, unauthorized_client for a subject outside the
+// domain-wide delegation.
+func (s *Server) checkServiceAccount(assertion string) (code, msg string) {
 	sa := s.ServiceAccount
 	if sa.Key == nil {
-		return "no service account configured"
+		return "invalid_grant", "no service account configured"
 	}
 	_, claims, err := verifyJWT(assertion, sa.Key)
 	if err != nil {
-		return "assertion: " + err.Error()
+		return "invalid_grant", "Invalid JWT Signature."
 	}
 	if claims["iss"] != sa.Email || claims["aud"] != s.TokenURL || claims["scope"] == nil {
-		return fmt.Sprintf("assertion: wrong iss/aud/scope %v/%v/%v", claims["iss"], claims["aud"], claims["scope"])
+		return "invalid_grant", fmt.Sprintf("assertion: wrong iss/aud/scope %v/%v/%v", claims["iss"], claims["aud"], claims["scope"])
 	}
 	for _, sub := range sa.Subjects {
 		if claims["sub"] == sub {
 			s.scopes = strings.Fields(fmt.Sprint(claims["scope"]))
-			return ""
+			return "", ""
 		}
 	}
-	return "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."
+	return "unauthorized_client", "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."
 }
 
 // Scopes is the scope list of the last JWT bearer grant.
