@@ -199,7 +199,7 @@ func (c *Client) Dial(ctx context.Context, i int) (Conn, error) {
 
 // Step is one stage of Check, reported as it finishes.
 type Step struct {
-	Name   string // dial | greeting | ehlo | starttls | tls | auth | quit
+	Name   string // token | dial | greeting | ehlo | starttls | tls | auth | quit
 	Detail string
 	Err    error
 	Took   time.Duration
