@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,13 +267,23 @@ func TestClientCredentialsWithSecret(t *testing.T) {
 	}
 }
 
-// rsaCert makes an RSA key and a self-signed certificate as PEM files.
-func rsaCert(t *testing.T, dir string) (*rsa.PrivateKey, string, string, string) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+// testKeys are made once: RSA key generation takes seconds under qemu
+// on the ARMv6 test run.
+var testKeys = sync.OnceValues(func() (*rsa.PrivateKey, *rsa.PrivateKey) {
+	a, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
+	b, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return a, b
+})
+
+// rsaCert writes a self-signed certificate for key and the key as PEM files.
+func rsaCert(t *testing.T, dir string, key *rsa.PrivateKey) (*rsa.PrivateKey, string, string, string) {
+	t.Helper()
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "relaybox"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -292,7 +303,8 @@ func TestClientCredentialsWithCertificateAssertion(t *testing.T) {
 	srv := oauthtest.Start()
 	defer srv.Close()
 	dir := t.TempDir()
-	key, certFile, keyFile, thumb := rsaCert(t, dir)
+	mine, _ := testKeys()
+	key, certFile, keyFile, thumb := rsaCert(t, dir, mine)
 	srv.ClientID, srv.ClientSecret = testClientID, "not-used"
 	srv.AssertionKey, srv.AssertionThumb = &key.PublicKey, thumb
 	s, err := New(Options{Flow: FlowClientCredentials, TokenURL: srv.TokenURL, ClientID: testClientID,
@@ -308,7 +320,7 @@ func TestClientCredentialsWithCertificateAssertion(t *testing.T) {
 		t.Error("a client secret was sent beside the assertion")
 	}
 	// Signed by another key: refused.
-	other, _, _, _ := rsaCert(t, t.TempDir())
+	_, other := testKeys()
 	srv.AssertionKey = &other.PublicKey
 	if _, err := New(Options{Flow: FlowClientCredentials, TokenURL: srv.TokenURL, ClientID: testClientID,
 		CertFile: certFile, KeyFile: keyFile}); err != nil {
@@ -324,7 +336,7 @@ func TestJWTServiceAccountIsVerifiedAgainstTheKey(t *testing.T) {
 	srv := oauthtest.Start()
 	defer srv.Close()
 	dir := t.TempDir()
-	key, _, _, _ := rsaCert(t, dir)
+	key, other := testKeys()
 	kb, _ := x509.MarshalPKCS8PrivateKey(key)
 	sa, _ := json.Marshal(map[string]string{
 		"type": "service_account", "client_email": "relay@project.iam.gserviceaccount.com", "client_id": "1234567890",
@@ -357,7 +369,6 @@ func TestJWTServiceAccountIsVerifiedAgainstTheKey(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	// A key that is not the one registered: signature refused.
-	other, _ := rsa.GenerateKey(rand.Reader, 2048)
 	srv.ServiceAccount.Key = &other.PublicKey
 	opt.Subject = "scanner@example.edu"
 	s, _ = New(opt)
