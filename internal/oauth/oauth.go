@@ -211,8 +211,9 @@ func (s *Source) Describe() string {
 // Run keeps the token fresh until ctx ends: it fetches one at once (so a
 // revoked grant shows in the status before any mail needs it), then again
 // RefreshBefore ahead of each expiry, retrying failures with backoff.
-// report, if set, is called with the error when fetching starts failing
-// and with nil when it works again; a steady state reports nothing.
+// report, if set, is called with every failed fetch (retried after 30s,
+// doubling up to 10m) and with nil once fetching works again; while all
+// is well it is not called.
 func (s *Source) Run(ctx context.Context, report func(error)) {
 	failing := false
 	retry := minRetry
