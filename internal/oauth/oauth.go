@@ -82,6 +82,8 @@ type Source struct {
 
 	refresh *refreshFile // FlowRefreshToken only
 
+	firstRetry time.Duration // Run's first retry delay: minRetry (tests shorten it)
+
 	mu      sync.Mutex // held across a fetch, so concurrent callers share one
 	access  string
 	expiry  time.Time // on the injected clock; zero: no token
@@ -116,7 +118,7 @@ func New(opt Options) (*Source, error) {
 	if opt.HTTPClient == nil {
 		opt.HTTPClient = DefaultHTTPClient()
 	}
-	s := &Source{opt: opt, log: opt.Logger}
+	s := &Source{opt: opt, log: opt.Logger, firstRetry: minRetry}
 	var err error
 	switch opt.Flow {
 	case FlowRefreshToken:
@@ -216,7 +218,7 @@ func (s *Source) Describe() string {
 // is well it is not called.
 func (s *Source) Run(ctx context.Context, report func(error)) {
 	failing := false
-	retry := minRetry
+	retry := s.firstRetry
 	for {
 		_, err := s.Token(ctx)
 		if ctx.Err() != nil {
@@ -250,7 +252,7 @@ func (s *Source) nextWait(err error, retry time.Duration) (wait, nextRetry time.
 	defer s.mu.Unlock()
 	if err == nil && s.lastErr == nil {
 		d := s.expiry.Add(-s.opt.RefreshBefore).Sub(s.opt.Now())
-		return max(d, time.Second), minRetry
+		return max(d, time.Second), s.firstRetry
 	}
 	wait = retry
 	if err == nil { // still holding a usable token: retry before it is gone

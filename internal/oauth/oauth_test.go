@@ -433,6 +433,7 @@ func TestDeviceLoginWritesTheRefreshToken(t *testing.T) {
 func TestRunReportsFailureAndRecovery(t *testing.T) {
 	srv, s, _, _ := refreshFixture(t)
 	srv.SetFailure(503)
+	s.firstRetry = 50 * time.Millisecond
 	reports := make(chan error, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -444,6 +445,18 @@ func TestRunReportsFailureAndRecovery(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run reported nothing")
+	}
+	srv.SetFailure(0)
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case err := <-reports:
+			if err == nil {
+				return // recovered, and said so
+			}
+		case <-deadline:
+			t.Fatal("Run did not report the recovery")
+		}
 	}
 }
 
