@@ -84,10 +84,11 @@ type Source struct {
 
 	firstRetry time.Duration // Run's first retry delay: minRetry (tests shorten it)
 
-	mu      sync.Mutex // held across a fetch, so concurrent callers share one
-	access  string
-	expiry  time.Time // on the injected clock; zero: no token
-	lastErr error
+	mu        sync.Mutex // held across a fetch, so concurrent callers share one
+	access    string
+	expiry    time.Time // on the injected clock; zero: no token
+	refreshAt time.Time // RefreshBefore ahead of expiry, or half-way for short-lived tokens
+	lastErr   error
 }
 
 // Default timings.
@@ -144,7 +145,7 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opt.Now()
-	if s.access != "" && now.Before(s.expiry.Add(-s.opt.RefreshBefore)) {
+	if s.access != "" && now.Before(s.refreshAt) {
 		return s.access, nil
 	}
 	err := s.renew(ctx)
@@ -177,7 +178,11 @@ func (s *Source) renew(ctx context.Context) error {
 	if !tok.Expiry.IsZero() {
 		life = time.Until(tok.Expiry).Round(time.Second)
 	}
-	s.access, s.expiry, s.lastErr = tok.AccessToken, s.opt.Now().Add(life), nil
+	now := s.opt.Now()
+	// A token that lives less than twice RefreshBefore is renewed half-way,
+	// not at once and over and over.
+	s.access, s.expiry, s.lastErr = tok.AccessToken, now.Add(life), nil
+	s.refreshAt = now.Add(life - min(s.opt.RefreshBefore, life/2))
 	s.log.Info("oauth: access token fetched", "upstream", s.opt.Name, "flow", string(s.opt.Flow),
 		"valid_for", life.Round(time.Second).String())
 	if s.refresh != nil {
@@ -251,8 +256,7 @@ func (s *Source) nextWait(err error, retry time.Duration) (wait, nextRetry time.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err == nil && s.lastErr == nil {
-		d := s.expiry.Add(-s.opt.RefreshBefore).Sub(s.opt.Now())
-		return max(d, time.Second), s.firstRetry
+		return max(s.refreshAt.Sub(s.opt.Now()), time.Second), s.firstRetry
 	}
 	wait = retry
 	if err == nil { // still holding a usable token: retry before it is gone

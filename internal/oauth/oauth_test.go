@@ -99,6 +99,26 @@ func TestRefreshTokenFetchesOnceAndRefreshesAheadOfExpiry(t *testing.T) {
 	}
 }
 
+func TestShortLivedTokensAreRenewedHalfWay(t *testing.T) {
+	srv, s, clk, _ := refreshFixture(t)
+	srv.SetLifetime(2 * time.Minute) // shorter than RefreshBefore (5m)
+	ctx := context.Background()
+	a, err := s.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := s.Token(ctx); b != a || srv.Grants(oauthtest.GrantRefresh) != 1 {
+		t.Fatal("a 2-minute token was replaced at once")
+	}
+	if wait, _ := s.nextWait(nil, minRetry); wait != time.Minute {
+		t.Fatalf("Run would wait %s; want 1m (half the lifetime)", wait)
+	}
+	clk.Add(61 * time.Second)
+	if b, _ := s.Token(ctx); b == a {
+		t.Fatal("not renewed half-way")
+	}
+}
+
 func TestRefreshTokenRotationIsWrittenBack(t *testing.T) {
 	srv, s, clk, opt := refreshFixture(t)
 	srv.SetRotate(true)

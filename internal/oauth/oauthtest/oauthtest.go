@@ -100,6 +100,9 @@ func (s *Server) RevokeAll() {
 	s.refresh, s.access = map[string]bool{}, map[string]bool{}
 }
 
+// SetLifetime sets the lifetime of the access tokens issued from now on.
+func (s *Server) SetLifetime(d time.Duration) { s.mu.Lock(); s.Lifetime = d; s.mu.Unlock() }
+
 // SetRotate makes every refresh return a new refresh token and void the old.
 func (s *Server) SetRotate(on bool) { s.mu.Lock(); s.rotate = on; s.mu.Unlock() }
 
