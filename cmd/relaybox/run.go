@@ -232,9 +232,10 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		}
 	}
 	// One command layer for the admin API and the serial console.
-	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Kick, Password: adminPass, Logger: log})
+	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Kick, Password: adminPass, Logger: log,
+		Hostname: cfg.Hostname})
 	if d.adminL != nil {
-		d.admin = cmds.HTTPServer()
+		d.admin = cmds.HTTPServer(d.adminL.Addr())
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

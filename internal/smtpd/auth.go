@@ -52,6 +52,14 @@ var (
 		Message: "Too many failed AUTH attempts, closing connection"}
 )
 
+// errAuthCooling answers AUTH from an address that has spent its budget of
+// password checks (throttle.Guard): temporary, and no password is checked.
+func errAuthCooling(wait time.Duration) *smtp.SMTPError {
+	secs := int(wait.Round(time.Second) / time.Second)
+	return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: fmt.Sprintf("Too many failed AUTH attempts from your address, try again in %d seconds", max(secs, 1))}
+}
+
 // authenticator holds the checked auth configuration of one Server.
 type authenticator struct {
 	mode  string
@@ -189,18 +197,41 @@ func (se *session) authenticate(mech, authz, user, password string) error {
 			"mech", mech, "user", se.auth.user, "checked", false)
 		return nil
 	}
+	// The guard counts checks per client address across connections: a
+	// client that reconnects gets no fresh guesses.
+	if v := se.s.guard.Allow(se.client); !v.OK {
+		if v.Report {
+			se.s.log.Warn("AUTH refused: too many failed attempts from this client", "client", se.client.String(),
+				"helo", se.helo, "failures", v.Failures, "refused", v.Refused, "total_limit", v.Total,
+				"for", v.RetryAfter.String(),
+				"hint", "password guessing, or a device with a wrong password retrying; check the device's credentials")
+		}
+		return errAuthCooling(v.RetryAfter)
+	}
 	var reason string
 	if authz != "" && authz != user {
 		// RFC 4616: acting for another identity needs a rule we do not have.
-		reason = "authorization identity " + printable(authz) + " differs from the user"
+		// Neither name is logged: either may be a password in the wrong field.
+		reason = "authorization identity differs from the user"
 	} else {
 		reason = a.verify(user, password)
 	}
 	if reason != "" {
+		delay := se.s.guard.Failed(se.client)
+		// A name that is not an account may be a password typed into the
+		// user field, so only configured names are logged.
+		logUser := "(not an account; not logged)"
+		if _, known := a.users[user]; known {
+			logUser = user
+		}
 		se.s.log.Warn("device authentication failed", "client", se.client.String(), "helo", se.helo,
-			"mech", mech, "user", printable(user), "reason", reason, "failures", se.auth.fails+1)
+			"mech", mech, "user", logUser, "reason", reason, "failures", se.auth.fails+1)
+		if delay > 0 {
+			time.Sleep(delay) // holds this connection, not a CPU
+		}
 		return errAuthFailed
 	}
+	se.s.guard.Succeeded(se.client)
 	se.auth.user = user
 	se.s.log.Info("device authenticated", "client", se.client.String(), "helo", se.helo,
 		"mech", mech, "user", user, "checked", true)

@@ -21,6 +21,7 @@ import (
 
 	"relaybox/internal/policy"
 	"relaybox/internal/spool"
+	"relaybox/internal/throttle"
 )
 
 // Store is the part of the spool the listener needs.
@@ -42,6 +43,9 @@ type Options struct {
 	Now            func() time.Time
 	Logger         *slog.Logger
 	Auth           AuthOptions // device AUTH; the zero value is mode off
+	// AuthGuard limits password checks per client address across
+	// connections; nil builds one with throttle's defaults and Now.
+	AuthGuard *throttle.Guard
 	// Devices name known devices (matched by network or AUTH user) and
 	// may give each its own sender rewrite.
 	Devices []Device
@@ -81,6 +85,7 @@ type Server struct {
 	devices devices
 	rate    *rateLimiter
 	dupes   *dupTracker
+	guard   *throttle.Guard
 
 	// inData counts sessions inside DATA, so Shutdown can wait for their
 	// commits before the caller closes the spool.
@@ -124,7 +129,10 @@ func New(opt Options) (*Server, error) {
 		opt.DuplicateMax < 0 || opt.DuplicateWindow < 0 {
 		return nil, errors.New("smtpd: flood and duplicate limits must not be negative")
 	}
-	s := &Server{opt: opt, log: opt.Logger, auth: auth, devices: devs,
+	if opt.AuthGuard == nil {
+		opt.AuthGuard = throttle.New(throttle.Options{Now: opt.Now})
+	}
+	s := &Server{opt: opt, log: opt.Logger, auth: auth, devices: devs, guard: opt.AuthGuard,
 		rate:  newRateLimiter(opt.PerClientRate, opt.PerClientBurst, opt.Now),
 		dupes: newDupTracker(opt.DuplicateMax, opt.DuplicateWindow, opt.Now)}
 	srv := smtp.NewServer(&backend{s: s})
