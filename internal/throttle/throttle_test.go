@@ -168,3 +168,31 @@ func TestManyAddressesDoNotGrowWithoutBound(t *testing.T) {
 		t.Fatalf("%d addresses tracked after 100000 fresh ones, want a bounded map", n)
 	}
 }
+
+// The target: at most 50 log lines for 5,000 refusals of one
+// address, however they spread over a few minutes.
+func TestReportsOncePerIntervalWithCount(t *testing.T) {
+	clk := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	r := NewReports(time.Minute, clk.Now)
+	lines, counted := 0, 0
+	for range 5000 {
+		rep := r.Note("outside", attacker)
+		if rep.Log {
+			lines++
+			counted += 1 + rep.Suppressed
+		}
+		clk.Add(40 * time.Millisecond) // 5,000 over 200 s
+	}
+	if lines > 50 || lines < 2 {
+		t.Fatalf("%d lines for 5,000 refusals, want a handful", lines)
+	}
+	// The last interval's refusals are counted by the next line.
+	clk.Add(time.Minute)
+	rep := r.Note("outside", attacker)
+	if counted+rep.Suppressed != 5000 {
+		t.Fatalf("lines account for %d refusals, want all 5000", counted+rep.Suppressed)
+	}
+	if !r.Note("outside", device).Log || !r.Note("full", attacker).Log {
+		t.Fatal("another client or another kind was suppressed")
+	}
+}

@@ -1,0 +1,88 @@
+package smtpd
+
+import (
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Refusals are logged once per client and kind per interval, with a count,
+// not once per connection: the target is at most 50 lines for
+// 5,000 refused connects from one address.
+func TestRefusalLogLinesRateLimited(t *testing.T) {
+	for _, kind := range []string{"outside", "per-client", "full"} {
+		t.Run(kind, func(t *testing.T) {
+			var logs lockedBuffer
+			c := defaultTranscriptConfig()
+			var hold []net.Conn
+			switch kind {
+			case "outside":
+				c.networks = []string{"192.0.2.0/24"}
+			case "full":
+				c.maxConns = 1
+			}
+			_, _, addr := startTestServer(t, c, func(o *Options) {
+				o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+				if kind == "per-client" {
+					o.PerClientConnections = 1
+				}
+			})
+			if kind != "outside" {
+				h, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				hold = append(hold, h)
+				defer h.Close()
+				time.Sleep(50 * time.Millisecond)
+			}
+			const n = 2000
+			for range n {
+				conn, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn.Close()
+			}
+			time.Sleep(100 * time.Millisecond)
+			lines := strings.Count(logs.String(), "refused client")
+			if lines == 0 || lines > 20 {
+				t.Fatalf("%d refusal lines for %d refused connects, want a few:\n%.2000s", lines, n, logs.String())
+			}
+		})
+	}
+}
+
+// Connections refused by an implicit-TLS listener cost no handshake and
+// no lingering goroutine.
+func TestImplicitTLSRefusalsDoNotPileUp(t *testing.T) {
+	cfg, err := LoadTLS(TLSFiles{Cert: CertAuto, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := defaultTranscriptConfig()
+	c.networks = []string{"192.0.2.0/24"}
+	_, srv := newTestServer(t, c, func(o *Options) { o.TLS = cfg })
+	addr := serveLoopback(t, srv.ServeTLS)
+	before := runtime.NumGoroutine()
+	var open []net.Conn
+	for range 500 {
+		conn, err := net.Dial("tcp", addr) // sends nothing: no ClientHello
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, conn)
+	}
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if g := runtime.NumGoroutine() - before; g > 50 {
+		t.Fatalf("%d more goroutines with 500 refused TLS clients still connected, want them closed at once", g)
+	}
+}
