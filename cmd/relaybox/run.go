@@ -26,6 +26,7 @@ import (
 	"relaybox/internal/smtpd"
 	"relaybox/internal/spool"
 	"relaybox/internal/status"
+	"relaybox/internal/throttle"
 )
 
 func cmdRun(args []string, stderr io.Writer) error {
@@ -120,6 +121,12 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	if err != nil {
 		return nil, usageError{fmt.Errorf("listen.allowed_networks: %w", err)}
 	}
+	var authReq *policy.Networks
+	if len(cfg.Auth.Required) > 0 {
+		if authReq, err = policy.NetworkRules(cfg.Auth.Required); err != nil {
+			return nil, usageError{fmt.Errorf("auth.required: %w", err)}
+		}
+	}
 	for _, w := range warns {
 		log.Warn(w)
 	}
@@ -191,7 +198,13 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		MaxRecipients:  cfg.Listen.MaxRecipients,
 		MaxConnections: cfg.Listen.MaxConnections,
 		IdleTimeout:    cfg.Listen.IdleTimeout.D(),
+		CommandTimeout: cfg.Listen.CommandTimeout.D(),
+		SessionTimeout: cfg.Listen.SessionTimeout.D(),
+		MinDataRate:    int64(cfg.Listen.MinDataRate),
+		StressTimeout:  cfg.Listen.StressTimeout.D(),
 		Auth:           authOptions(cfg.Auth),
+		AuthRequired:   authReq,
+		AuthGuard:      throttle.New(throttle.Options{Now: time.Now}),
 		InTransaction:  inTx,
 		Logger:         log,
 
@@ -233,7 +246,7 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	}
 	// One command layer for the admin API and the serial console.
 	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Kick, Password: adminPass, Logger: log,
-		Hostname: cfg.Hostname})
+		Hostname: cfg.Hostname, Guard: throttle.New(throttle.Options{Now: time.Now})})
 	if d.adminL != nil {
 		d.admin = cmds.HTTPServer(d.adminL.Addr())
 	}

@@ -122,10 +122,30 @@ func (a *authenticator) verify(user, password string) string {
 	return ""
 }
 
+// errAuthRequired answers MAIL from a client in auth.required that has not
+// authenticated (RFC 4954 section 6).
+var errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+	Message: "Authentication required; set the device's SMTP user name and password for this relay"}
+
+// needsAuth reports whether MAIL must wait for AUTH, and logs it once per
+// client a minute.
+func (se *session) needsAuth() bool {
+	if se.auth.ok || se.s.opt.AuthRequired == nil || !se.s.opt.AuthRequired.Allowed(se.client) {
+		return false
+	}
+	if r := se.s.reports.Note("authreq", se.client); r.Log {
+		se.s.log.Info("MAIL refused: this network must authenticate first", "client", se.client.String(),
+			"helo", se.helo, "earlier", r.Suppressed,
+			"hint", "set the device's SMTP authentication, or remove its network from auth.required")
+	}
+	return true
+}
+
 // authState is one connection's AUTH progress. It lives as long as the
 // session, so it survives RSET and a second EHLO, like go-smtp's own
 // "already authenticated" flag.
 type authState struct {
+	ok    bool   // the session has authenticated
 	user  string // recorded in each message's envelope; never sent upstream
 	fails int
 	// dropped: the connection was closed after too many failures. go-smtp
@@ -192,7 +212,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 func (se *session) authenticate(mech, authz, user, password string) error {
 	a := se.s.auth
 	if a.mode == AuthAny {
-		se.auth.user = printable(user)
+		se.auth.ok, se.auth.user = true, printable(user)
 		se.s.log.Info("device authenticated", "client", se.client.String(), "helo", se.helo,
 			"mech", mech, "user", se.auth.user, "checked", false)
 		return nil
@@ -232,7 +252,7 @@ func (se *session) authenticate(mech, authz, user, password string) error {
 		return errAuthFailed
 	}
 	se.s.guard.Succeeded(se.client)
-	se.auth.user = user
+	se.auth.ok, se.auth.user = true, user
 	se.s.log.Info("device authenticated", "client", se.client.String(), "helo", se.helo,
 		"mech", mech, "user", user, "checked", true)
 	return nil

@@ -49,6 +49,9 @@ type Options struct {
 	Now            func() time.Time
 	Logger         *slog.Logger
 	Auth           AuthOptions // device AUTH; the zero value is mode off
+	// AuthRequired: clients in these networks must AUTH before MAIL
+	// (530 5.7.0 otherwise); nil requires it of no one.
+	AuthRequired *policy.Networks
 	// AuthGuard limits password checks per client address across
 	// connections; nil builds one with throttle's defaults and Now.
 	AuthGuard *throttle.Guard
