@@ -1,12 +1,17 @@
 package smtpd
 
 import (
+	"bufio"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"relaybox/internal/smtptest"
 )
 
 // Refusals are logged once per client and kind per interval, with a count,
@@ -84,5 +89,45 @@ func TestImplicitTLSRefusalsDoNotPileUp(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if g := runtime.NumGoroutine() - before; g > 50 {
 		t.Fatalf("%d more goroutines with 500 refused TLS clients still connected, want them closed at once", g)
+	}
+}
+
+// A BDAT chunk that takes the message past the size limit is answered 552
+// and logged as too large, not as a client that went away.
+func TestBDATOverSizeLogged(t *testing.T) {
+	var logs lockedBuffer
+	c := defaultTranscriptConfig()
+	c.maxSize = 1000
+	sp, srv, addr := startTestServer(t, c, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	body := "Subject: x\r\n\r\n" + strings.Repeat("y", 200) + "\r\n"
+	io.WriteString(conn, "EHLO dev\r\nMAIL FROM:<a@campus.test>\r\nRCPT TO:<b@campus.test>\r\n")
+	io.WriteString(conn, fmt.Sprintf("BDAT %d\r\n%s", len(body), body))
+	io.WriteString(conn, fmt.Sprintf("BDAT 2000 LAST\r\n%s", strings.Repeat("z", 2000)))
+	io.WriteString(conn, "QUIT\r\n")
+	var replies []string
+	for {
+		l, err := smtptest.ReadReply(r)
+		if err != nil {
+			break
+		}
+		replies = append(replies, l[strings.LastIndex(l, "\n")+1:])
+	}
+	if len(replies) < 6 || !strings.HasPrefix(replies[5], "552") {
+		t.Fatalf("replies %q; want the second chunk answered 552", replies)
+	}
+	waitIdle(t, srv)
+	out := logs.String()
+	if !strings.Contains(out, "message refused: too large") || strings.Contains(out, "went away") {
+		t.Fatalf("log does not say the message was too large:\n%s", out)
+	}
+	if n := len(queued(t, sp)); n != 0 {
+		t.Fatalf("%d messages queued", n)
 	}
 }

@@ -1030,6 +1030,14 @@ func (c *Conn) handleBdat(arg string) {
 		// Discard chunk itself without passing it to backend.
 		io.Copy(ioutil.Discard, io.LimitReader(c.text.R, int64(size)))
 
+		// relaybox: tell a backend reading earlier chunks why the message
+		// ended (reset would say ErrDataReset, as for RSET).
+		c.locker.Lock()
+		if c.bdatPipe != nil {
+			c.bdatPipe.CloseWithError(ErrDataTooLarge)
+			c.bdatPipe = nil
+		}
+		c.locker.Unlock()
 		c.reset()
 		return
 	}
