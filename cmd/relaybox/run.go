@@ -130,6 +130,13 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	for _, w := range warns {
 		log.Warn(w)
 	}
+	if soft, hard, err := raiseFileLimit(); err != nil {
+		log.Warn("could not raise the open file limit", "soft", soft, "hard", hard, "err", err.Error(),
+			"hint", "set LimitNOFILE in the service unit")
+	} else if soft > 0 && soft < 4096 {
+		log.Warn("open file limit is low: a burst of clients may exhaust it", "limit", soft,
+			"hint", "raise the hard limit (LimitNOFILE=65536 in the systemd unit, or ulimit -Hn)")
+	}
 	client, err := deliver.NewClient(deliver.ClientOptions{
 		Hostname:  cfg.Hostname,
 		Upstreams: cfg.Upstream,
