@@ -299,9 +299,11 @@ func (g *guardedServer) Next(response []byte) ([]byte, bool, error) {
 // one go-smtp then writes goes to a closed connection and is lost.
 func (se *session) dropAfterAuthFailures() {
 	se.auth.dropped = true
-	se.s.log.Warn("closing connection after repeated AUTH failures", "client", se.client.String(),
-		"helo", se.helo, "failures", se.auth.fails,
-		"hint", "check the user name and password set in the device")
+	if r := se.s.reports.Note("authdrop", se.client); r.Log {
+		se.s.log.Warn("closing connection after repeated AUTH failures", "client", se.client.String(),
+			"helo", se.helo, "failures", se.auth.fails, "earlier", r.Suppressed,
+			"hint", "check the user name and password set in the device")
+	}
 	nc := se.conn.Conn()
 	_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, _ = fmt.Fprintf(nc, "421 4.7.0 %s %s\r\n", se.s.opt.Hostname, errDropped.Message)
