@@ -255,7 +255,10 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Kick, Password: adminPass, Logger: log,
 		Hostname: cfg.Hostname, Guard: throttle.New(throttle.Options{Now: time.Now})})
 	if d.adminL != nil {
-		d.admin = cmds.HTTPServer(d.adminL.Addr())
+		// admin.listen may name the box ("relaybox.lab:8025"): clients
+		// then send that name as Host.
+		listenHost, _, _ := net.SplitHostPort(cfg.Admin.Listen)
+		d.admin = cmds.HTTPServer(d.adminL.Addr(), listenHost)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

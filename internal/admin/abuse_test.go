@@ -93,8 +93,8 @@ func TestHostMustNameTheListener(t *testing.T) {
 			t.Errorf("configured hostname, Host %q: %d, want %d", host, rec.Code, want)
 		}
 	}
-	v6 := f.srv.HTTPServer(&net.TCPAddr{IP: net.IPv6loopback, Port: 8025}).Handler
-	for host, want := range map[string]int{"[::1]:8025": 200, "[::1]": 200, "[::2]:8025": 421} {
+	v6 := f.srv.HTTPServer(&net.TCPAddr{IP: net.IPv6loopback, Port: 8025}, "admin-name.lab").Handler
+	for host, want := range map[string]int{"[::1]:8025": 200, "[::1]": 200, "[::2]:8025": 421, "admin-name.lab:8025": 200} {
 		req := httptest.NewRequest("GET", "/healthz", nil)
 		req.Host = host
 		rec := httptest.NewRecorder()

@@ -20,8 +20,9 @@ type hostSet struct {
 
 // listenerHosts builds the set for a listener on addr: its IP literal (every
 // interface address when it listens on all of them), "localhost", and
-// hostname (the configured name of the box).
-func listenerHosts(addr net.Addr, hostname string) hostSet {
+// names (the configured name of the box, and the host admin.listen was
+// written with, if it is a name).
+func listenerHosts(addr net.Addr, names ...string) hostSet {
 	hs := hostSet{names: map[string]bool{"localhost": true}}
 	ap, err := netip.ParseAddrPort(addr.String())
 	if err != nil {
@@ -40,8 +41,10 @@ func listenerHosts(addr net.Addr, hostname string) hostSet {
 	} else {
 		hs.names[ip.WithZone("").String()] = true
 	}
-	if hostname != "" {
-		hs.names[strings.ToLower(strings.TrimSuffix(hostname, "."))] = true
+	for _, n := range names {
+		if n != "" {
+			hs.names[strings.ToLower(strings.TrimSuffix(n, "."))] = true
+		}
 	}
 	return hs
 }

@@ -109,10 +109,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // HTTPServer wraps the handler for the listener on addr, with timeouts fit
 // for a small box (a slow, stuck or idle client cannot hold a connection
-// for long) and the Host check against DNS rebinding.
-func (s *Server) HTTPServer(addr net.Addr) *http.Server {
+// for long) and the Host check against DNS rebinding: requests must name
+// addr, localhost, Options.Hostname or one of names.
+func (s *Server) HTTPServer(addr net.Addr, names ...string) *http.Server {
 	return &http.Server{
-		Handler:           requireHost(listenerHosts(addr, s.opt.Hostname), s),
+		Handler:           requireHost(listenerHosts(addr, append(names, s.opt.Hostname)...), s),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      time.Minute,

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -69,10 +70,15 @@ type authenticator struct {
 	// exist. Its cost is the highest of the configured hashes.
 	dummy   []byte
 	compare func(hash, password []byte) error // bcrypt.CompareHashAndPassword; tests count calls
+	// checking bounds the bcrypt comparisons running at once to half the
+	// CPUs (at least one), so guesses from many addresses cannot take every
+	// core from the sessions that are storing mail.
+	checking chan struct{}
 }
 
 func newAuthenticator(o AuthOptions) (*authenticator, error) {
-	a := &authenticator{mode: o.Mode, compare: bcrypt.CompareHashAndPassword}
+	a := &authenticator{mode: o.Mode, compare: bcrypt.CompareHashAndPassword,
+		checking: make(chan struct{}, max(1, runtime.NumCPU()/2))}
 	switch o.Mode {
 	case "", AuthOff:
 		a.mode = AuthOff
@@ -110,7 +116,9 @@ func (a *authenticator) verify(user, password string) string {
 	if !known {
 		hash = a.dummy
 	}
+	a.checking <- struct{}{}
 	err := a.compare(hash, []byte(password))
+	<-a.checking
 	switch {
 	case !known:
 		return "unknown user"
