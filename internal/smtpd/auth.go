@@ -143,7 +143,7 @@ func (se *session) needsAuth() bool {
 	}
 	if r := se.s.reports.Note("authreq", se.client); r.Log {
 		se.s.log.Info("MAIL refused: this network must authenticate first", "client", se.client.String(),
-			"helo", se.helo, "earlier", r.Suppressed,
+			"helo", se.helo, "not_logged", r.Suppressed,
 			"hint", "set the device's SMTP authentication, or remove its network from auth.required")
 	}
 	return true
@@ -309,7 +309,7 @@ func (se *session) dropAfterAuthFailures() {
 	se.auth.dropped = true
 	if r := se.s.reports.Note("authdrop", se.client); r.Log {
 		se.s.log.Warn("closing connection after repeated AUTH failures", "client", se.client.String(),
-			"helo", se.helo, "failures", se.auth.fails, "earlier", r.Suppressed,
+			"helo", se.helo, "failures", se.auth.fails, "not_logged", r.Suppressed,
 			"hint", "check the user name and password set in the device")
 	}
 	nc := se.conn.Conn()

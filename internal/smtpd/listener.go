@@ -51,7 +51,7 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		ip := remoteIP(c)
 		if !g.allowed(ip) {
 			if r := g.reports.Note("outside", ip); r.Log {
-				g.log.Warn("refused client outside allowed networks", "client", ip.String(), "earlier", r.Suppressed,
+				g.log.Warn("refused client outside allowed networks", "client", ip.String(), "not_logged", r.Suppressed,
 					"hint", "add its network to listen.allowed_networks if it is a device of yours")
 			}
 			g.refuse(c, fmt.Sprintf("554 5.7.1 %s: %s is not allowed to use this relay\r\n", g.host, ip))
@@ -62,7 +62,7 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		case refusedFull:
 			if r := g.reports.Note("full", ip); r.Log {
 				g.log.Warn("refused client: too many connections", "client", ip.String(), "max", g.slots.max,
-					"earlier", r.Suppressed)
+					"not_logged", r.Suppressed)
 			}
 			g.refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections, try again later\r\n", g.host))
 			continue
@@ -75,7 +75,7 @@ func (g *gateListener) Accept() (net.Conn, error) {
 					hint = "stress mode: every slot was taken, so one address may hold a quarter of them"
 				}
 				g.log.Warn("refused client: too many connections from this client", "client", ip.String(),
-					"open", open, "max", limit, "earlier", r.Suppressed, "hint", hint)
+					"open", open, "max", limit, "not_logged", r.Suppressed, "hint", hint)
 			}
 			g.refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections from %s, try again later\r\n", g.host, ip))
 			continue

@@ -139,7 +139,7 @@ func (s *slots) cut(c *idleConn, k limitKind) {
 	s.mu.Unlock()
 	if r := s.reports.Note("cut:"+k.String(), c.client); r.Log {
 		s.log.Info("closing slow connection", "client", c.client.String(), "limit", k.String(),
-			"stress", stressed, "bytes", c.clock.bytes, "earlier", r.Suppressed,
+			"stress", stressed, "bytes", c.clock.bytes, "not_logged", r.Suppressed,
 			"lasted", time.Since(c.clock.start).Round(time.Second).String())
 	}
 }
