@@ -62,6 +62,7 @@ const (
 	limitCommand
 	limitData
 	limitSession
+	limitHandshake
 )
 
 func (k limitKind) String() string {
@@ -72,6 +73,8 @@ func (k limitKind) String() string {
 		return "message data below listen.min_data_rate"
 	case limitSession:
 		return "session too long (listen.session_timeout)"
+	case limitHandshake:
+		return "TLS handshake too slow (listen.command_timeout)"
 	}
 	return "idle (listen.idle_timeout)"
 }
@@ -125,6 +128,9 @@ func (c *idleConn) setReadDeadline() {
 		if at.Before(d) {
 			d, kind = at, k
 		}
+	}
+	if c.hs.inProgress() {
+		earlier(ck.start.Add(command), limitHandshake)
 	}
 	switch ph {
 	case phaseCommand:

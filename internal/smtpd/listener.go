@@ -33,6 +33,8 @@ type gateListener struct {
 	// refusing bounds the goroutines writing refusals at once; past it a
 	// refused connection is closed without a reply.
 	refusing chan struct{}
+	// handshakes bounds implicit-TLS handshakes in progress (handshake.go).
+	handshakes chan struct{}
 }
 
 // maxRefusing: refusals being written at once. Each waits at most
@@ -86,6 +88,14 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		g.slots.track(ic)
 		if g.tls == nil {
 			return ic, nil
+		}
+		if ic.hs = tryHandshake(g.handshakes); ic.hs == nil {
+			if r := g.reports.Note("handshakes", ip); r.Log {
+				g.log.Warn("refused client: too many TLS handshakes in progress", "client", ip.String(),
+					"max", maxHandshakes, "not_logged", r.Suppressed)
+			}
+			_ = ic.Close()
+			continue
 		}
 		// Raw from the first byte: no ClientHello probe, no line-ending
 		// learning and no command mending below TLS; go-smtp handshakes.
@@ -156,6 +166,7 @@ type idleConn struct {
 
 	limits *slots // nil: only the idle timeout applies
 	clock  clock
+	hs     *handshake // implicit TLS: the handshake's slot until it is over
 }
 
 func newIdleConn(c net.Conn, ip netip.Addr, idle time.Duration, release func(), log *slog.Logger) *idleConn {
@@ -180,6 +191,7 @@ const (
 )
 
 func (c *idleConn) Close() error {
+	c.hs.done()
 	c.once.Do(c.release)
 	return c.Conn.Close()
 }

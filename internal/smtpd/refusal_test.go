@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -129,5 +130,66 @@ func TestBDATOverSizeLogged(t *testing.T) {
 	}
 	if n := len(queued(t, sp)); n != 0 {
 		t.Fatalf("%d messages queued", n)
+	}
+}
+
+// Clients that open the TLS port and never finish a handshake hold at most
+// maxHandshakes handshake slots, and each only for the command limit;
+// others meanwhile are closed at once, and a real client is served once a
+// slot is free.
+func TestImplicitTLSHandshakesCapped(t *testing.T) {
+	cfg, err := LoadTLS(TLSFiles{Cert: CertAuto, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := defaultTranscriptConfig()
+	c.maxConns = 100
+	c.idle = time.Minute
+	_, srv := newTestServer(t, c, func(o *Options) {
+		o.TLS = cfg
+		o.CommandTimeout = 2 * time.Second
+	})
+	addr := serveLoopback(t, srv.ServeTLS)
+	var silent []net.Conn
+	for range maxHandshakes {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, conn)
+		defer conn.Close()
+	}
+	time.Sleep(200 * time.Millisecond)
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = extra.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("connection past the handshake cap: read %v, want it closed at once", err)
+	}
+	// The silent ones are cut at the command limit; then a TLS client is served.
+	start := time.Now()
+	for _, s := range silent {
+		_ = s.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := s.Read(make([]byte, 1)); err == nil {
+			t.Fatal("a silent client got bytes")
+		}
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("silent handshakes lasted %v, want about the 2 s command limit", el)
+	}
+	// A finished handshake gives its slot back: more TLS sessions than
+	// slots stay open together.
+	for i := range 2 * maxHandshakes {
+		tc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, clientTLS(0))
+		if err != nil {
+			t.Fatalf("TLS client %d after the silent ones were cut: %v", i, err)
+		}
+		defer tc.Close()
+		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if l, _ := bufio.NewReader(tc).ReadString('\n'); !strings.HasPrefix(l, "220") {
+			t.Fatalf("TLS client %d: greeting %q", i, l)
+		}
 	}
 }

@@ -196,6 +196,9 @@ func (s *Server) serve(l net.Listener, implicit *tls.Config) error {
 		reports:  s.reports,
 		refusing: make(chan struct{}, maxRefusing),
 	}
+	if implicit != nil {
+		g.handshakes = make(chan struct{}, maxHandshakes)
+	}
 	err := s.smtp.Serve(g)
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
 		return nil

@@ -229,6 +229,7 @@ func (c *idleConn) Write(p []byte) (int, error) {
 				"hint", "the device may not support this relay's TLS versions; try listen.tls_profile = \"legacy\" or plain SMTP")
 			c.rerr = errHandshakeFailed
 		}
+		c.tlsRecordWritten(p)
 		return c.Conn.Write(p)
 	}
 	keep := c.noteReplies(p)
