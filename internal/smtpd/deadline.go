@@ -74,7 +74,7 @@ func (k limitKind) String() string {
 	case limitSession:
 		return "session too long (listen.session_timeout)"
 	case limitHandshake:
-		return "TLS handshake too slow (listen.command_timeout)"
+		return "TLS handshake too slow (listen.stress_timeout)"
 	}
 	return "idle (listen.idle_timeout)"
 }
@@ -130,7 +130,7 @@ func (c *idleConn) setReadDeadline() {
 		}
 	}
 	if c.hs.inProgress() {
-		earlier(ck.start.Add(command), limitHandshake)
+		earlier(ck.start.Add(min(command, t.Stress)), limitHandshake)
 	}
 	switch ph {
 	case phaseCommand:

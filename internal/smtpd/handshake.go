@@ -1,34 +1,52 @@
 package smtpd
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 )
 
 // Implicit-TLS handshakes cost the box real CPU (a signature each) and
 // happen before the client has said anything useful, so at most
-// maxHandshakes run at once; a connection past that is closed at once, like
-// any refusal on the TLS port. A handshake also has the command limit
-// (stress_timeout under stress) from the connection's start.
+// maxHandshakes run at once, at most a quarter of them from one address,
+// and each has stress_timeout from the connection's start (a real one takes
+// well under a second). A connection past a limit is closed at once, like
+// any refusal on the TLS port.
 const maxHandshakes = 16
+
+// handshakeSlots counts the handshakes in progress on one listener.
+type handshakeSlots struct {
+	mu     sync.Mutex
+	n      int
+	per    map[netip.Addr]int
+	max    int
+	perMax int
+}
+
+func newHandshakeSlots(max int) *handshakeSlots {
+	return &handshakeSlots{per: map[netip.Addr]int{}, max: max, perMax: (max + 3) / 4}
+}
 
 // handshake is one implicit-TLS connection's claim on a handshake slot.
 type handshake struct {
 	pending atomic.Bool
 	once    sync.Once
-	slots   chan struct{}
+	slots   *handshakeSlots
+	ip      netip.Addr
 }
 
-// tryHandshake claims a slot from slots, or returns nil when all are taken.
-func tryHandshake(slots chan struct{}) *handshake {
-	select {
-	case slots <- struct{}{}:
-		h := &handshake{slots: slots}
-		h.pending.Store(true)
-		return h
-	default:
+// try claims a slot for ip, or returns nil when the limits are reached.
+func (s *handshakeSlots) try(ip netip.Addr) *handshake {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n >= s.max || s.per[ip] >= s.perMax {
 		return nil
 	}
+	s.n++
+	s.per[ip]++
+	h := &handshake{slots: s, ip: ip}
+	h.pending.Store(true)
+	return h
 }
 
 // done gives the slot back; the first call counts.
@@ -38,7 +56,13 @@ func (h *handshake) done() {
 	}
 	h.once.Do(func() {
 		h.pending.Store(false)
-		<-h.slots
+		s := h.slots
+		s.mu.Lock()
+		s.n--
+		if s.per[h.ip]--; s.per[h.ip] <= 0 {
+			delete(s.per, h.ip)
+		}
+		s.mu.Unlock()
 	})
 }
 

@@ -34,7 +34,7 @@ type gateListener struct {
 	// refused connection is closed without a reply.
 	refusing chan struct{}
 	// handshakes bounds implicit-TLS handshakes in progress (handshake.go).
-	handshakes chan struct{}
+	handshakes *handshakeSlots
 }
 
 // maxRefusing: refusals being written at once. Each waits at most
@@ -89,7 +89,7 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		if g.tls == nil {
 			return ic, nil
 		}
-		if ic.hs = tryHandshake(g.handshakes); ic.hs == nil {
+		if ic.hs = g.handshakes.try(ip); ic.hs == nil {
 			if r := g.reports.Note("handshakes", ip); r.Log {
 				g.log.Warn("refused client: too many TLS handshakes in progress", "client", ip.String(),
 					"max", maxHandshakes, "not_logged", r.Suppressed)

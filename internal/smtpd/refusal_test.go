@@ -134,9 +134,10 @@ func TestBDATOverSizeLogged(t *testing.T) {
 }
 
 // Clients that open the TLS port and never finish a handshake hold at most
-// maxHandshakes handshake slots, and each only for the command limit;
-// others meanwhile are closed at once, and a real client is served once a
-// slot is free.
+// a quarter of maxHandshakes handshake slots from one address (the whole
+// maxHandshakes from several), each only for stress_timeout; others
+// meanwhile are closed at once, and a real client is served once a slot is
+// free.
 func TestImplicitTLSHandshakesCapped(t *testing.T) {
 	cfg, err := LoadTLS(TLSFiles{Cert: CertAuto, Dir: t.TempDir()})
 	if err != nil {
@@ -147,26 +148,37 @@ func TestImplicitTLSHandshakesCapped(t *testing.T) {
 	c.idle = time.Minute
 	_, srv := newTestServer(t, c, func(o *Options) {
 		o.TLS = cfg
-		o.CommandTimeout = 2 * time.Second
+		o.StressTimeout = 2 * time.Second
 	})
 	addr := serveLoopback(t, srv.ServeTLS)
+	closedAtOnce := func(local string) bool {
+		extra, err := dialLocal(local, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer extra.Close()
+		_ = extra.SetReadDeadline(time.Now().Add(time.Second))
+		_, err = extra.Read(make([]byte, 1))
+		return err == io.EOF
+	}
 	var silent []net.Conn
-	for range maxHandshakes {
-		conn, err := net.Dial("tcp", addr)
+	for i := range maxHandshakes {
+		conn, err := dialLocal(fmt.Sprintf("127.0.0.%d", 10+i/(maxHandshakes/4)), addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		silent = append(silent, conn)
 		defer conn.Close()
+		if i == maxHandshakes/4-1 {
+			time.Sleep(100 * time.Millisecond)
+			if !closedAtOnce("127.0.0.10") {
+				t.Fatal("one address held more than a quarter of the handshake slots")
+			}
+		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	extra, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = extra.SetReadDeadline(time.Now().Add(time.Second))
-	if _, err := extra.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("connection past the handshake cap: read %v, want it closed at once", err)
+	if !closedAtOnce("127.0.0.30") {
+		t.Fatal("connection past the handshake cap was not closed at once")
 	}
 	// The silent ones are cut at the command limit; then a TLS client is served.
 	start := time.Now()
@@ -177,7 +189,7 @@ func TestImplicitTLSHandshakesCapped(t *testing.T) {
 		}
 	}
 	if el := time.Since(start); el > 10*time.Second {
-		t.Errorf("silent handshakes lasted %v, want about the 2 s command limit", el)
+		t.Errorf("silent handshakes lasted %v, want about the 2 s limit", el)
 	}
 	// A finished handshake gives its slot back: more TLS sessions than
 	// slots stay open together.

@@ -197,7 +197,7 @@ func (s *Server) serve(l net.Listener, implicit *tls.Config) error {
 		refusing: make(chan struct{}, maxRefusing),
 	}
 	if implicit != nil {
-		g.handshakes = make(chan struct{}, maxHandshakes)
+		g.handshakes = newHandshakeSlots(maxHandshakes)
 	}
 	err := s.smtp.Serve(g)
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
