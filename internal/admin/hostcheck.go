@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -28,7 +29,7 @@ func listenerHosts(addr net.Addr, names ...string) hostSet {
 	if err != nil {
 		return hs
 	}
-	hs.port = itoa(ap.Port())
+	hs.port = strconv.Itoa(int(ap.Port()))
 	ip := ap.Addr().Unmap()
 	if ip.IsUnspecified() {
 		if addrs, err := net.InterfaceAddrs(); err == nil {
@@ -47,19 +48,6 @@ func listenerHosts(addr net.Addr, names ...string) hostSet {
 		}
 	}
 	return hs
-}
-
-func itoa(p uint16) string {
-	var b [5]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + p%10)
-		p /= 10
-		if p == 0 {
-			return string(b[i:])
-		}
-	}
 }
 
 // allows reports whether a request's Host names the listener. An empty
