@@ -88,7 +88,7 @@ func TestDataDeadlineScalesWithSize(t *testing.T) {
 	c := defaultTranscriptConfig()
 	c.idle = time.Minute
 	sp, srv, addr := startTestServer(t, c, func(o *Options) {
-		o.CommandTimeout = 2 * time.Second
+		o.CommandTimeout = 5 * time.Second
 		o.MinDataRate = 10000
 	})
 	start := func() (net.Conn, *bufio.Reader) {
@@ -110,7 +110,7 @@ func TestDataDeadlineScalesWithSize(t *testing.T) {
 			}
 		}
 	}
-	// Fast: 300 KB in 3 s of small writes: at 10 KB/s it has 2 s + 30 s.
+	// Fast: 300 KB in 3 s of small writes: at 10 KB/s it has 5 s + 30 s.
 	conn, r := start()
 	io.WriteString(conn, "Subject: big\r\n\r\n")
 	line := strings.Repeat("x", 998) + "\r\n"
@@ -124,7 +124,7 @@ func TestDataDeadlineScalesWithSize(t *testing.T) {
 	if l, _ := r.ReadString('\n'); !strings.HasPrefix(l, "250") {
 		t.Fatalf("large body at speed: %q", l)
 	}
-	// Slow: one byte every 200 ms is cut after about 2 s.
+	// Slow: one byte every 200 ms is cut after about 5 s.
 	conn, r = start()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
