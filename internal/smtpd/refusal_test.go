@@ -131,6 +131,21 @@ func TestBDATOverSizeLogged(t *testing.T) {
 	if n := len(queued(t, sp)); n != 0 {
 		t.Fatalf("%d messages queued", n)
 	}
+
+	// A first chunk over the limit never reaches the session; go-smtp
+	// logs it.
+	conn2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	_ = conn2.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn2, "EHLO dev\r\nMAIL FROM:<a@campus.test>\r\nRCPT TO:<b@campus.test>\r\n")
+	io.WriteString(conn2, fmt.Sprintf("BDAT 2000 LAST\r\n%sQUIT\r\n", strings.Repeat("z", 2000)))
+	io.Copy(io.Discard, conn2)
+	if !strings.Contains(logs.String(), "message refused: too large (BDAT chunk of 2000 bytes") {
+		t.Fatalf("first oversize chunk not logged:\n%s", logs.String())
+	}
 }
 
 // Clients that open the TLS port and never finish a handshake hold at most

@@ -1036,6 +1036,10 @@ func (c *Conn) handleBdat(arg string) {
 		if c.bdatPipe != nil {
 			c.bdatPipe.CloseWithError(ErrDataTooLarge)
 			c.bdatPipe = nil
+		} else if c.server.ErrorLog != nil {
+			// The first chunk: no backend reader to tell, so say it here.
+			c.server.ErrorLog.Printf("message refused: too large (BDAT chunk of %d bytes, max %d) client=%v",
+				size, c.server.MaxMessageBytes, c.conn.RemoteAddr())
 		}
 		c.locker.Unlock()
 		c.reset()
