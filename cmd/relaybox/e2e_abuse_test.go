@@ -109,6 +109,11 @@ func sendAuthed(local, addr, pass string) (string, error) {
 // address's budget of passwords is checked, the rest get 454 4.7.0 (one
 // log line), and a device on another address still sends at once.
 func TestE2EAuthGuessingAcrossConnections(t *testing.T) {
+	if l, err := net.Listen("tcp", "127.0.0.66:0"); err != nil {
+		t.Skipf("needs 127.0.0.0/8 on lo: %v", err)
+	} else {
+		l.Close()
+	}
 	dir := t.TempDir()
 	addr, adminAddr := freeAddr(t), freeAddr(t)
 	const pass = "Scan-Pass-1"

@@ -35,6 +35,7 @@ func dialFrom(t *testing.T, local, addr string) *authDialog {
 // without the password being checked. A device on another address is not
 // affected.
 func TestAuthGuessesLimitedAcrossConnections(t *testing.T) {
+	needLoopbackAddrs(t)
 	const pw = "Scan-Pass-1"
 	clk := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	guard := throttle.New(throttle.Options{Now: clk.Now, Burst: 4, Delay: time.Millisecond, MaxDelay: time.Millisecond})
@@ -87,4 +88,15 @@ func TestAuthGuessesLimitedAcrossConnections(t *testing.T) {
 	if got := d.cmd("AUTH PLAIN " + b64("\x00scanner\x00"+pw)); !strings.HasPrefix(got, "235") {
 		t.Fatalf("right password after the cooldown: %q", got)
 	}
+}
+
+// needLoopbackAddrs skips where 127.0.0.2 and up are not local addresses
+// (they are on Linux; macOS has only 127.0.0.1 unless aliased).
+func needLoopbackAddrs(t *testing.T) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.66:0")
+	if err != nil {
+		t.Skipf("needs 127.0.0.0/8 on lo: %v", err)
+	}
+	l.Close()
 }

@@ -174,6 +174,7 @@ func TestSessionDeadline(t *testing.T) {
 // on a third address must still get a greeting. Stress mode shortens the
 // tricklers' limits and keeps them from taking the freed slots back.
 func TestTricklersCannotHoldEverySlot(t *testing.T) {
+	needLoopbackAddrs(t)
 	c := defaultTranscriptConfig()
 	c.maxConns = 6
 	c.idle = time.Minute

@@ -154,6 +154,7 @@ func TestBDATOverSizeLogged(t *testing.T) {
 // meanwhile are closed at once, and a real client is served once a slot is
 // free.
 func TestImplicitTLSHandshakesCapped(t *testing.T) {
+	needLoopbackAddrs(t)
 	cfg, err := LoadTLS(TLSFiles{Cert: CertAuto, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
