@@ -51,7 +51,12 @@ type Listen struct {
 	MaxRecipients   int      `toml:"max_recipients"`   // 452 4.5.3 beyond
 	MaxConnections  int      `toml:"max_connections"`  // all clients together; 421 beyond
 	IdleTimeout     Duration `toml:"idle_timeout"`     // at least 5m: devices are slow
-	ShutdownGrace   Duration `toml:"shutdown_grace"`   // how long open sessions may finish on stop
+	// Limits on slow clients, so trickled bytes cannot hold a slot for ever.
+	CommandTimeout Duration `toml:"command_timeout"` // one command line, from its first byte
+	SessionTimeout Duration `toml:"session_timeout"` // a whole session, plus its bytes at min_data_rate
+	MinDataRate    Size     `toml:"min_data_rate"`   // bytes a second a message must keep up
+	StressTimeout  Duration `toml:"stress_timeout"`  // every limit while all connection slots are taken
+	ShutdownGrace  Duration `toml:"shutdown_grace"`  // how long open sessions may finish on stop
 
 	// Flood limits per client address, for stuck devices, not busy ones.
 	PerClientConnections int     `toml:"per_client_connections"` // open at once; 421 beyond; 0 = no limit
@@ -70,6 +75,8 @@ type Listen struct {
 type Auth struct {
 	Mode  string     `toml:"mode"` // off | any | users
 	Users []AuthUser `toml:"users"`
+	// Required: clients in these networks must AUTH before MAIL (530).
+	Required []string `toml:"required"`
 }
 
 // AuthUser is one device account; the password is stored as a bcrypt hash.
@@ -122,7 +129,44 @@ type Upstream struct {
 	PasswordFile string `toml:"password_file"` // the secret lives in this file
 	CertFile     string `toml:"cert_file"`     // optional client certificate
 	KeyFile      string `toml:"key_file"`
+	// Auth is the SASL mechanism: "" (PLAIN, else LOGIN, when a password
+	// is set), plain, login, xoauth2 or oauthbearer (with OAuth).
+	Auth  string        `toml:"auth"`
+	OAuth UpstreamOAuth `toml:"oauth,omitempty"`
 }
+
+// UpstreamOAuth is where the access token for XOAUTH2 / OAUTHBEARER comes
+// from ([upstream.oauth]). Secrets are only in the files it names.
+type UpstreamOAuth struct {
+	Flow          string   `toml:"flow"`            // refresh_token | client_credentials | jwt
+	Tenant        string   `toml:"tenant"`          // Microsoft: fills token_url and device_auth_url
+	TokenURL      string   `toml:"token_url"`       // https; for jwt default: the key file's token_uri
+	DeviceAuthURL string   `toml:"device_auth_url"` // for relaybox oauth-login
+	ClientID      string   `toml:"client_id"`
+	Scopes        []string `toml:"scopes"`
+
+	ClientSecretFile   string `toml:"client_secret_file"`   // the application's secret
+	RefreshTokenFile   string `toml:"refresh_token_file"`   // written by oauth-login; rotated tokens are written back
+	CertificateFile    string `toml:"certificate_file"`     // client_credentials with a certificate instead of a secret
+	CertificateKeyFile string `toml:"certificate_key_file"` //   ... and its RSA key
+	ServiceAccountFile string `toml:"service_account_file"` // jwt: Google service-account key (JSON)
+	Subject            string `toml:"subject"`              // jwt: the mailbox to act as
+}
+
+// Values of Upstream.Auth and UpstreamOAuth.Flow.
+const (
+	AuthPlain       = "plain"
+	AuthLogin       = "login"
+	AuthXOAuth2     = "xoauth2"
+	AuthOAuthBearer = "oauthbearer"
+
+	FlowRefreshToken      = "refresh_token"
+	FlowClientCredentials = "client_credentials"
+	FlowJWT               = "jwt"
+)
+
+// IsOAuth reports whether the upstream logs in with a bearer token.
+func (u Upstream) IsOAuth() bool { return u.Auth == AuthXOAuth2 || u.Auth == AuthOAuthBearer }
 
 // Delivery tunes the scheduler.
 type Delivery struct {
@@ -183,6 +227,10 @@ func Default() Config {
 			MaxRecipients:  100,
 			MaxConnections: 100,
 			IdleTimeout:    Duration(5 * time.Minute),
+			CommandTimeout: Duration(5 * time.Minute),
+			SessionTimeout: Duration(30 * time.Minute),
+			MinDataRate:    512,
+			StressTimeout:  Duration(10 * time.Second),
 			ShutdownGrace:  Duration(30 * time.Second),
 			// DESIGN.md: one client may keep 50 connections open and send
 			// 50 messages a second in bursts.
@@ -263,12 +311,16 @@ func (c Config) clone() Config {
 	out.Listen.AllowedNetworks = cloneSlice(c.Listen.AllowedNetworks)
 	out.Listen.SMTPS = cloneSlice(c.Listen.SMTPS)
 	out.Auth.Users = cloneSlice(c.Auth.Users)
+	out.Auth.Required = cloneSlice(c.Auth.Required)
 	out.Policy.RecipientDomains = cloneSlice(c.Policy.RecipientDomains)
 	out.Devices = cloneSlice(c.Devices)
 	for i := range out.Devices {
 		out.Devices[i].Networks = cloneSlice(c.Devices[i].Networks)
 	}
 	out.Upstream = cloneSlice(c.Upstream)
+	for i := range out.Upstream {
+		out.Upstream[i].OAuth.Scopes = cloneSlice(c.Upstream[i].OAuth.Scopes)
+	}
 	return out
 }
 

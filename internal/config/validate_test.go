@@ -86,6 +86,13 @@ func TestValidateRules(t *testing.T) {
 		{"negative per-client connections", func(c *Config) { c.Listen.PerClientConnections = -1 }, "listen.per_client_connections", "0 (no limit)"},
 		{"negative per-client rate", func(c *Config) { c.Listen.PerClientRate = -0.5 }, "listen.per_client_rate", "messages per second"},
 		{"rate without burst", func(c *Config) { c.Listen.PerClientBurst = 0 }, "listen.per_client_burst", "at least 1"},
+		{"per-client takes every slot", func(c *Config) { c.Listen.PerClientConnections = 100 }, "listen.per_client_connections", "not below max_connections"},
+		{"zero command timeout", func(c *Config) { c.Listen.CommandTimeout = 0 }, "listen.command_timeout", "above 0"},
+		{"session shorter than a command", func(c *Config) { c.Listen.SessionTimeout = Duration(time.Minute) }, "listen.session_timeout", "shorter than command_timeout"},
+		{"zero data rate", func(c *Config) { c.Listen.MinDataRate = 0 }, "listen.min_data_rate", "slowest device"},
+		{"stress longer than a command", func(c *Config) { c.Listen.StressTimeout = Duration(time.Hour) }, "listen.stress_timeout", "at most command_timeout"},
+		{"auth required with auth off", func(c *Config) { c.Auth.Required = []string{"10.0.5.0/24"} }, "auth.required", "auth.mode is off"},
+		{"auth required bad network", func(c *Config) { c.Auth.Mode = AuthAny; c.Auth.Required = []string{"lab"} }, "auth.required[0]", "CIDR"},
 		{"tls cert without key", func(c *Config) { c.Listen.TLSCert = existing }, "listen.tls_key", "private key"},
 		{"tls key without cert", func(c *Config) { c.Listen.TLSKey = existing }, "listen.tls_key", "tls_cert is empty"},
 		{"tls cert missing", func(c *Config) { c.Listen.TLSCert, c.Listen.TLSKey = missing, existing }, "listen.tls_cert", "does not exist"},
@@ -348,5 +355,89 @@ func TestIsLoopback(t *testing.T) {
 		if got := IsLoopback(addr); got != want {
 			t.Errorf("IsLoopback(%s) = %v", addr, got)
 		}
+	}
+}
+
+func TestValidateUpstreamOAuth(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "client.secret")
+	if err := os.WriteFile(secret, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refresh := filepath.Join(dir, "refresh.token") // need not exist yet
+	ok := UpstreamOAuth{Flow: FlowRefreshToken, TokenURL: "https://login.example.com/token", ClientID: "c", RefreshTokenFile: refresh}
+	for _, tc := range []struct {
+		name string
+		edit func(u *Upstream)
+		key  string // "" = valid
+		msg  string
+	}{
+		{"refresh_token ok", func(u *Upstream) {}, "", ""},
+		{"oauthbearer ok", func(u *Upstream) { u.Auth = AuthOAuthBearer }, "", ""},
+		{"loopback http endpoint", func(u *Upstream) { u.OAuth.TokenURL = "http://127.0.0.1:8080/token" }, "", ""},
+		{"plain http endpoint", func(u *Upstream) { u.OAuth.TokenURL = "http://login.example.com/token" }, "upstream[0].oauth.token_url", "must use https"},
+		{"no username", func(u *Upstream) { u.Username = "" }, "upstream[0].username", "the mailbox to send as"},
+		{"insecure", func(u *Upstream) { u.Insecure = true }, "upstream[0].insecure", "needs verified TLS"},
+		{"tls none", func(u *Upstream) { u.TLS, u.Insecure = TLSNone, true }, "upstream[0].insecure", "needs verified TLS"},
+		{"password too", func(u *Upstream) { u.PasswordFile = secret }, "upstream[0].password_file", "not used with auth"},
+		{"no flow", func(u *Upstream) { u.OAuth = UpstreamOAuth{} }, "upstream[0].oauth.flow", "is required"},
+		{"bad flow", func(u *Upstream) { u.OAuth.Flow = "password" }, "upstream[0].oauth.flow", "not a flow"},
+		{"bad auth", func(u *Upstream) { u.Auth = "cram-md5" }, "upstream[0].auth", "not a mechanism"},
+		{"plain with oauth table", func(u *Upstream) { u.Auth = AuthPlain; u.PasswordFile = secret }, "upstream[0].auth", "does not use [upstream.oauth]"},
+		{"no refresh file", func(u *Upstream) { u.OAuth.RefreshTokenFile = "" }, "upstream[0].oauth.refresh_token_file", "oauth-login"},
+		{"refresh dir missing", func(u *Upstream) { u.OAuth.RefreshTokenFile = filepath.Join(dir, "no", "rt") }, "upstream[0].oauth.refresh_token_file", "does not exist"},
+		{"cc without secret", func(u *Upstream) { u.OAuth.Flow = FlowClientCredentials }, "upstream[0].oauth.client_secret_file", "certificate_file"},
+		{"cc with secret", func(u *Upstream) { u.OAuth.Flow, u.OAuth.ClientSecretFile = FlowClientCredentials, secret }, "", ""},
+		{"cc secret missing", func(u *Upstream) {
+			u.OAuth.Flow, u.OAuth.ClientSecretFile = FlowClientCredentials, filepath.Join(dir, "gone")
+		}, "upstream[0].oauth.client_secret_file", "does not exist"},
+		{"jwt without subject", func(u *Upstream) { u.OAuth = UpstreamOAuth{Flow: FlowJWT, ServiceAccountFile: secret} }, "upstream[0].oauth.subject", "mailbox"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validBase()
+			u := &c.Upstream[0]
+			u.Username, u.Auth, u.OAuth = "scanner@example.edu", AuthXOAuth2, ok
+			tc.edit(u)
+			ps := problemsOf(c.Validate())
+			if tc.key == "" {
+				if len(ps) > 0 {
+					t.Fatalf("want valid, got %v", ps)
+				}
+				return
+			}
+			for _, p := range ps {
+				if p.Key == tc.key && strings.Contains(p.Msg, tc.msg) {
+					return
+				}
+			}
+			t.Fatalf("want %s: ...%s..., got %v", tc.key, tc.msg, ps)
+		})
+	}
+}
+
+func TestParseOAuthDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+[[upstream]]
+address = "smtp.office365.com:587"
+username = "scanner@example.edu"
+[upstream.oauth]
+flow = "refresh_token"
+tenant = "contoso.onmicrosoft.com"
+client_id = "abc"
+refresh_token_file = "`+filepath.Join(t.TempDir(), "rt")+`"
+`), "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := c.Upstream[0]
+	if u.Auth != AuthXOAuth2 || u.OAuth.TokenURL != "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token" ||
+		u.OAuth.DeviceAuthURL != "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/devicecode" ||
+		!reflect.DeepEqual(u.OAuth.Scopes, []string{"https://outlook.office.com/SMTP.Send", "offline_access"}) {
+		t.Fatalf("defaults not filled: %+v", u)
+	}
+	// An error in the oauth table names its line.
+	_, err = Parse([]byte("[[upstream]]\naddress = \"smtp.office365.com:587\"\nusername = \"a@b\"\n[upstream.oauth]\nflow = \"pasword\"\n"), "test.toml")
+	if err == nil || !strings.Contains(err.Error(), "test.toml:5: upstream[0].oauth.flow") {
+		t.Fatalf("err = %v", err)
 	}
 }
