@@ -16,7 +16,7 @@ GO=${GO:-go}
 VERSION=${VERSION:-$(cat "$dir/VERSION")}
 v=${VERSION#v}
 v=${v//-/+}
-[[ $v =~ ^[0-9] ]] || v="0~git+$v"
+[[ $v =~ ^[0-9] && ! $v =~ ^[0-9a-f]{7,}(\+dirty)?$ ]] || v="0~git+$v" # as package.sh
 DEB_VERSION=$v
 fail=0
 bad() {

@@ -12,8 +12,8 @@
 #   relaybox-<version>-windows-amd64.zip   relaybox.exe, a Windows sample config, README-windows.txt
 #
 # The Debian version is the git version with a leading "v" dropped and "-"
-# turned into "+" (1.2.0-3-gabc -> 1.2.0+3+gabc); one that does not start
-# with a digit (a bare commit hash) becomes 0~git+HASH.
+# turned into "+" (1.2.0-3-gabc -> 1.2.0+3+gabc); a bare commit hash (no
+# tag yet) becomes 0~git+HASH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +24,9 @@ VERSION=${VERSION:-$(cat "$dir/VERSION" 2>/dev/null || echo dev)}
 debversion() {
 	local v=${1#v}
 	v=${v//-/+}
-	[[ $v =~ ^[0-9] ]] || v="0~git+$v"
+	# A bare commit hash (git describe without tags) may start with a
+	# digit by chance; it still sorts below any release.
+	[[ $v =~ ^[0-9] && ! $v =~ ^[0-9a-f]{7,}(\+dirty)?$ ]] || v="0~git+$v"
 	echo "$v"
 }
 DEB_VERSION=$(debversion "$VERSION")
