@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -197,6 +198,12 @@ func (se *session) Data(r io.Reader) error {
 	if err != nil {
 		_ = w.Abort()
 		if rr.err != nil {
+			if errors.Is(rr.err, errNUL) {
+				se.s.log.Info("message refused: it contains a NUL byte", "id", id, "client", se.client.String(),
+					"device", se.device.name(),
+					"hint", "the device sends raw binary in the message text; set it to encode attachments (base64)")
+				return errNULReply
+			}
 			if errors.Is(rr.err, smtp.ErrDataTooLarge) {
 				se.s.log.Info("message refused: too large", "id", id, "client", se.client.String(),
 					"max", se.s.opt.MaxMessageSize)
@@ -307,8 +314,18 @@ func (s *Server) addedHeaders(id, helo string, ip netip.Addr, tls bool, now time
 	return []byte(b.String())
 }
 
+// errNUL stops a message at its first NUL byte. NUL is not allowed in SMTP
+// text, not even with 8BITMIME (RFC 5321 2.3.8, RFC 6152 3), and some
+// receivers drop it before looking for the end of DATA, so a forwarded
+// "\r\n\x00.\r\n" could end a message there: such a message is refused
+// whole rather than changed.
+var errNUL = errors.New("smtpd: NUL byte in message")
+
+var errNULReply = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+	Message: "Message contains a NUL byte, which SMTP does not allow; nothing was stored"}
+
 // errReader remembers the reader's error so Data can tell a client that went
-// away (or sent too much) from a spool that failed.
+// away (or sent too much) from a spool that failed, and refuses NUL bytes.
 type errReader struct {
 	r   io.Reader
 	err error
@@ -316,6 +333,10 @@ type errReader struct {
 
 func (e *errReader) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
+	if bytes.IndexByte(p[:n], 0) >= 0 {
+		e.err = errNUL
+		return 0, errNUL
+	}
 	if err != nil && err != io.EOF {
 		e.err = err
 	}

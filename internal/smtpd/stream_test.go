@@ -127,7 +127,13 @@ func TestScanData(t *testing.T) {
 		{"a\r.\r\nb\r\n.\r\n", 11},       // nor "\r.\r\n"
 		{"a\r\n.\rb\r\n.\r\n", 11},       // nor "\r\n.\r" + other
 		{"a\r\n\x00.\r\nb\r\n.\r\n", 13}, // nor a NUL before the dot
-		{"a\r\r\n.\r\nb\r\n.\r\n", 13},   // go-smtp: CR CR LF is no line end
+		{"a\r\r\n.\r\nb\r\n.\r\n", 7},    // CR CR LF is one line end (BusyBox)
+		{"a\r\r\n.\r\r\nb", 8},           // before the dot and after it
+		{".\r\r\r\nQUIT\r\n", 5},         // the run may be long
+		{"a\r\r\n.\r\rb\r\n.\r\n", 13},   // a CR run not before LF is data
+		{"a\r\r.\r\r\nb\r\n.\r\n", 13},   // "\r\r." is not a line start
+		{"a\n.\r\r\nb\r\n.\r\n", 12},     // nor is "\n."
+		{"a\r\r\n.\nb\r\n.\r\n", 12},     // and "." LF is no end
 		{"no end\r\n", 8},
 	}
 	for _, tt := range tests {

@@ -12,7 +12,9 @@ import (
 // noting the replies go-smtp writes.
 
 // States of go-smtp's dataReader (data.go), which ends DATA only on
-// CRLF "." CRLF; scanData must agree with it byte for byte.
+// CR+ LF "." CR+ LF (a run of CRs before LF is one line ending, for
+// BusyBox sendmail's CR CR LF; a bare LF is none); scanData must agree
+// with it byte for byte.
 const (
 	dataBeginLine = iota
 	dataDot
@@ -44,15 +46,21 @@ func scanData(state *int, b []byte) (n int, end bool) {
 				s = dataDotCR
 			}
 		case dataDotCR:
-			if c == '\n' {
+			switch c {
+			case '\n':
 				*state = dataBeginLine
 				return i + 1, true
+			case '\r':
+			default:
+				s = dataMid
 			}
-			s = dataMid
 		case dataCR:
-			s = dataMid
-			if c == '\n' {
+			switch c {
+			case '\n':
 				s = dataBeginLine
+			case '\r':
+			default:
+				s = dataMid
 			}
 		case dataMid:
 			j := bytes.IndexByte(b[i:], '\r')
