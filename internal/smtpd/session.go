@@ -207,7 +207,8 @@ func (se *session) Data(r io.Reader) error {
 			if errors.Is(rr.err, smtp.ErrDataTooLarge) {
 				se.s.log.Info("message refused: too large", "id", id, "client", se.client.String(),
 					"max", se.s.opt.MaxMessageSize)
-				return smtp.ErrDataTooLarge
+				return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+					Message: fmt.Sprintf("Message exceeds this relay's size limit of %d bytes (listen.max_message_size); nothing was stored", se.s.opt.MaxMessageSize)}
 			}
 			se.s.log.Info("message abandoned: client went away during DATA", "id", id,
 				"client", se.client.String(), "err", rr.err.Error())

@@ -983,6 +983,18 @@ func (c *Conn) handleData(arg string) {
 		return
 	}
 
+	// relaybox patch: body lines have their own limit.
+	if l := c.server.MaxDataLineLength; l != 0 {
+		if l < 0 {
+			l = 0
+		}
+		c.lineLimitReader.LineLimit = l
+		defer func() {
+			c.lineLimitReader.LineLimit = c.server.MaxLineLength
+			c.lineLimitReader.curLineLength = 0 // the body ended with a line
+		}()
+	}
+
 	r := newDataReader(c)
 	code, enhancedCode, msg := dataErrorToStatus(c.Session().Data(r))
 	r.limited = false

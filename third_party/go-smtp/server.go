@@ -35,6 +35,11 @@ type Server struct {
 	MaxRecipients     int
 	MaxMessageBytes   int64
 	MaxLineLength     int
+	// relaybox patch: MaxDataLineLength bounds a line of a DATA body; 0
+	// keeps MaxLineLength there too (go-smtp's behaviour), a negative value
+	// means no limit (MaxMessageBytes still bounds the whole body). A body
+	// line over the limit ends the session with 500 5.4.0, as before.
+	MaxDataLineLength int
 	AllowInsecureAuth bool
 	Debug             io.Writer
 	ErrorLog          Logger
