@@ -71,3 +71,22 @@ func TestHeaderWriterBoundsMemory(t *testing.T) {
 		t.Fatalf("output grew too much: %d vs %d", len(got), len(in))
 	}
 }
+
+func TestReceivedProtocol(t *testing.T) {
+	for _, tt := range []struct {
+		ehlo, tls, auth bool
+		want            string
+	}{
+		{false, false, false, "SMTP"},
+		{true, false, false, "ESMTP"},
+		{true, true, false, "ESMTPS"},
+		{true, false, true, "ESMTPA"},
+		{true, true, true, "ESMTPSA"},
+		{false, false, true, "ESMTPA"}, // AUTH after HELO is still an extension
+		{false, true, false, "ESMTPS"},
+	} {
+		if got := receivedProtocol(tt.ehlo, tt.tls, tt.auth); got != tt.want {
+			t.Errorf("receivedProtocol(ehlo=%v, tls=%v, auth=%v) = %s, want %s", tt.ehlo, tt.tls, tt.auth, got, tt.want)
+		}
+	}
+}

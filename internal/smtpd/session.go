@@ -171,8 +171,9 @@ func (se *session) Data(r io.Reader) error {
 	}
 	id := w.ID()
 	_, tls := se.conn.TLSConnectionState()
+	with := receivedProtocol(se.conn.Extended(), tls, se.auth.user != "")
 	hw := newHeaderWriter(w, func(hasID, hasDate bool) []byte {
-		return se.s.addedHeaders(id, se.helo, se.client, tls, start, hasID, hasDate)
+		return se.s.addedHeaders(id, se.helo, se.client, with, start, hasID, hasDate)
 	})
 	if se.rewritten && se.from != "" && se.s.opt.RewriteFromHeader {
 		hw.fromAddr = se.from
@@ -298,11 +299,7 @@ func (se *session) storeError(id string, err error) error {
 
 // addedHeaders builds the Received line, and Message-ID / Date when the
 // device left them out (large providers reject mail without them).
-func (s *Server) addedHeaders(id, helo string, ip netip.Addr, tls bool, now time.Time, hasID, hasDate bool) []byte {
-	with := "SMTP"
-	if tls {
-		with = "ESMTPS"
-	}
+func (s *Server) addedHeaders(id, helo string, ip netip.Addr, with string, now time.Time, hasID, hasDate bool) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (relaybox) with %s id %s;\r\n\t%s\r\n",
 		helo, ip.String(), s.opt.Hostname, with, id, now.Format(time.RFC1123Z))
@@ -324,6 +321,24 @@ var errNUL = errors.New("smtpd: NUL byte in message")
 
 var errNULReply = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
 	Message: "Message contains a NUL byte, which SMTP does not allow; nothing was stored"}
+
+// receivedProtocol is the "with" word of our Received header (RFC 3848):
+// SMTP after HELO, ESMTP after EHLO, with S for TLS and A for a client
+// that authenticated. TLS and AUTH are extensions, so they make it ESMTP
+// even after HELO (AUTH after HELO is accepted from old devices).
+func receivedProtocol(ehlo, tls, auth bool) string {
+	switch {
+	case tls && auth:
+		return "ESMTPSA"
+	case tls:
+		return "ESMTPS"
+	case auth:
+		return "ESMTPA"
+	case ehlo:
+		return "ESMTP"
+	}
+	return "SMTP"
+}
 
 // errReader remembers the reader's error so Data can tell a client that went
 // away (or sent too much) from a spool that failed, and refuses NUL bytes.
