@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -34,6 +35,7 @@ type session struct {
 	rewritten bool        // from is a configured sender, not the device's own
 	device    *deviceRule // matched at MAIL; nil for an unknown device
 	rcpts     []string
+	utf8      bool // MAIL came with SMTPUTF8 (RFC 6531)
 }
 
 var _ smtp.Session = (*session)(nil)
@@ -48,7 +50,7 @@ var (
 )
 
 func (se *session) Reset() {
-	se.from, se.hasFrom, se.rewritten, se.device, se.rcpts = "", false, false, nil, nil
+	se.from, se.hasFrom, se.rewritten, se.device, se.rcpts, se.utf8 = "", false, false, nil, nil, false
 	se.setInTransaction(false)
 }
 
@@ -77,7 +79,7 @@ func (se *session) Logout() error {
 }
 
 // Mail implements smtp.Session.
-func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	if se.auth.dropped {
 		return errDropped
 	}
@@ -123,6 +125,7 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	}
 	se.device = dev
 	se.hasFrom = true
+	se.utf8 = opts != nil && opts.UTF8
 	se.setInTransaction(true)
 	return nil
 }
@@ -165,6 +168,7 @@ func (se *session) Data(r io.Reader) error {
 		Recipients: se.rcpts,
 		AuthUser:   se.auth.user,
 		Device:     se.device.name(),
+		SMTPUTF8:   se.utf8,
 	})
 	if err != nil {
 		return se.storeError("", err)
@@ -219,6 +223,9 @@ func (se *session) Data(r io.Reader) error {
 				Message: "Connection problem during DATA, nothing was stored"}
 		}
 		return se.storeError(id, err)
+	}
+	if rr.eightBit {
+		w.MarkEightBit()
 	}
 	// A repeat too many is committed as held, in the same transaction, so
 	// the scheduler never sees it as due.
@@ -342,9 +349,12 @@ func receivedProtocol(ehlo, tls, auth bool) string {
 
 // errReader remembers the reader's error so Data can tell a client that went
 // away (or sent too much) from a spool that failed, and refuses NUL bytes.
+// It also notes whether the body holds octets over 127 (deliver needs an
+// upstream with 8BITMIME for those).
 type errReader struct {
-	r   io.Reader
-	err error
+	r        io.Reader
+	err      error
+	eightBit bool
 }
 
 func (e *errReader) Read(p []byte) (int, error) {
@@ -353,10 +363,31 @@ func (e *errReader) Read(p []byte) (int, error) {
 		e.err = errNUL
 		return 0, errNUL
 	}
+	if !e.eightBit {
+		e.eightBit = hasHighOctet(p[:n])
+	}
 	if err != nil && err != io.EOF {
 		e.err = err
 	}
 	return n, err
+}
+
+// hasHighOctet reports whether b holds an octet over 127, eight octets
+// at a time.
+func hasHighOctet(b []byte) bool {
+	const high = 0x8080808080808080
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&high != 0 {
+			return true
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 // printable makes a device's raw argument safe for one log line.

@@ -262,9 +262,11 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 
 	caps := []string{
 		"PIPELINING",
-		"8BITMIME",
 		"ENHANCEDSTATUSCODES",
 		"CHUNKING",
+	}
+	if !c.server.Disable8BITMIME {
+		caps = append(caps, "8BITMIME")
 	}
 	if _, isTLS := c.TLSConnectionState(); c.server.TLSConfig != nil && !isTLS {
 		caps = append(caps, "STARTTLS")

@@ -46,6 +46,10 @@ type Server struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 
+	// relaybox patch: do not advertise 8BITMIME (RFC 6152), for a server
+	// that hands mail on to 7-bit systems (and to test clients against one).
+	Disable8BITMIME bool
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool
