@@ -31,10 +31,10 @@ type Server struct {
 	// Enable LMTP mode, as defined in RFC 2033.
 	LMTP bool
 
-	Domain            string
-	MaxRecipients     int
-	MaxMessageBytes   int64
-	MaxLineLength     int
+	Domain          string
+	MaxRecipients   int
+	MaxMessageBytes int64
+	MaxLineLength   int
 	// relaybox patch: MaxDataLineLength bounds a line of a DATA body; 0
 	// keeps MaxLineLength there too (go-smtp's behaviour), a negative value
 	// means no limit (MaxMessageBytes still bounds the whole body). A body
