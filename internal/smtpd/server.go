@@ -138,6 +138,9 @@ func New(opt Options) (*Server, error) {
 	// and deliver folds lines over 998 octets for the upstream. Devices
 	// send long lines (a 5,000-character line is common in HTML mail).
 	srv.MaxDataLineLength = -1
+	// SMTPUTF8 (RFC 6531): UTF-8 local parts once MAIL says so (the policy
+	// checks domains in their A-label form); deliver never downgrades.
+	srv.EnableSMTPUTF8 = true
 	srv.MaxRecipients = opt.MaxRecipients
 	// Read deadlines are renewed per read by idleConn; go-smtp only needs
 	// a bound on writes to a client that stopped reading.

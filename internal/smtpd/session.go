@@ -96,7 +96,12 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		se.s.log.Info("client back under its message rate", "client", se.client.String(),
 			"device", dev.name(), "refused", d.refusedTotal)
 	}
-	addr, err := policy.ParseSender(from)
+	utf8 := opts != nil && opts.UTF8
+	parse := policy.ParseSender
+	if utf8 {
+		parse = policy.ParseSenderSMTPUTF8
+	}
+	addr, err := parse(from)
 	if err != nil {
 		se.s.log.Info("sender refused", "client", se.client.String(), "helo", se.helo, "device", dev.name(),
 			"from", printable(from), "reason", err.Error())
@@ -125,7 +130,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	se.device = dev
 	se.hasFrom = true
-	se.utf8 = opts != nil && opts.UTF8
+	se.utf8 = utf8
 	se.setInTransaction(true)
 	return nil
 }
@@ -133,7 +138,11 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 // Rcpt implements smtp.Session. The policy decides; nothing else may accept
 // a recipient.
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	addr, err := se.s.opt.Rules.Recipient(to)
+	recipient := se.s.opt.Rules.Recipient
+	if se.utf8 {
+		recipient = se.s.opt.Rules.RecipientSMTPUTF8
+	}
+	addr, err := recipient(to)
 	if err != nil {
 		se.s.log.Info("recipient refused", "client", se.client.String(), "helo", se.helo,
 			"to", printable(to), "reason", err.Error())
