@@ -321,7 +321,7 @@ func TestRecipientSMTPUTF8(t *testing.T) {
 		{"ü@bücher.example", "ü@xn--bcher-kva.example", 0},
 		{"ü@xn--bcher-kva.example", "ü@xn--bcher-kva.example", 0},
 		{"ü@evil.example", "", 550},
-		{"ü@cämpus.example", "", 550}, // a look-alike is another domain
+		{"ü@cämpus.example", "", 550},                        // a look-alike is another domain
 		{"victim\uff05evil.example@campus.example", "", 553}, // full-width % folds to %
 		{"victim\uff20evil.example@campus.example", "", 553}, // full-width @
 		{"a\u202eb@campus.example", "", 501},                 // bidi override
