@@ -505,13 +505,10 @@ func (k *conn) Send(ctx context.Context, msg Outgoing, body io.Reader) ([]RcptRe
 	opts := &smtp.MailOptions{Size: msg.Size}
 	utf8, _ := k.sc.Extension("SMTPUTF8")
 	opts.UTF8 = utf8 && (msg.SMTPUTF8 || !allASCII(addrs))
-	if err := k.sc.Mail(from, opts); err != nil {
-		return nil, k.fail(ctx, "mail", err, k.client.command)
-	}
 
 	results := make([]RcptResult, len(rcpts))
-	accepted := 0
 	var firstTemp, firstPerm *Error
+	sendable := 0
 	for i, to := range rcpts {
 		results[i].Address = to
 		if !utf8 && !allASCII([]string{to}) {
@@ -523,6 +520,20 @@ func (k *conn) Send(ctx context.Context, msg Outgoing, body io.Reader) ([]RcptRe
 				firstPerm = e
 			}
 			continue
+		}
+		sendable++
+	}
+	if sendable == 0 {
+		return results, firstPerm // nothing to open a transaction for
+	}
+	if err := k.sc.Mail(from, opts); err != nil {
+		return nil, k.fail(ctx, "mail", err, k.client.command)
+	}
+
+	accepted := 0
+	for i, to := range rcpts {
+		if results[i].Err != nil {
+			continue // refused above
 		}
 		if err := k.sc.Rcpt(to, nil); err != nil {
 			e := k.fail(ctx, "rcpt", err, k.client.command)

@@ -119,3 +119,18 @@ func TestSendSMTPUTF8(t *testing.T) {
 		}
 	})
 }
+
+// When no recipient can go (all UTF-8, no SMTPUTF8 upstream), no
+// transaction is opened at all.
+func TestSendNoTransactionWhenNoRecipientCanGo(t *testing.T) {
+	u := startUpstream(t, upstreamOpts{})
+	k := dial(t, newTestClient(t, 2*time.Second, u.Upstream()))
+	res, err := k.Send(testCtx(t), Outgoing{From: "a@lab.example.edu", Rcpts: []string{"\u00fc@example.edu"}, SMTPUTF8: true},
+		strings.NewReader("x\r\n"))
+	if e := asError(t, err); !e.Permanent || e.Enhanced != "5.6.7" || len(res) != 1 || res[0].Err != e {
+		t.Fatalf("Send = %+v, %+v; want the recipient failed with 5.6.7", res, e)
+	}
+	if u.Saw("mail") {
+		t.Fatalf("upstream saw %q; want no MAIL", u.Events())
+	}
+}
