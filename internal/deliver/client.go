@@ -318,7 +318,7 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 		if err := k.sc.Hello(c.hostname); err != nil {
 			return "", k.fail(ctx, "ehlo", err, c.command)
 		}
-		return joinExtensions(k.sc.Extension), nil
+		return joinExtensions(k.sc.Extension) + missingExtensions(k.sc.Extension), nil
 	}); e != nil {
 		return nil, e
 	}

@@ -134,3 +134,29 @@ func TestSendNoTransactionWhenNoRecipientCanGo(t *testing.T) {
 		t.Fatalf("upstream saw %q; want no MAIL", u.Events())
 	}
 }
+
+// upstream-check's EHLO step says which messages the upstream's missing
+// extensions will make fail.
+func TestCheckNamesMissingExtensions(t *testing.T) {
+	for _, tc := range []struct {
+		opts       upstreamOpts
+		want, lack string
+	}{
+		{upstreamOpts{No8BITMIME: true}, "no 8BITMIME", "8BITMIME,"},
+		{upstreamOpts{SMTPUTF8: true}, "SMTPUTF8", "no SMTPUTF8"},
+		{upstreamOpts{}, "no SMTPUTF8", "no 8BITMIME"},
+	} {
+		u := startUpstream(t, tc.opts)
+		var ehlo string
+		if err := newTestClient(t, 2*time.Second, u.Upstream()).Check(testCtx(t), 0, func(s Step) {
+			if s.Name == "ehlo" {
+				ehlo = s.Detail // the last one: after TLS
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(ehlo, tc.want) || strings.Contains(ehlo, tc.lack) {
+			t.Errorf("%+v: ehlo step %q; want %q and not %q", tc.opts, ehlo, tc.want, tc.lack)
+		}
+	}
+}
