@@ -121,6 +121,23 @@ func TestE2ELongBodyLineFolded(t *testing.T) {
 	if unfolded := strings.ReplaceAll(string(body), "\r\n ", ""); unfolded != orig {
 		t.Errorf("unfolded body differs:\n got %.200q\nwant %.200q", unfolded, orig)
 	}
+	// swaks, which exited 26 on the 451 before.
+	if _, err := exec.LookPath("swaks"); err != nil {
+		t.Log("swaks not installed; sent with curl only")
+		return
+	}
+	bodyFile := writeFile(t, filepath.Join(dir, "body.txt"), long+"\n")
+	if out, err := exec.CommandContext(ctx, "swaks", "--server", addr, "--from", "lab@campus.test",
+		"--to", "alice@campus.test", "--body", "@"+bodyFile).CombinedOutput(); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	got, err = up.sink.Wait(ctx, 2)
+	if err != nil {
+		t.Fatalf("upstream: %v", err)
+	}
+	if !strings.Contains(strings.ReplaceAll(string(got[1].Body), "\r\n ", ""), long+"\r\n") {
+		t.Errorf("swaks's long line did not arrive whole once unfolded")
+	}
 }
 
 const pyUTF8 = `
