@@ -90,3 +90,19 @@ func TestReceivedProtocol(t *testing.T) {
 		}
 	}
 }
+
+func TestHasHighOctet(t *testing.T) {
+	for n := 0; n < 80; n++ {
+		b := bytes.Repeat([]byte("a"), n)
+		if hasHighOctet(b) {
+			t.Fatalf("%d ASCII octets flagged", n)
+		}
+		for i := 0; i < n; i++ {
+			b[i] = 0x80
+			if !hasHighOctet(b) {
+				t.Fatalf("octet %d of %d over 127 not found", i, n)
+			}
+			b[i] = 'a'
+		}
+	}
+}

@@ -21,3 +21,22 @@ func BenchmarkScanData(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBodyChecks is what errReader adds per read of a body: the NUL
+// refusal and the 8-bit mark, over 1 MiB of ASCII (the worst case: no
+// early exit from the 8-bit scan).
+func BenchmarkBodyChecks(b *testing.B) {
+	line := append(bytes.Repeat([]byte("0123456789abcdef"), 4), '\r', '\n')
+	body := bytes.Repeat(line, (1<<20)/len(line))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		for p := body; len(p) > 0; {
+			k := min(len(p), 32<<10)
+			if bytes.IndexByte(p[:k], 0) >= 0 || hasHighOctet(p[:k]) {
+				b.Fatal("ASCII body flagged")
+			}
+			p = p[k:]
+		}
+	}
+}

@@ -381,10 +381,18 @@ func (e *errReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// hasHighOctet reports whether b holds an octet over 127, eight octets
-// at a time.
+// hasHighOctet reports whether b holds an octet over 127, 32 octets at a
+// time (one test per four words keeps it near memory speed).
 func hasHighOctet(b []byte) bool {
 	const high = 0x8080808080808080
+	for len(b) >= 32 {
+		w := binary.LittleEndian.Uint64(b[0:8]) | binary.LittleEndian.Uint64(b[8:16]) |
+			binary.LittleEndian.Uint64(b[16:24]) | binary.LittleEndian.Uint64(b[24:32])
+		if w&high != 0 {
+			return true
+		}
+		b = b[32:]
+	}
 	for len(b) >= 8 {
 		if binary.LittleEndian.Uint64(b)&high != 0 {
 			return true
