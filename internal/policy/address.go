@@ -5,10 +5,13 @@
 // The parser is deliberately narrower than RFC 5321. Devices on a LAN never
 // need quoted local parts, source routes or IP literals, and each of those
 // is a classic way to trick a relay into forwarding mail elsewhere, so they
-// are refused rather than interpreted. A UTF-8 local part is accepted only
-// in a transaction whose MAIL carried SMTPUTF8 (RFC 6531), and only if its
-// compatibility form (NFKC) passes the ASCII rules too; domains are always
-// checked and returned in their ASCII (A-label) form.
+// are refused rather than interpreted. (On the SMTP listener go-smtp strips
+// a source route before this package sees the path, so there the route is
+// ignored and the address after it is judged; callers that pass a raw path
+// get the refusal.) A UTF-8 local part is accepted only in a transaction
+// whose MAIL carried SMTPUTF8 (RFC 6531), and only if its compatibility
+// form (NFKC) passes the ASCII rules too; domains are always checked and
+// returned in their ASCII (A-label) form.
 package policy
 
 import (
