@@ -332,3 +332,48 @@ func TestLFOnlyTranslatedInOneByteReads(t *testing.T) {
 		t.Fatalf("after the reply to the body: %d bytes, %v; want the pipelined QUIT dropped and io.EOF", n, err)
 	}
 }
+
+// In an LF-only session, bytes that arrive after the end of DATA in a
+// separate write, but before the reply, are dropped too, and the client
+// reads the reply to its message, then a 421.
+func TestLFOnlyPipelinedLaterWriteDropped(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	c := newIdleConn(server, netipLoopback, 0, func() {}, discardLogger())
+	c.host = "relay.test"
+	defer c.Close()
+	go func() {
+		_, _ = io.WriteString(client, "EHLO x\nDATA\nbody\n.\n")
+		_, _ = io.WriteString(client, "MAIL FROM:<ceo@campus.test>\n") // a second write, before any reply
+	}()
+	replies := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(client); replies <- string(b) }()
+	buf := make([]byte, 64)
+	read := func(want string) {
+		t.Helper()
+		var got strings.Builder
+		for got.Len() < len(want) {
+			n, err := c.Read(buf[:min(len(buf), len(want)-got.Len())])
+			if err != nil {
+				t.Fatalf("after %q: %v", got.String(), err)
+			}
+			got.Write(buf[:n])
+		}
+		if got.String() != want {
+			t.Fatalf("read %q, want %q", got.String(), want)
+		}
+	}
+	read("EHLO x\r\n")
+	c.Write([]byte("250 ok\r\n"))
+	read("DATA\r\n")
+	c.Write([]byte("354 go\r\n"))
+	read("body\r\n.\r\n")
+	c.Write([]byte("250 queued\r\n"))
+	if n, err := c.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("after the reply: %d bytes (%q), %v; want io.EOF", n, buf[:n], err)
+	}
+	c.Close()
+	if got := <-replies; !strings.HasSuffix(got, "250 queued\r\n421 4.5.0 relay.test: commands sent before the reply to the message are not accepted from a client that ends lines with bare LF; closing\r\n") {
+		t.Fatalf("client read %q", got)
+	}
+}
