@@ -358,10 +358,13 @@ func (c *fakeConn) Close() error {
 func accept(rcpts []string) []RcptResult {
 	out := make([]RcptResult, len(rcpts))
 	for i, r := range rcpts {
-		out[i] = RcptResult{Address: r}
+		out[i] = RcptResult{Address: r, Reply: queuedAs}
 	}
 	return out
 }
+
+// queuedAs is the fake upstream's final reply to DATA.
+const queuedAs = "250 2.0.0 Ok: queued as 4BxQ7"
 
 // noSuchUser is up1 accepting every recipient but addr, which gets 550.
 func noSuchUser(addr string) func(rcpts []string) ([]RcptResult, error) {

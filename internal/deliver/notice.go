@@ -47,7 +47,7 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 		case rr != nil:
 			o = outcome{spool.RcptPending, rr.Reply()}
 		case sendErr == nil && k < len(results):
-			o = outcome{spool.RcptDelivered, ""}
+			o = outcome{spool.RcptDelivered, results[k].Reply}
 		case sendErr == nil:
 			// The client broke its contract; keeping the recipient
 			// risks a duplicate, dropping it risks a loss.
@@ -68,8 +68,9 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 		out[addr] = o
 	}
 	// The reply worth keeping: the message-level one, else what is
-	// holding a recipient back, else why one failed.
-	for _, want := range []spool.RcptState{spool.RcptPending, spool.RcptFailed} {
+	// holding a recipient back, else why one failed, else the upstream's
+	// "queued as" line.
+	for _, want := range []spool.RcptState{spool.RcptPending, spool.RcptFailed, spool.RcptDelivered} {
 		for _, addr := range pending {
 			if lastReply == "" && out[addr].state == want {
 				lastReply = out[addr].reply

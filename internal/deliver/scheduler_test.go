@@ -462,7 +462,7 @@ func TestSchedulerLogLine(t *testing.T) {
 		}
 	}
 	want := []*regexp.Regexp{
-		regexp.MustCompile(`^time=\S+ level=INFO msg=message id=M001 event=sent from=scanner@lab\.example\.edu to=a@example\.edu,b@example\.edu upstream=relay1\.example\.edu:587 reply="" delay=1m30s$`),
+		regexp.MustCompile(`^time=\S+ level=INFO msg=message id=M001 event=sent from=scanner@lab\.example\.edu to=a@example\.edu,b@example\.edu upstream=relay1\.example\.edu:587 reply="250 2\.0\.0 Ok: queued as 4BxQ7" delay=1m30s$`),
 		regexp.MustCompile(`^time=\S+ level=WARN msg=message id=M001 event=deferred from=scanner@lab\.example\.edu to=c@example\.edu upstream=relay1\.example\.edu:587 reply="451 4\.3\.0 try \\"later\\"" delay=1m30s$`),
 	}
 	if len(events) != len(want) {
@@ -473,7 +473,16 @@ func TestSchedulerLogLine(t *testing.T) {
 			t.Errorf("line %d:\n%s\ndoes not match\n%s", i, events[i], re)
 		}
 	}
+	// The record keeps the upstream's queue ID for the delivered
+	// recipients: queue show and the API read it from there.
+	m := h.store.get("M001")
+	for _, r := range m.Recipients[:2] {
+		if r.State != spool.RcptDelivered || r.Reply != queuedAs {
+			t.Errorf("recipient %+v, want delivered with %q", r, queuedAs)
+		}
+	}
 }
+
 
 // TestSchedulerRunAndKick: Run delivers what is due, wakes on Kick, and
 // closes its sessions when the context ends.

@@ -25,6 +25,9 @@ type Message struct {
 	Body []byte
 	TLS  bool // the session was encrypted when DATA was sent
 	At   time.Time
+	// ID is the sink's queue ID, given in its reply ("250 2.0.0 OK:
+	// queued as S000001") as a real relay gives its own.
+	ID string
 }
 
 // Options configure a Sink.
@@ -59,6 +62,7 @@ type Sink struct {
 
 	mu   sync.Mutex
 	msgs []Message
+	seq  int // messages taken, for their IDs
 }
 
 // Start listens on addr ("127.0.0.1:0" for a free port) and serves.
@@ -218,15 +222,18 @@ func (se *session) Data(r io.Reader) error {
 	}
 	_, isTLS := se.conn.TLSConnectionState()
 	m := Message{From: se.from, To: append([]string(nil), se.to...), Body: buf.Bytes(), TLS: isTLS, At: time.Now()}
+	se.s.mu.Lock()
+	se.s.seq++
+	m.ID = fmt.Sprintf("S%06d", se.s.seq)
 	if !se.s.opt.Discard {
-		se.s.mu.Lock()
 		se.s.msgs = append(se.s.msgs, m)
-		se.s.mu.Unlock()
 	}
+	se.s.mu.Unlock()
 	if se.s.opt.OnMessage != nil {
 		se.s.opt.OnMessage(m)
 	}
-	return nil
+	// go-smtp sends a 250 "error" as the reply it is.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + m.ID}
 }
 
 type nopLogger struct{}
