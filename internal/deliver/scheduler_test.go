@@ -483,7 +483,6 @@ func TestSchedulerLogLine(t *testing.T) {
 	}
 }
 
-
 // TestSchedulerRunAndKick: Run delivers what is due, wakes on Kick, and
 // closes its sessions when the context ends.
 func TestSchedulerRunAndKick(t *testing.T) {
