@@ -232,7 +232,7 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		}
 	}
 	// One command layer for the admin API and the serial console.
-	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Kick, Password: adminPass, Logger: log})
+	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Retry, Password: adminPass, Logger: log})
 	if d.adminL != nil {
 		d.admin = cmds.HTTPServer()
 	}

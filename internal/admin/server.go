@@ -34,9 +34,11 @@ var _ Queue = (*spool.Spool)(nil)
 
 // Options configure NewServer.
 type Options struct {
-	Status   *status.Model
-	Queue    Queue
-	Kick     func()           // wakes the scheduler after a retry; may be nil
+	Status *status.Model
+	Queue  Queue
+	// Kick starts a delivery pass after a retry or release, one that dials
+	// at once through any upstream hold (deliver.Scheduler.Retry); may be nil.
+	Kick     func()
 	Now      func() time.Time // default time.Now
 	Password string           // "" = no authentication
 	Logger   *slog.Logger     // default discard

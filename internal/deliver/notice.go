@@ -220,11 +220,6 @@ func (s *Scheduler) deferAll(m *spool.Message, p *pass) {
 		p.lastReply = "no upstream available"
 	}
 	add := p.tried
-	if !p.recorded && len(add) == 0 {
-		// Every upstream was held back: still an attempt, so backoff
-		// keeps the message from spinning.
-		add = []spool.Attempt{{At: now, Upstream: p.lastUp, Outcome: "deferred", Reply: p.lastReply}}
-	}
 	var pending []string
 	_, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
 		if err := s.charge(msg, p, add...); err != nil {

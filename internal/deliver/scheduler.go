@@ -97,6 +97,10 @@ type Scheduler struct {
 	tickMu     sync.Mutex  // one Tick at a time, so the session bound holds
 	heldLogged bool        // guarded by tickMu
 	orphans    atomic.Bool // look for finished messages left behind
+	retry      atomic.Bool // the next Tick forgets the upstream holds (Retry)
+	// skipped is set by a worker that left a due message alone because
+	// every upstream was held back; the Tick then wakes when a hold ends.
+	skipped atomic.Bool
 
 	mu   sync.Mutex
 	idle []*session        // open sessions not in use, most recently used last
@@ -186,6 +190,16 @@ func (s *Scheduler) Kick() {
 	}
 }
 
+// Retry wakes Run for a pass that forgets every upstream hold and dials at
+// once: an operator who asks for a retry has usually just fixed the cause,
+// and a retry answered from a hold would report the old failure again
+// without trying. A dial that fails again holds the upstream anew, with
+// the reply just received.
+func (s *Scheduler) Retry() {
+	s.retry.Store(true)
+	s.Kick()
+}
+
 // Run ticks until ctx is done, sleeping until the next message is due, a
 // session must be closed, or Kick. It closes all sessions on return and
 // returns nil when ctx ends.
@@ -248,6 +262,12 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 	if s.opt.Dialer == nil || s.opt.Dialer.Count() == 0 {
 		return s.hold(now)
 	}
+	if s.retry.Swap(false) {
+		s.mu.Lock()
+		clear(s.down)
+		s.mu.Unlock()
+	}
+	s.skipped.Store(false)
 	if s.orphans.Load() {
 		if err := s.sweep(now); err != nil {
 			return time.Time{}, err
@@ -299,7 +319,11 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 			return now, nil
 		}
 	}
-	return now.Add(s.opt.MinBackoff), nil
+	wait := now.Add(s.opt.MinBackoff)
+	if t, ok := s.holdEnd(now); ok && s.skipped.Load() {
+		wait = t // messages wait for an upstream, not for a backoff
+	}
+	return wait, nil
 }
 
 // hold is the Tick without an upstream: nothing is tried, so nothing earns
@@ -423,6 +447,19 @@ func (s *Scheduler) isDown(i int, now time.Time) (string, bool) {
 		return "", false
 	}
 	return d.reply, true
+}
+
+// holdEnd is when the first upstream hold still running at now ends.
+func (s *Scheduler) holdEnd(now time.Time) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t time.Time
+	for _, d := range s.down {
+		if d.until.After(now) && (t.IsZero() || d.until.Before(t)) {
+			t = d.until
+		}
+	}
+	return t, !t.IsZero()
 }
 
 func (s *Scheduler) markDown(i int, now time.Time, err error) {
@@ -570,6 +607,15 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 	}
 	if ctx.Err() != nil && !p.recorded {
 		return // nothing was sent: leave the message as it was
+	}
+	if !p.recorded && len(p.tried) == 0 {
+		// Every upstream is held back after a failed dial for another
+		// message: nothing was tried for this one, so nothing is recorded
+		// (no attempt, no backoff, no log line repeating an old reply).
+		// It stays due and goes out in the first pass after the hold,
+		// or at once on a manual retry.
+		s.skipped.Store(true)
+		return
 	}
 	s.deferAll(m, p)
 }

@@ -59,6 +59,9 @@ type Sink struct {
 
 	srvMu sync.Mutex
 	srv   *smtp.Server // nil while stopped
+	// ln is closed by Stop too: go-smtp's Close misses a listener its
+	// Serve goroutine has not registered yet (Stop right after Start).
+	ln net.Listener
 
 	mu   sync.Mutex
 	msgs []Message
@@ -107,7 +110,7 @@ func (s *Sink) serve() error {
 		return fmt.Errorf("sink: listen %s: %w", s.addr, err)
 	}
 	s.addr = ln.Addr().String()
-	s.srv = srv
+	s.srv, s.ln = srv, ln
 	go func() { _ = srv.Serve(ln) }()
 	return nil
 }
@@ -124,13 +127,17 @@ func (s *Sink) Addr() string {
 // does nothing.
 func (s *Sink) Stop() error {
 	s.srvMu.Lock()
-	srv := s.srv
-	s.srv = nil
+	srv, ln := s.srv, s.ln
+	s.srv, s.ln = nil, nil
 	s.srvMu.Unlock()
 	if srv == nil {
 		return nil
 	}
-	return srv.Close()
+	ln.Close()
+	if err := srv.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // Restart listens again at the same address with the same options after
