@@ -162,7 +162,7 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		Notify:       cfg.Queue.Notify,
 		Hostname:     cfg.Hostname,
 		Logger:       log,
-		OnEvent:      func(ev deliver.Event) { d.status.Delivery(ev.Kind) },
+		OnEvent:      func(ev deliver.Event) { d.status.Delivery(ev.Kind, ev.Reply) },
 		OnUpstream:   d.status.UpstreamResult,
 	})
 	if err != nil {

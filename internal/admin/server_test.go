@@ -350,7 +350,7 @@ var sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-z
 func TestMetrics(t *testing.T) {
 	f := newFixture(t, "")
 	f.st.Accepted()
-	f.st.Delivery("sent")
+	f.st.Delivery("sent", "250 2.0.0 Ok: queued as X1")
 	f.st.UpstreamResult("weird\"name\\x", errors.New("421 busy"))
 	f.add("", "a@example.edu")
 	f.kill(f.add("", "b@example.edu"), "550 no")

@@ -95,6 +95,14 @@ type Options struct {
 	// (default 30m).
 	FailingAfter time.Duration
 	RingSize     int // recent log events kept (default 300)
+	// DeferredRate: when at least this share of the delivery outcomes
+	// (sent or deferred) in the last DeferredWindow were deferred, and
+	// there were DeferredMin of them or more, the relay is degraded. An
+	// upstream that answers 4xx to one message in ten never fails long
+	// enough to count as down, yet delays mail. Default 0.05, 15m, 20.
+	DeferredRate   float64
+	DeferredWindow time.Duration
+	DeferredMin    int
 }
 
 // quotaFailingPercent is how full the spool may get before the relay is
@@ -118,6 +126,16 @@ type Model struct {
 	ring      []Event
 	ringNext  int // where the next event goes
 	ringLen   int
+	// recent counts sent and deferred outcomes per minute over
+	// DeferredWindow, for the deferred-rate rule.
+	recent       []outcomeBucket
+	lastDeferred string // reply of the latest deferral
+}
+
+// outcomeBucket counts the delivery outcomes of one minute.
+type outcomeBucket struct {
+	minute         int64 // Unix minute
+	sent, deferred int
 }
 
 // New builds a Model in the starting state.
@@ -134,8 +152,18 @@ func New(opt Options) *Model {
 	if opt.RingSize <= 0 {
 		opt.RingSize = 300
 	}
+	if opt.DeferredRate <= 0 {
+		opt.DeferredRate = 0.05
+	}
+	if opt.DeferredWindow < time.Minute {
+		opt.DeferredWindow = 15 * time.Minute
+	}
+	if opt.DeferredMin <= 0 {
+		opt.DeferredMin = 20
+	}
 	opt.Warnings = append([]string(nil), opt.Warnings...)
-	m := &Model{opt: opt, state: Starting, since: opt.Now(), ring: make([]Event, opt.RingSize)}
+	m := &Model{opt: opt, state: Starting, since: opt.Now(), ring: make([]Event, opt.RingSize),
+		recent: make([]outcomeBucket, int(opt.DeferredWindow/time.Minute))}
 	for _, name := range opt.Upstreams {
 		m.ups = append(m.ups, Upstream{Name: name, Up: true})
 	}
@@ -165,20 +193,47 @@ func (m *Model) Accepted() {
 }
 
 // Delivery counts one message event by the scheduler's kind: sent,
-// deferred, failed or expired. Other kinds are ignored.
-func (m *Model) Delivery(kind string) {
+// deferred, failed or expired, with the upstream's reply. Other kinds are
+// ignored.
+func (m *Model) Delivery(kind, reply string) {
+	now := m.opt.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch kind {
 	case "sent":
 		m.counters.Delivered++
+		m.bucket(now).sent++
 	case "deferred":
 		m.counters.Deferred++
+		m.bucket(now).deferred++
+		m.lastDeferred = oneLine(reply)
 	case "failed":
 		m.counters.Failed++
 	case "expired":
 		m.counters.Expired++
 	}
+}
+
+// bucket is the outcome count of now's minute; m.mu is held.
+func (m *Model) bucket(now time.Time) *outcomeBucket {
+	minute := now.Unix() / 60
+	b := &m.recent[int(minute%int64(len(m.recent)))]
+	if b.minute != minute {
+		*b = outcomeBucket{minute: minute}
+	}
+	return b
+}
+
+// recentOutcomes sums the buckets of the last DeferredWindow; m.mu is held.
+func (m *Model) recentOutcomes(now time.Time) (sent, deferred int) {
+	minute := now.Unix() / 60
+	for _, b := range m.recent {
+		if b.minute <= minute && minute-b.minute < int64(len(m.recent)) {
+			sent += b.sent
+			deferred += b.deferred
+		}
+	}
+	return sent, deferred
 }
 
 // UpstreamResult records the outcome of using upstream name: nil means it
@@ -332,6 +387,12 @@ func (m *Model) evaluate(now time.Time, q QueueStats) (State, string) {
 			degraded = append(degraded, fmt.Sprintf("upstream %s failing for %s: %s",
 				u.Name, FormatDuration(now.Sub(u.FailingSince)), u.LastError))
 		}
+	}
+	if sent, deferred := m.recentOutcomes(now); sent+deferred >= m.opt.DeferredMin &&
+		float64(deferred) >= m.opt.DeferredRate*float64(sent+deferred) {
+		degraded = append(degraded, fmt.Sprintf("%d of %d deliveries in the last %s deferred (%d%%, threshold %d%%); last reply: %s",
+			deferred, sent+deferred, FormatDuration(m.opt.DeferredWindow), deferred*100/(sent+deferred),
+			int(m.opt.DeferredRate*100+0.5), m.lastDeferred))
 	}
 	switch {
 	case len(failing) > 0:
