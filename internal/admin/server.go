@@ -13,8 +13,10 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"relaybox/internal/spool"
@@ -24,7 +26,7 @@ import (
 // Queue is what the admin layer needs of the spool; *spool.Spool has it.
 type Queue interface {
 	Get(id string) (*spool.Message, error)
-	List(state spool.State) ([]*spool.Message, error)
+	Page(state spool.State, after string, limit int) (msgs []*spool.Message, total int, more bool, err error)
 	Update(id string, fn func(*spool.Message) error) (*spool.Message, error)
 	Delete(id string) error
 	Headers(id string, max int) ([]byte, error)
@@ -154,14 +156,30 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"events": s.opt.Status.Recent(0)})
 }
 
+// apiList serves one page of a listing: ?limit=N (default DefaultLimit, at
+// most MaxLimit) and ?after=ID, the page's "next" cursor.
 func (s *Server) apiList(state spool.State) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		msgs, err := s.List(state)
+		q := r.URL.Query()
+		limit := DefaultLimit
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > MaxLimit {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("limit=%q: want a number from 1 to %d", v, MaxLimit))
+				return
+			}
+			limit = n
+		}
+		p, err := s.List(state, q.Get("after"), limit)
 		if err != nil {
 			s.fail(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"messages": msgs})
+		// Compact: a page of 100 stays well under 64 KB, which an
+		// indented one did not.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_ = json.NewEncoder(w).Encode(p)
 	}
 }
 

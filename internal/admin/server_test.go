@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"relaybox/internal/clocktest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -169,7 +170,7 @@ func TestQueueListAndShow(t *testing.T) {
 		m.Recipients[1].Address != "b@example.edu" || m.Recipients[1].State != spool.RcptPending || m.NextInSeconds != 3510 {
 		t.Errorf("listed %+v", m)
 	}
-	if code, body := f.do("GET", "/api/dead", ""); code != 200 || len(decode[listing](t, body).Messages) != 0 || !strings.Contains(body, `"messages": []`) {
+	if code, body := f.do("GET", "/api/dead", ""); code != 200 || len(decode[listing](t, body).Messages) != 0 || !strings.Contains(body, `"messages":[]`) {
 		t.Errorf("GET /api/dead: %d %s", code, body)
 	}
 
@@ -489,5 +490,66 @@ func TestHeldListAndRelease(t *testing.T) {
 	}
 	if f.kicks.Load() != 1 {
 		t.Errorf("kicks = %d, want 1", f.kicks.Load())
+	}
+}
+
+// Listings page: 100 by default with the total and a cursor, each page
+// under 64 KB even with long replies, and a bad limit is refused.
+func TestQueueListPages(t *testing.T) {
+	f := newFixture(t, "")
+	const n = 230
+	reply := "cannot connect to smtp.example.edu:587: dial tcp 192.0.2.10:587: connect: connection refused (is the relay up?)"
+	var ids []string
+	for range n {
+		id := f.add("scanner-third-floor@lab.chemistry.example.edu", "someone.with.a.long.name@department.example.edu")
+		f.update(id, func(m *spool.Message) {
+			m.Device, m.Attempts, m.LastReply = "Ricoh MP C3004 third floor", 7, reply
+			m.NextAttempt = f.clk.Now().Add(time.Hour)
+			m.Recipients[0].Reply = reply
+		})
+		ids = append(ids, id)
+	}
+	var got []string
+	after := ""
+	for page := 0; page < 4; page++ {
+		path := "/api/queue"
+		if after != "" {
+			path += "?after=" + after
+		}
+		code, body := f.do("GET", path, "")
+		if code != 200 {
+			t.Fatalf("GET %s: %d %s", path, code, body)
+		}
+		if len(body) > 64<<10 {
+			t.Errorf("page %d is %d bytes, want at most 64 KB", page, len(body))
+		}
+		if page == 0 {
+			t.Logf("a page of %d is %d bytes", DefaultLimit, len(body))
+		}
+		p := decode[Page](t, body)
+		if p.Total != n || p.Limit != DefaultLimit || len(p.Messages) > DefaultLimit {
+			t.Fatalf("page %d: total %d limit %d, %d messages", page, p.Total, p.Limit, len(p.Messages))
+		}
+		for _, m := range p.Messages {
+			got = append(got, m.ID)
+		}
+		if p.Next == "" {
+			break
+		}
+		if p.Next != got[len(got)-1] {
+			t.Fatalf("next %q is not the page's last ID %q", p.Next, got[len(got)-1])
+		}
+		after = p.Next
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("pages listed %d messages, want all %d in order", len(got), n)
+	}
+	if code, body := f.do("GET", "/api/queue?limit=7", ""); code != 200 || len(decode[Page](t, body).Messages) != 7 {
+		t.Errorf("limit=7: %d %s", code, body)
+	}
+	for _, bad := range []string{"0", "-1", "abc", "1001"} {
+		if code, body := f.do("GET", "/api/dead?limit="+bad, ""); code != 400 || !strings.Contains(body, "from 1 to 1000") {
+			t.Errorf("limit=%s: %d %s", bad, code, body)
+		}
 	}
 }

@@ -46,6 +46,26 @@ func (s *Spool) List(state State) ([]*Message, error) {
 		func(m *Message) bool { return m.State == state })
 }
 
+// Page returns up to limit messages in state whose ID sorts after after
+// ("" = from the start), oldest first, and how many messages are in state
+// in all. more says whether messages follow the page. Only the page's
+// records are read: a listing of a 22,000-message spool costs what its
+// page costs, not the whole queue in memory.
+func (s *Spool) Page(state State, after string, limit int) (msgs []*Message, total int, more bool, err error) {
+	ids := s.selectIDs(func(e entry) bool { return e.state == state })
+	total = len(ids)
+	start, _ := slices.BinarySearch(ids, after)
+	if start < len(ids) && ids[start] == after {
+		start++
+	}
+	ids = ids[start:]
+	if limit > 0 && len(ids) > limit {
+		ids, more = ids[:limit], true
+	}
+	msgs, err = s.fetch(ids, 0, func(m *Message) bool { return m.State == state })
+	return msgs, total, more, err
+}
+
 // Due returns up to limit (0 = no limit) queued messages whose NextAttempt
 // has come and that still have a pending recipient, oldest first.
 func (s *Spool) Due(now time.Time, limit int) ([]*Message, error) {
