@@ -56,14 +56,20 @@ func (c *Client) Events() ([]status.Event, error) {
 
 // Queue returns a page of the queued messages, oldest first: up to limit
 // (0 = the daemon's default of 100) after the ID after ("" = the start).
-func (c *Client) Queue(after string, limit int) (*Page, error) { return c.list("/api/queue", after, limit) }
+func (c *Client) Queue(after string, limit int) (*Page, error) {
+	return c.list("/api/queue", after, limit)
+}
 
 // Dead returns a page of the dead-letter messages, as Queue does.
-func (c *Client) Dead(after string, limit int) (*Page, error) { return c.list("/api/dead", after, limit) }
+func (c *Client) Dead(after string, limit int) (*Page, error) {
+	return c.list("/api/dead", after, limit)
+}
 
 // Held returns a page of the repeats held by duplicate detection (release
 // one with Retry), as Queue does.
-func (c *Client) Held(after string, limit int) (*Page, error) { return c.list("/api/held", after, limit) }
+func (c *Client) Held(after string, limit int) (*Page, error) {
+	return c.list("/api/held", after, limit)
+}
 
 func (c *Client) list(path, after string, limit int) (*Page, error) {
 	q := url.Values{}
