@@ -156,7 +156,7 @@ func (s *Server) retry(id string, force bool) (*spool.Message, error) {
 
 // makeDue is the spool update behind every retry; it does not kick.
 func (s *Server) makeDue(id string, force bool) (*spool.Message, error) {
-	now := s.opt.Now()
+	now, run := s.opt.Now(), s.opt.Queue.Run()
 	return s.opt.Queue.Update(id, func(m *spool.Message) error {
 		if m.State == spool.StateHeld {
 			// A repeat a device sent over and over, held by the listener:
@@ -183,7 +183,7 @@ func (s *Server) makeDue(id string, force bool) (*spool.Message, error) {
 				return fmt.Errorf("%w for %s: every recipient was refused for good (%s); fix the cause, then retry with force",
 					ErrNothingToRetry, m.ID, refusal)
 			}
-			m.State, m.Requeued = spool.StateQueued, now
+			m.State, m.Requeued, m.QueuedRun = spool.StateQueued, now, run
 		} else if len(m.Pending()) == 0 {
 			return fmt.Errorf("%w for %s: no recipient is waiting", ErrNothingToRetry, m.ID)
 		}

@@ -27,6 +27,9 @@ import (
 type Queue interface {
 	Get(id string) (*spool.Message, error)
 	Page(state spool.State, after string, limit int) (msgs []*spool.Message, total int, more bool, err error)
+	// Run is the spool's run clock, which a requeued dead letter's age
+	// counts from again (spool.Message.QueuedRun).
+	Run() time.Duration
 	Update(id string, fn func(*spool.Message) error) (*spool.Message, error)
 	Delete(id string) error
 	Headers(id string, max int) ([]byte, error)

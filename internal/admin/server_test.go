@@ -55,7 +55,7 @@ const (
 func newFixture(t *testing.T, password string) *fixture {
 	t.Helper()
 	f := &fixture{t: t, clk: clocktest.New(time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC))}
-	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{Now: f.clk.Now, MaxSize: 1 << 20})
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{Now: f.clk.Now, Mono: f.clk.Mono, MaxSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,6 +252,11 @@ func TestRetryRequeuesDead(t *testing.T) {
 	}
 	if m.State != spool.StateQueued || !m.Requeued.Equal(f.clk.Now()) || !m.NextAttempt.Equal(f.clk.Now()) {
 		t.Errorf("requeued message: state %s requeued %v next %v", m.State, m.Requeued, m.NextAttempt)
+	}
+	// Its age starts over on the run clock too, or it would expire again
+	// at once.
+	if m.QueuedRun != f.sp.Run() || m.QueuedRun < time.Hour {
+		t.Errorf("requeued message's run clock %v, spool's %v", m.QueuedRun, f.sp.Run())
 	}
 	want := []spool.RcptState{spool.RcptFailed, spool.RcptPending, spool.RcptPending}
 	for i, r := range m.Recipients {

@@ -144,7 +144,7 @@ func (s *session) list(state spool.State) error {
 		case spool.StateHeld:
 			cli = "relaybox queue held"
 		}
-		s.printf("... %d more (%d in all), use the admin API or `%s -after %s`\n", n, page.Total, cli, page.Next)
+		s.printf("... %d more of %d: `%s -after %s`\n", n, page.Total, cli, page.Next)
 	}
 	return nil
 }

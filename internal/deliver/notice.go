@@ -245,12 +245,11 @@ func (s *Scheduler) deferAll(m *spool.Message, p *pass) {
 
 // expire dead-letters a queued message past MaxAge: its pending
 // recipients fail with the age and the last reply.
-func (s *Scheduler) expire(m *spool.Message, now time.Time) {
-	var expired []string
+func (s *Scheduler) expire(m *spool.Message, now time.Time, jumpRun time.Duration) {
+	var gone []string
 	var reply, last, up string
 	updated, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
-		exp := expiry(msg, s.opt.MaxAge)
-		if msg.State != spool.StateQueued || exp.IsZero() || now.Before(exp) {
+		if msg.State != spool.StateQueued || !expired(msg, s.opt.MaxAge, now, s.opt.Store.Run(), jumpRun) {
 			return errGone
 		}
 		last = msg.LastReply
@@ -258,13 +257,13 @@ func (s *Scheduler) expire(m *spool.Message, now time.Time) {
 		if why == "" {
 			why = "no upstream took it"
 		}
-		reply = fmt.Sprintf("expired after %s: %s", fmtAge(now.Sub(queuedSince(msg))), why)
-		expired = expired[:0]
+		reply = fmt.Sprintf("expired after %s: %s", fmtAge(age(msg.QueuedRun, queuedSince(msg), now, s.opt.Store.Run())), why)
+		gone = gone[:0]
 		for i := range msg.Recipients {
 			r := &msg.Recipients[i]
 			if r.State == spool.RcptPending {
 				r.State, r.Reply, r.Updated = spool.RcptFailed, reply, now
-				expired = append(expired, r.Address)
+				gone = append(gone, r.Address)
 			}
 		}
 		msg.State = spool.StateDead
@@ -280,7 +279,7 @@ func (s *Scheduler) expire(m *spool.Message, now time.Time) {
 		}
 		return
 	}
-	s.emit(Event{Time: now, ID: m.ID, Kind: "expired", From: m.From, To: expired, Upstream: up, Reply: reply, Delay: now.Sub(m.Received)})
+	s.emit(Event{Time: now, ID: m.ID, Kind: "expired", From: m.From, To: gone, Upstream: up, Reply: reply, Delay: now.Sub(m.Received)})
 	if last == "" {
 		last = reply
 	}
@@ -290,7 +289,7 @@ func (s *Scheduler) expire(m *spool.Message, now time.Time) {
 // sweep finishes queued messages with no pending recipient, left behind
 // when a Delete failed or the process stopped between two writes.
 func (s *Scheduler) sweep(now time.Time) error {
-	msgs, err := s.opt.Store.List(spool.StateQueued)
+	msgs, err := s.opt.Store.Finished()
 	if err != nil {
 		return fmt.Errorf("deliver: list queue: %w", err)
 	}

@@ -25,7 +25,15 @@ type Store interface {
 	Due(now time.Time, limit int) ([]*spool.Message, error)
 	// NextDue is the earliest NextAttempt of a queued message.
 	NextDue() (time.Time, bool)
-	List(state spool.State) ([]*spool.Message, error)
+	// Waiting lists the queued messages with a pending recipient, from
+	// the index (no record read); Finished returns the queued ones with
+	// none left.
+	Waiting() []spool.Waiting
+	Finished() ([]*spool.Message, error)
+	Get(id string) (*spool.Message, error)
+	// Run is the spool's run clock (spool.Spool.Run): message ages are
+	// taken from it, never from the wall clock alone.
+	Run() time.Duration
 	// Update runs fn on a fresh copy of the message in one durable
 	// transaction; an error from fn aborts it and is returned. The store
 	// bounds History (spool.Options.HistoryLimit).
@@ -105,7 +113,18 @@ type Scheduler struct {
 	mu   sync.Mutex
 	idle []*session        // open sessions not in use, most recently used last
 	down map[int]downState // upstream index -> held back until
+
+	// The wall clock and the run clock at the last Tick, to notice a
+	// jump of the wall clock; jumpRun is the run clock when the last jump
+	// was seen (0: none). Guarded by tickMu.
+	lastWall time.Time
+	lastRun  time.Duration
+	jumpRun  atomic.Int64
 }
+
+// jumpTolerance is how far the wall clock may drift from the run clock
+// between two passes before it counts as a jump (NTP slews by far less).
+const jumpTolerance = time.Minute
 
 type downState struct {
 	until time.Time
@@ -258,6 +277,7 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 	s.tickMu.Lock()
 	defer s.tickMu.Unlock()
 	now := s.opt.Now()
+	s.noticeJump(now)
 	s.closeIdle(now)
 	if s.opt.Dialer == nil || s.opt.Dialer.Count() == 0 {
 		return s.hold(now)
@@ -273,6 +293,21 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 			return time.Time{}, err
 		}
 	}
+	// Expiry goes by the messages' real age, not by when they are due: a
+	// wall clock set back leaves NextAttempt in the future.
+	next, err := s.deliverDue(ctx, now)
+	if err != nil {
+		return next, err
+	}
+	expNext, _ := s.expireOld(now, time.Duration(s.jumpRun.Load()))
+	if !expNext.IsZero() && (next.IsZero() || expNext.Before(next)) {
+		next = expNext
+	}
+	return next, nil
+}
+
+// deliverDue delivers every due message and says when to come back.
+func (s *Scheduler) deliverDue(ctx context.Context, now time.Time) (time.Time, error) {
 	seen := make(map[string]bool)
 	for ctx.Err() == nil {
 		due, err := s.opt.Store.Due(now, batchSize)
@@ -289,8 +324,8 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 			}
 			seen[m.ID] = true
 			fresh++
-			if exp := expiry(m, s.opt.MaxAge); !exp.IsZero() && !now.Before(exp) {
-				s.expire(m, now)
+			if s.expired(m, now) {
+				s.expire(m, now, time.Duration(s.jumpRun.Load()))
 				continue
 			}
 			todo = append(todo, m)
@@ -327,33 +362,74 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 }
 
 // hold is the Tick without an upstream: nothing is tried, so nothing earns
-// backoff; only expiry runs. The next wake is the first expiry.
+// backoff; only expiry runs. The next wake is the first expiry. Without an
+// upstream no attempt can follow a clock jump, and none is waited for.
 func (s *Scheduler) hold(now time.Time) (time.Time, error) {
-	msgs, err := s.opt.Store.List(spool.StateQueued)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("deliver: list queue: %w", err)
+	next, held := s.expireOld(now, 0)
+	if held > 0 && !s.heldLogged {
+		s.heldLogged = true
+		s.log.Warn(fmt.Sprintf("no upstream configured: %s held", plural(held, "message")))
 	}
-	var next time.Time
-	held := 0
-	for _, m := range msgs {
-		if len(m.Pending()) == 0 {
-			continue
-		}
-		exp := expiry(m, s.opt.MaxAge)
+	return next, nil
+}
+
+// expireOld dead-letters the waiting messages past MaxAge (jumpRun: see
+// expired) and returns how many wait on and when the first of them is due
+// to expire. It works from the index: a queue of 20,000 messages is not
+// read on every pass (each accepted message makes one); only the records of
+// messages old enough are.
+func (s *Scheduler) expireOld(now time.Time, jumpRun time.Duration) (next time.Time, held int) {
+	run := s.opt.Store.Run()
+	for _, w := range s.opt.Store.Waiting() {
+		exp := expiryAt(age(w.QueuedRun, w.Since, now, run), s.opt.MaxAge, now)
 		if !exp.IsZero() && !now.Before(exp) {
-			s.expire(m, now)
-			continue
+			m, err := s.opt.Store.Get(w.ID)
+			if err == nil && expired(m, s.opt.MaxAge, now, run, jumpRun) {
+				s.expire(m, now, jumpRun)
+				continue
+			}
+			// Kept until an attempt after a clock jump (or gone
+			// meanwhile): its next attempt brings the next look.
+			exp = time.Time{}
 		}
 		held++
 		if !exp.IsZero() && (next.IsZero() || exp.Before(next)) {
 			next = exp
 		}
 	}
-	if held > 0 && !s.heldLogged {
-		s.heldLogged = true
-		s.log.Warn(fmt.Sprintf("no upstream configured: %d messages held", held))
+	return next, held
+}
+
+// plural: "1 message", "2 messages".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
 	}
-	return next, nil
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// expired applies the expiry rule (see the function of that name) at now.
+func (s *Scheduler) expired(m *spool.Message, now time.Time) bool {
+	return expired(m, s.opt.MaxAge, now, s.opt.Store.Run(), time.Duration(s.jumpRun.Load()))
+}
+
+// expiry is when m should be looked at for expiry, by its age now.
+func (s *Scheduler) expiry(m *spool.Message, now time.Time) time.Time {
+	return expiryAt(age(m.QueuedRun, queuedSince(m), now, s.opt.Store.Run()), s.opt.MaxAge, now)
+}
+
+// noticeJump compares how far the wall clock and the run clock moved since
+// the last pass; tickMu is held.
+func (s *Scheduler) noticeJump(now time.Time) {
+	run := s.opt.Store.Run()
+	if !s.lastWall.IsZero() {
+		if d := now.Sub(s.lastWall) - (run - s.lastRun); d > jumpTolerance || d < -jumpTolerance {
+			s.jumpRun.Store(int64(run))
+			s.log.Warn("deliver: the system clock jumped; no message expires before one more attempt",
+				"jump", d.Round(time.Second).String())
+		}
+	}
+	s.lastWall, s.lastRun = now, run
 }
 
 // deliverAll runs the messages through up to Connections workers.
@@ -489,7 +565,8 @@ func (s *Scheduler) charge(msg *spool.Message, p *pass, add ...spool.Attempt) er
 	p.closeOpen(msg, "deferred")
 	if !p.recorded {
 		msg.Attempts++
-		msg.NextAttempt = s.backoff.Next(p.now, msg.Attempts, expiry(msg, s.opt.MaxAge))
+		msg.TriedRun = s.opt.Store.Run()
+		msg.NextAttempt = s.backoff.Next(p.now, msg.Attempts, s.expiry(msg, p.now))
 	}
 	msg.History = append(msg.History, add...)
 	return nil

@@ -165,6 +165,7 @@ func (s *Spool) commitBatch(batch []*request) {
 		failed := -1
 		var ferr error
 		start := time.Now()
+		saved := s.runSaved
 		err := s.db.Update(func(tx *bbolt.Tx) error {
 			s.freed = s.freed[:0] // a rerun starts over
 			for i, r := range batch {
@@ -173,8 +174,16 @@ func (s *Spool) commitBatch(batch []*request) {
 					return err
 				}
 			}
+			// Riding on a commit that happens anyway costs no extra
+			// write of its own.
+			if s.Run()-saved >= runSaveEvery {
+				return s.saveRun(tx)
+			}
 			return nil
 		})
+		if err != nil {
+			s.runSaved = saved // not stored after all
+		}
 		if failed >= 0 {
 			batch[failed].done <- ferr
 			batch = append(batch[:failed], batch[failed+1:]...)
