@@ -109,7 +109,8 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		upNames = append(upNames, u.Address)
 	}
 	warns := warnings(cfg)
-	d.status = status.New(status.Options{Upstreams: upNames, Version: version, Warnings: warns, Queue: d.queueStats})
+	d.status = status.New(status.Options{Upstreams: upNames, Version: version, Warnings: warns, Queue: d.queueStats,
+		ClockSynced: status.KernelClockSynced})
 	log = slog.New(d.status.Handler(log.Handler())) // every log record also lands in the ring of recent events
 	d.log = log
 	rules, err := policy.NewRules(cfg.Policy.RecipientDomains)

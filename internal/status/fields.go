@@ -35,6 +35,9 @@ func (s Snapshot) Fields() []Field {
 	c := s.Counters
 	f = append(f, Field{"counters", fmt.Sprintf("accepted %d, delivered %d, deferred %d, failed %d, expired %d",
 		c.Accepted, c.Delivered, c.Deferred, c.Failed, c.Expired)})
+	if s.Clock == ClockUnsynchronised {
+		f = append(f, Field{"clock", "not synchronised (no NTP yet?): message ages use the relay's own run clock, but TLS to the upstream fails while the date is wrong"})
+	}
 	for _, w := range s.Warnings {
 		f = append(f, Field{"warning", w})
 	}

@@ -73,9 +73,12 @@ type Snapshot struct {
 	Queue      QueueStats `json:"queue"`
 	Counters   Counters   `json:"counters"`
 	Warnings   []string   `json:"warnings,omitempty"` // standing configuration warnings
-	Version    string     `json:"version"`
-	Started    time.Time  `json:"started,omitzero"`
-	Now        time.Time  `json:"now"` // the daemon's clock, so readers compute ages like it does
+	// Clock is whether the system clock is synchronised: synchronised,
+	// not synchronised, or unknown.
+	Clock   string    `json:"clock"`
+	Version string    `json:"version"`
+	Started time.Time `json:"started,omitzero"`
+	Now     time.Time `json:"now"` // the daemon's clock, so readers compute ages like it does
 }
 
 // Options configure New. Zero values take the documented defaults.
@@ -103,7 +106,18 @@ type Options struct {
 	DeferredRate   float64
 	DeferredWindow time.Duration
 	DeferredMin    int
+	// ClockSynced says whether the system clock is synchronised (NTP);
+	// known false: cannot tell. Nil: not asked (KernelClockSynced asks
+	// the kernel).
+	ClockSynced func() (synced, known bool)
 }
+
+// Clock states as Snapshot.Clock says them.
+const (
+	ClockSynchronised   = "synchronised"
+	ClockUnsynchronised = "not synchronised"
+	ClockUnknown        = "unknown"
+)
 
 // quotaFailingPercent is how full the spool may get before the relay is
 // failing: beyond it devices are about to get 452 for every message.
@@ -314,9 +328,18 @@ func (m *Model) Snapshot() Snapshot {
 	} else {
 		q.OldestAgeSeconds = 0
 	}
+	clock := ClockUnknown
+	if m.opt.ClockSynced != nil {
+		switch synced, known := m.opt.ClockSynced(); {
+		case known && synced:
+			clock = ClockSynchronised
+		case known:
+			clock = ClockUnsynchronised
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	state, reason := m.evaluate(now, q)
+	state, reason := m.evaluate(now, q, clock)
 	if state != m.state {
 		m.state, m.since = state, now
 	}
@@ -330,6 +353,7 @@ func (m *Model) Snapshot() Snapshot {
 		Counters:   m.counters,
 		Warnings:   append([]string(nil), m.opt.Warnings...),
 		Version:    m.opt.Version,
+		Clock:      clock,
 		Started:    m.startedAt,
 		Now:        now,
 	}
@@ -337,7 +361,7 @@ func (m *Model) Snapshot() Snapshot {
 
 // evaluate applies the state rules; m.mu is held. When several causes
 // apply, the reason names each, worst first.
-func (m *Model) evaluate(now time.Time, q QueueStats) (State, string) {
+func (m *Model) evaluate(now time.Time, q QueueStats, clock string) (State, string) {
 	switch {
 	case m.stopping:
 		return Stopping, "shutting down"
@@ -384,8 +408,11 @@ func (m *Model) evaluate(now time.Time, q QueueStats) (State, string) {
 	}
 	for _, u := range m.ups {
 		if u.ConsecutiveFailures >= m.opt.DegradedAfter {
-			degraded = append(degraded, fmt.Sprintf("upstream %s failing for %s: %s",
-				u.Name, FormatDuration(now.Sub(u.FailingSince)), u.LastError))
+			why := fmt.Sprintf("upstream %s failing for %s: %s", u.Name, FormatDuration(now.Sub(u.FailingSince)), u.LastError)
+			if clock == ClockUnsynchronised && strings.Contains(u.LastError, "certificate") {
+				why += " (the system clock is not synchronised: a wrong date fails certificate checks; check NTP)"
+			}
+			degraded = append(degraded, why)
 		}
 	}
 	if sent, deferred := m.recentOutcomes(now); sent+deferred >= m.opt.DeferredMin &&

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"relaybox/internal/clocktest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -327,5 +328,35 @@ func TestDeferredRateDegrades(t *testing.T) {
 	c.Add(16 * time.Minute)
 	if snap := m.Snapshot(); snap.State != OK {
 		t.Fatalf("after the window: %s %q", snap.State, snap.Reason)
+	}
+}
+
+// The clock's synchronisation shows in the snapshot and its fields, and a
+// certificate failure while it is off says to look at NTP.
+func TestClockSynced(t *testing.T) {
+	synced := false
+	m := New(Options{Upstreams: []string{up1}, ClockSynced: func() (bool, bool) { return synced, true }})
+	m.Started()
+	m.UpstreamResult(up1, replyErr{"x509: certificate has expired or is not yet valid"})
+	snap := m.Snapshot()
+	if snap.Clock != ClockUnsynchronised || !strings.Contains(snap.Reason, "system clock is not synchronised") {
+		t.Fatalf("clock %q reason %q", snap.Clock, snap.Reason)
+	}
+	found := false
+	for _, f := range snap.Fields() {
+		found = found || f.Label == "clock"
+	}
+	if !found {
+		t.Error("no clock line in the fields")
+	}
+	synced = true
+	if snap := m.Snapshot(); snap.Clock != ClockSynchronised || strings.Contains(snap.Reason, "system clock") {
+		t.Fatalf("synced: clock %q reason %q", snap.Clock, snap.Reason)
+	}
+	if snap := New(Options{}).Snapshot(); snap.Clock != ClockUnknown {
+		t.Errorf("not asked: %q", snap.Clock)
+	}
+	if _, known := KernelClockSynced(); !known && runtime.GOOS == "linux" {
+		t.Error("adjtimex did not answer on Linux")
 	}
 }
