@@ -3,6 +3,7 @@ package spool
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -218,4 +219,46 @@ func TestRunClock(t *testing.T) {
 	if r := c.Run(); r < 2*time.Hour+runSaveEvery {
 		t.Fatalf("after a crash Run() = %v, want at least %v", r, 2*time.Hour+runSaveEvery)
 	}
+}
+
+// After a clean shutdown Open does not read the bodies; a damaged body
+// page is then found when the message is read, as an error for that
+// message (never a panic), while the rest of the spool works.
+func TestDamagedBodyAfterCleanClose(t *testing.T) {
+	path := tempPath(t)
+	s := openAt(t, path, Options{})
+	bad := put(t, s, testEnv(), bytes.Repeat([]byte("b"), 100_000))
+	good := put(t, s, testEnv(), bytes.Repeat([]byte("g"), 100_000))
+	var root int64
+	s.db.View(func(tx *bbolt.Tx) error {
+		root = int64(tx.Bucket(bucketMsgs).Bucket(chunkKey(bad.ID, 0)).Root())
+		return nil
+	})
+	pageSize := int64(s.db.Info().PageSize)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xa5}, int(pageSize)), root*pageSize); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	s = openAt(t, path, Options{})
+	_, err = io.ReadAll(s.BodyOf(mustGet(t, s, bad.ID)))
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "body of "+bad.ID+" is damaged") {
+		t.Fatalf("reading the damaged body: %v", err)
+	}
+	assertBody(t, s, good.ID, bytes.Repeat([]byte("g"), 100_000))
+}
+
+func mustGet(t *testing.T, s *Spool, id string) *Message {
+	t.Helper()
+	m, err := s.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
