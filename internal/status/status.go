@@ -97,7 +97,7 @@ type Options struct {
 	// mail held this long with no upstream configured, is failing
 	// (default 30m).
 	FailingAfter time.Duration
-	RingSize     int // recent log events kept (default 300)
+	RingSize     int // recent log events kept, and as many message events (default 300)
 	// DeferredRate: when at least this share of the delivery outcomes
 	// (sent or deferred) in the last DeferredWindow were deferred, and
 	// there were DeferredMin of them or more, the relay is degraded. An
@@ -137,9 +137,9 @@ type Model struct {
 	counters  Counters
 	state     State
 	since     time.Time
-	ring      []Event
-	ringNext  int // where the next event goes
-	ringLen   int
+	ring      ring // recent log events other than message events
+	msgRing   ring // recent message events (accepted, sent, deferred, ...)
+	eventSeq  uint64
 	// recent counts sent and deferred outcomes per minute over
 	// DeferredWindow, for the deferred-rate rule.
 	recent       []outcomeBucket
@@ -176,7 +176,7 @@ func New(opt Options) *Model {
 		opt.DeferredMin = 20
 	}
 	opt.Warnings = append([]string(nil), opt.Warnings...)
-	m := &Model{opt: opt, state: Starting, since: opt.Now(), ring: make([]Event, opt.RingSize),
+	m := &Model{opt: opt, state: Starting, since: opt.Now(), ring: newRing(opt.RingSize), msgRing: newRing(opt.RingSize),
 		recent: make([]outcomeBucket, int(opt.DeferredWindow/time.Minute))}
 	for _, name := range opt.Upstreams {
 		m.ups = append(m.ups, Upstream{Name: name, Up: true})
