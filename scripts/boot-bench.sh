@@ -69,7 +69,7 @@ data_dir = "$1/data"
 smtp = ["$SMTP"]
 allowed_networks = ["127.0.0.0/8"]
 max_connections = 200
-per_client_connections = 200
+per_client_connections = 0
 per_client_rate = 100000
 per_client_burst = 100000
 [duplicates]
