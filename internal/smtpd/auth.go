@@ -131,7 +131,7 @@ var _ smtp.AuthSession = (*session)(nil)
 // AuthMechanisms implements smtp.AuthSession: what EHLO advertises. go-smtp
 // omits the AUTH line when this is empty.
 func (se *session) AuthMechanisms() []string {
-	switch se.s.auth.mode {
+	switch se.l.auth.mode {
 	case AuthAny:
 		return []string{sasl.Plain, sasl.Login, mechCRAMMD5}
 	case AuthUsers:
@@ -143,7 +143,7 @@ func (se *session) AuthMechanisms() []string {
 // Auth implements smtp.AuthSession. go-smtp calls it for any AUTH after
 // HELO or EHLO, advertised or not, which is what old devices need.
 func (se *session) Auth(mech string) (sasl.Server, error) {
-	mode := se.s.auth.mode
+	mode := se.l.auth.mode
 	if mode == AuthOff {
 		se.s.log.Info("device tried AUTH; refused because auth.mode is off", "client", se.client.String(),
 			"helo", se.helo, "mech", printable(mech),
@@ -182,7 +182,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 // authenticate decides one complete set of credentials. It logs the user
 // name, never the password.
 func (se *session) authenticate(mech, authz, user, password string) error {
-	a := se.s.auth
+	a := se.l.auth
 	if a.mode == AuthAny {
 		se.auth.user = printable(user)
 		se.s.log.Info("device authenticated", "client", se.client.String(), "helo", se.helo,

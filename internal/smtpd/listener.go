@@ -22,7 +22,7 @@ type gateListener struct {
 	tls       *tls.Config
 	allowed   func(netip.Addr) bool
 	max       int // all clients together
-	perClient int // one client address; 0 = no limit of its own
+	perClient func() int // one client address; 0 = no limit of its own (read per connection: a reload may change it)
 	idle      time.Duration
 	host      string
 	log       *slog.Logger
@@ -54,7 +54,7 @@ func (g *gateListener) Accept() (net.Conn, error) {
 			go g.refuse(c, fmt.Sprintf("554 5.7.1 %s: %s is not allowed to use this relay\r\n", g.host, ip))
 			continue
 		}
-		full, clientFull, warn, open := g.admit(ip)
+		full, clientFull, warn, open, limit := g.admit(ip)
 		if full {
 			g.log.Warn("refused client: too many connections", "client", ip.String(), "max", g.max)
 			go g.refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections, try again later\r\n", g.host))
@@ -63,7 +63,7 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		if clientFull {
 			if warn {
 				g.log.Warn("refused client: too many connections from this client", "client", ip.String(),
-					"open", open, "max", g.perClient,
+					"open", open, "max", limit,
 					"hint", "a device stuck in a reconnect loop; raise listen.per_client_connections if it is only busy")
 			}
 			go g.refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections from %s, try again later\r\n", g.host, ip))
@@ -80,15 +80,24 @@ func (g *gateListener) Accept() (net.Conn, error) {
 	}
 }
 
+// limit is the per-client connection limit now; 0 = none.
+func (g *gateListener) limit() int {
+	if g.perClient == nil {
+		return 0
+	}
+	return g.perClient()
+}
+
 // admit counts a new connection from ip unless a limit is reached.
-func (g *gateListener) admit(ip netip.Addr) (full, clientFull, warn bool, open int) {
+func (g *gateListener) admit(ip netip.Addr) (full, clientFull, warn bool, open, limit int) {
+	limit = g.limit()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.active >= g.max {
-		return true, false, false, 0
+		return true, false, false, 0, limit
 	}
 	open = g.clients[ip]
-	if g.perClient > 0 && open >= g.perClient {
+	if limit > 0 && open >= limit {
 		now := g.now()
 		if last, ok := g.warned[ip]; !ok || now.Sub(last) >= perClientLogEvery {
 			if g.warned == nil {
@@ -97,14 +106,14 @@ func (g *gateListener) admit(ip netip.Addr) (full, clientFull, warn bool, open i
 			g.warned[ip] = now
 			warn = true
 		}
-		return false, true, warn, open
+		return false, true, warn, open, limit
 	}
 	if g.clients == nil {
 		g.clients = map[netip.Addr]int{}
 	}
 	g.active++
 	g.clients[ip]++
-	return false, false, false, open + 1
+	return false, false, false, open + 1, limit
 }
 
 func (g *gateListener) release(ip netip.Addr) {

@@ -20,6 +20,7 @@ import (
 // session is one device connection (go-smtp calls it after HELO/EHLO).
 type session struct {
 	s      *Server
+	l      *live // the policy current when the client connected
 	conn   *smtp.Conn
 	client netip.Addr
 	helo   string // sanitised: safe for logs and the Received header
@@ -81,11 +82,11 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 		return errDropped
 	}
 	se.Reset()
-	dev := se.s.devices.match(se.client, se.auth.user)
-	if d := se.s.rate.allow(se.client); !d.ok {
+	dev := se.l.devices.match(se.client, se.auth.user)
+	if d := se.l.rate.allow(se.client); !d.ok {
 		if d.firstRefusal {
 			se.s.log.Warn("messages refused: client over its message rate", "client", se.client.String(),
-				"device", dev.name(), "rate", se.s.opt.PerClientRate, "burst", se.s.opt.PerClientBurst,
+				"device", dev.name(), "rate", se.l.opt.PerClientRate, "burst", se.l.opt.PerClientBurst,
 				"hint", "a device stuck in a loop; raise listen.per_client_rate if it is only busy")
 		}
 		return errRate
@@ -100,7 +101,7 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
 			Message: "Sender address rejected: " + err.Error()}
 	}
-	rewrite := se.s.opt.Sender
+	rewrite := se.l.opt.Sender
 	if dev != nil && dev.Sender != "" {
 		rewrite = dev.Sender
 	}
@@ -129,7 +130,7 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 // Rcpt implements smtp.Session. The policy decides; nothing else may accept
 // a recipient.
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	addr, err := se.s.opt.Rules.Recipient(to)
+	addr, err := se.l.opt.Rules.Recipient(to)
 	if err != nil {
 		se.s.log.Info("recipient refused", "client", se.client.String(), "helo", se.helo,
 			"to", printable(to), "reason", err.Error())
@@ -173,14 +174,14 @@ func (se *session) Data(r io.Reader) error {
 	hw := newHeaderWriter(w, func(hasID, hasDate bool) []byte {
 		return se.s.addedHeaders(id, se.helo, se.client, tls, start, hasID, hasDate)
 	})
-	if se.rewritten && se.from != "" && se.s.opt.RewriteFromHeader {
+	if se.rewritten && se.from != "" && se.l.opt.RewriteFromHeader {
 		hw.fromAddr = se.from
 	}
 	// The duplicate check hashes what the device sent, normalised, without
 	// the headers added here (they differ for every copy).
 	var body hash.Hash
 	var cw *crlfWriter
-	if se.s.dupes != nil {
+	if se.l.dupes != nil {
 		body = sha256.New()
 		cw = newCRLFWriter(io.MultiWriter(hw, body))
 	} else {
@@ -237,7 +238,7 @@ func (se *session) Data(r io.Reader) error {
 	if hold != nil {
 		reply += " (held: repeated message)"
 		se.s.log.Warn("held repeated message", "id", msg.ID, "event", "held", "client", se.client.String(),
-			"device", se.device.name(), "from", msg.From, "copy", hold.copy, "within", se.s.opt.DuplicateWindow.String(),
+			"device", se.device.name(), "from", msg.From, "copy", hold.copy, "within", se.l.opt.DuplicateWindow.String(),
 			"body_sha256", hold.hashPrefix,
 			"hint", "the device is resending one message; fix it, then release or delete the held copies")
 	}
@@ -259,13 +260,13 @@ type repeat struct {
 // 250: the message is safe in the spool, and a refusal would only make it
 // send again.
 func (se *session) repeatToHold(body [sha256.Size]byte) *repeat {
-	v := se.s.dupes.record(dupKeyOf(se.client, se.device.name(), se.from, se.rcpts, body))
+	v := se.l.dupes.record(dupKeyOf(se.client, se.device.name(), se.from, se.rcpts, body))
 	if !v.hold {
 		return nil
 	}
 	r := &repeat{copy: v.copy, hashPrefix: hex.EncodeToString(body[:6])}
 	r.reason = fmt.Sprintf("held: copy #%d of the same message from %s since %s (more than %d within %s; body sha256 %s); release it to deliver",
-		v.copy, se.who(), v.since.UTC().Format(time.RFC3339), se.s.opt.DuplicateMax, se.s.opt.DuplicateWindow.String(), r.hashPrefix)
+		v.copy, se.who(), v.since.UTC().Format(time.RFC3339), se.l.opt.DuplicateMax, se.l.opt.DuplicateWindow.String(), r.hashPrefix)
 	return r
 }
 
