@@ -101,6 +101,9 @@ type Scheduler struct {
 	mu   sync.Mutex
 	idle []*session        // open sessions not in use, most recently used last
 	down map[int]downState // upstream index -> held back until
+
+	pendMu  sync.Mutex
+	pending *SchedulerOptions // from Reconfigure; Run applies it between passes
 }
 
 type downState struct {
@@ -121,12 +124,72 @@ const batchSize = 256
 
 // NewScheduler checks opt and fills in defaults.
 func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
+	if err := opt.fill(); err != nil {
+		return nil, err
+	}
+	sc := &Scheduler{
+		opt:     opt,
+		backoff: Backoff{Min: opt.MinBackoff, Max: opt.MaxBackoff, Jitter: opt.Jitter},
+		log:     opt.Logger,
+		kick:    make(chan struct{}, 1),
+		down:    make(map[int]downState),
+	}
+	sc.orphans.Store(true) // a crash may have left some
+	return sc, nil
+}
+
+// Reconfigure replaces the options (a config reload: new upstreams,
+// backoff, connections, max age, notify address). It checks them like
+// NewScheduler and returns at once; Run applies them before its next pass,
+// so a pass in flight finishes under the options it started with. Sessions
+// to the old upstreams are closed then, and upstream holds forgotten: the
+// list they indexed may have changed. Store stays as NewScheduler got it.
+func (s *Scheduler) Reconfigure(opt SchedulerOptions) error {
+	opt.Store = s.opt.Store
+	if err := opt.fill(); err != nil {
+		return err
+	}
+	s.pendMu.Lock()
+	s.pending = &opt
+	s.pendMu.Unlock()
+	s.Kick()
+	return nil
+}
+
+// applyPending installs the options of the last Reconfigure. Only Run
+// calls it, between passes, so no worker reads s.opt meanwhile.
+func (s *Scheduler) applyPending() {
+	s.pendMu.Lock()
+	p := s.pending
+	s.pending = nil
+	s.pendMu.Unlock()
+	if p == nil {
+		return
+	}
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	s.mu.Lock()
+	s.opt = *p
+	s.log = p.Logger
+	s.backoff = Backoff{Min: p.MinBackoff, Max: p.MaxBackoff, Jitter: p.Jitter}
+	idle := s.idle
+	s.idle = nil
+	s.down = make(map[int]downState)
+	s.heldLogged = false
+	s.mu.Unlock()
+	for _, ss := range idle {
+		ss.conn.Close()
+	}
+}
+
+// fill checks opt and fills in defaults.
+func (opt *SchedulerOptions) fill() error {
 	if opt.Store == nil {
-		return nil, errors.New("deliver: scheduler needs a store")
+		return errors.New("deliver: scheduler needs a store")
 	}
 	if opt.Connections < 0 || opt.MinBackoff < 0 || opt.MaxBackoff < 0 || opt.IdleClose < 0 ||
 		opt.UpstreamHold < 0 || opt.MaxAge < 0 {
-		return nil, errors.New("deliver: negative scheduler option")
+		return errors.New("deliver: negative scheduler option")
 	}
 	if opt.Connections == 0 {
 		opt.Connections = 2
@@ -138,7 +201,7 @@ func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
 		opt.MaxBackoff = time.Hour
 	}
 	if opt.MinBackoff > opt.MaxBackoff {
-		return nil, fmt.Errorf("deliver: min backoff %s above max backoff %s", opt.MinBackoff, opt.MaxBackoff)
+		return fmt.Errorf("deliver: min backoff %s above max backoff %s", opt.MinBackoff, opt.MaxBackoff)
 	}
 	if opt.IdleClose == 0 {
 		opt.IdleClose = 30 * time.Second
@@ -150,7 +213,7 @@ func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
 		opt.MaxAge = 120 * time.Hour
 	}
 	if strings.ContainsAny(opt.Notify, "\r\n<>") {
-		return nil, fmt.Errorf("deliver: notify address %q is not a plain address", opt.Notify)
+		return fmt.Errorf("deliver: notify address %q is not a plain address", opt.Notify)
 	}
 	if opt.Hostname == "" {
 		opt.Hostname, _ = os.Hostname()
@@ -167,15 +230,7 @@ func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	sc := &Scheduler{
-		opt:     opt,
-		backoff: Backoff{Min: opt.MinBackoff, Max: opt.MaxBackoff, Jitter: opt.Jitter},
-		log:     opt.Logger,
-		kick:    make(chan struct{}, 1),
-		down:    make(map[int]downState),
-	}
-	sc.orphans.Store(true) // a crash may have left some
-	return sc, nil
+	return nil
 }
 
 // Kick wakes Run without blocking: new mail, or a manual retry.
@@ -192,6 +247,7 @@ func (s *Scheduler) Kick() {
 func (s *Scheduler) Run(ctx context.Context) error {
 	defer s.Close()
 	for {
+		s.applyPending()
 		next, err := s.Tick(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -327,7 +383,11 @@ func (s *Scheduler) hold(now time.Time) (time.Time, error) {
 	}
 	if held > 0 && !s.heldLogged {
 		s.heldLogged = true
-		s.log.Warn(fmt.Sprintf("no upstream configured: %d messages held", held))
+		what := "messages"
+		if held == 1 {
+			what = "message"
+		}
+		s.log.Warn(fmt.Sprintf("no upstream configured: %d %s held", held, what))
 	}
 	return next, nil
 }
