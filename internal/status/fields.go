@@ -35,6 +35,9 @@ func (s Snapshot) Fields() []Field {
 	c := s.Counters
 	f = append(f, Field{"counters", fmt.Sprintf("accepted %d, delivered %d, deferred %d, failed %d, expired %d",
 		c.Accepted, c.Delivered, c.Deferred, c.Failed, c.Expired)})
+	if s.ConfigError != "" {
+		f = append(f, Field{"config", "reload failed, running on the previous config: " + s.ConfigError})
+	}
 	for _, w := range s.Warnings {
 		f = append(f, Field{"warning", w})
 	}
