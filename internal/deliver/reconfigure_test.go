@@ -48,3 +48,30 @@ func TestSchedulerReconfigure(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A pass stuck inside one attempt reads as stalled once it passes the
+// limit; between passes the scheduler is never stalled.
+func TestSchedulerPassStalled(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1})
+	h := newHarness(t, d, nil)
+	h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	if h.sched.PassStalled(h.clock.Now(), time.Minute) {
+		t.Fatal("stalled before any pass")
+	}
+	inside, gate := make(chan struct{}), make(chan struct{})
+	d.during = func(*fakeConn, []string) { close(inside); <-gate }
+	done := make(chan struct{})
+	go func() { h.tick(); close(done) }()
+	<-inside
+	if h.sched.PassStalled(h.clock.Now(), time.Minute) {
+		t.Fatal("stalled at the start of an attempt")
+	}
+	if !h.sched.PassStalled(h.clock.Now().Add(2*time.Minute), time.Minute) {
+		t.Fatal("an attempt silent for 2m is not stalled with a 1m limit")
+	}
+	close(gate)
+	<-done
+	if h.sched.PassStalled(h.clock.Now().Add(time.Hour), time.Minute) {
+		t.Fatal("stalled after the pass ended")
+	}
+}

@@ -97,6 +97,9 @@ type Scheduler struct {
 	tickMu     sync.Mutex  // one Tick at a time, so the session bound holds
 	heldLogged bool        // guarded by tickMu
 	orphans    atomic.Bool // look for finished messages left behind
+	// passStep is when the pass in progress started or last finished a
+	// delivery attempt (UnixNano of Now), 0 between passes: PassStalled.
+	passStep atomic.Int64
 
 	mu   sync.Mutex
 	idle []*session        // open sessions not in use, most recently used last
@@ -280,6 +283,15 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
+// PassStalled reports whether a delivery pass has gone longer than limit
+// without finishing an attempt; between passes it is false. A watchdog
+// asks it: every attempt is bounded by the client's timeouts, so a longer
+// silence means the scheduler is stuck (usually on storage).
+func (s *Scheduler) PassStalled(now time.Time, limit time.Duration) bool {
+	step := s.passStep.Load()
+	return step != 0 && now.Sub(time.Unix(0, step)) > limit
+}
+
 // Close closes the idle upstream sessions. Sessions in use by a running
 // Tick go back to the pool when it ends.
 func (s *Scheduler) Close() error {
@@ -300,6 +312,8 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 	s.tickMu.Lock()
 	defer s.tickMu.Unlock()
 	now := s.opt.Now()
+	s.passStep.Store(now.UnixNano())
+	defer s.passStep.Store(0)
 	s.closeIdle(now)
 	if s.opt.Dialer == nil || s.opt.Dialer.Count() == 0 {
 		return s.hold(now)
@@ -405,6 +419,7 @@ func (s *Scheduler) deliverAll(ctx context.Context, msgs []*spool.Message) {
 		wg.Go(func() {
 			for m := range work {
 				w.deliver(ctx, m)
+				s.passStep.Store(s.opt.Now().UnixNano())
 			}
 			w.bg.Wait() // the Tick ends with every delivered message gone
 			s.putIdle(w.sess)

@@ -134,6 +134,9 @@ type Spool struct {
 	inlineMax int
 	bufs      sync.Pool    // *[]byte of ChunkSize capacity (chunkBuf)
 	bufsHeld  atomic.Int64 // chunk buffers writers hold (takeBuf)
+	// commitSince is when the batch being committed started (UnixNano of
+	// Options.Now), 0 while the committer waits: CommitStalled reads it.
+	commitSince atomic.Int64
 	opt       Options
 	log       *slog.Logger
 	ids       idGen
