@@ -21,7 +21,7 @@ type gateListener struct {
 	// accepted connections come out as *tls.Conn over a raw idleConn.
 	tls       *tls.Config
 	allowed   func(netip.Addr) bool
-	max       int // all clients together
+	max       int        // all clients together
 	perClient func() int // one client address; 0 = no limit of its own (read per connection: a reload may change it)
 	idle      time.Duration
 	host      string

@@ -137,9 +137,9 @@ type Spool struct {
 	// commitSince is when the batch being committed started (UnixNano of
 	// Options.Now), 0 while the committer waits: CommitStalled reads it.
 	commitSince atomic.Int64
-	opt       Options
-	log       *slog.Logger
-	ids       idGen
+	opt         Options
+	log         *slog.Logger
+	ids         idGen
 
 	// Committer queue: requests wait here until the committer takes them.
 	qmu     sync.Mutex
