@@ -134,12 +134,13 @@ type Spool struct {
 	inlineMax int
 	bufs      sync.Pool    // *[]byte of ChunkSize capacity (chunkBuf)
 	bufsHeld  atomic.Int64 // chunk buffers writers hold (takeBuf)
+	opt       Options
+	log       *slog.Logger
+	ids       idGen
+
 	// commitSince is when the batch being committed started (UnixNano of
 	// Options.Now), 0 while the committer waits: CommitStalled reads it.
 	commitSince atomic.Int64
-	opt         Options
-	log         *slog.Logger
-	ids         idGen
 
 	// Committer queue: requests wait here until the committer takes them.
 	qmu     sync.Mutex
