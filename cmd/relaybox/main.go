@@ -48,6 +48,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(rest, stderr)
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
+	case "reload":
+		err = cmdReload(rest, stdout, stderr)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout, stderr)
 	case "upstream-check":
@@ -91,7 +93,9 @@ func usage(w io.Writer) {
 commands:
   run            [-config FILE]   run the relay in the foreground
   demo                            relay on 127.0.0.1:2525 plus a local TLS upstream that prints what it gets
-  check-config   [-config FILE]   validate and print the effective config (secrets redacted)
+  check-config   [-config FILE] [-probe]   validate and print the effective config (secrets redacted);
+                 -probe also binds each address, opens the devices and files, writes data_dir
+  reload         [-config FILE | -admin HOST:PORT]   the running daemon re-reads its config (also SIGHUP)
   upstream-check [-config FILE]   connect to each upstream: TLS, verify, EHLO, AUTH; sends nothing
   send-test      -to ADDR [-server HOST:PORT] [-from ADDR]   send one test message
   status         [-config FILE | -admin HOST:PORT] [-json]   the running daemon's health
@@ -108,14 +112,21 @@ data in ./relaybox-data, no upstream (mail is held until one is configured).
 
 // loadConfig reads -config FILE, or the built-in defaults when it is empty.
 func loadConfig(path string) (config.Config, error) {
+	c, _, err := loadConfigSource(path)
+	return c, err
+}
+
+// loadConfigSource is loadConfig with the keys' positions in the file, for
+// errors found after validation.
+func loadConfigSource(path string) (config.Config, config.Source, error) {
 	if path == "" {
-		return config.Default(), nil
+		return config.Default(), config.Source{}, nil
 	}
-	c, err := config.Load(path)
+	c, src, err := config.LoadSource(path)
 	if err != nil {
-		return c, usageError{err}
+		return c, src, usageError{err}
 	}
-	return c, nil
+	return c, src, nil
 }
 
 // newFlags makes a FlagSet that reports errors instead of exiting.
@@ -148,12 +159,18 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check-config", stderr)
 	path := fs.String("config", "", "config file (default: built-in defaults)")
+	probe := fs.Bool("probe", false, "also try what run will do: bind each listen address, open the console device and LED pin, write data_dir, read every file the config names")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := loadConfig(*path)
+	c, src, err := loadConfigSource(*path)
 	if err != nil {
 		return err
+	}
+	// The same build as run's, so check-config accepts exactly what run
+	// starts on.
+	if _, err := build(c, src, nil); err != nil {
+		return usageError{err}
 	}
 	for _, w := range warnings(c) {
 		fmt.Fprintln(stderr, "warning:", w)
@@ -161,11 +178,14 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	if err := c.WriteTOML(stdout); err != nil {
 		return err
 	}
-	src := *path
-	if src == "" {
-		src = "built-in defaults"
+	name := *path
+	if name == "" {
+		name = "built-in defaults"
 	}
-	fmt.Fprintf(stderr, "config OK (%s)\n", src)
+	fmt.Fprintf(stderr, "config OK (%s)\n", name)
+	if *probe {
+		return probeConfig(c, stdout)
+	}
 	return nil
 }
 

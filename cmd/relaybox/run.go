@@ -99,9 +99,12 @@ func logLevel(c config.Log) slog.Level {
 
 // runOptions are what `run` hands the daemon besides its config.
 type runOptions struct {
-	path   string          // -config, re-read by a reload; "" = built-in defaults
-	level  *slog.LevelVar  // log.level, changed by a reload
+	path   string            // -config, re-read by a reload; "" = built-in defaults
+	level  *slog.LevelVar    // log.level, changed by a reload
 	notify *systemd.Notifier // nil outside systemd's Type=notify
+	// fixed: the config was built in code (demo), so there is no file to
+	// reload and a reload refuses instead of falling back to defaults.
+	fixed bool
 }
 
 // daemon is the wired relay: spool, scheduler and listeners.
@@ -322,6 +325,12 @@ func (d *daemon) shutdown() error {
 		d.log.Info("shutting down", "grace", grace.String())
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
+		// Closed here too, not only by the server's Shutdown: a serve
+		// goroutine not yet in Serve when a signal comes at start-up would
+		// register its listener after Shutdown and accept for ever.
+		for _, bl := range d.listeners {
+			_ = bl.l.Close()
+		}
 		if err := d.smtp.Shutdown(ctx); err != nil {
 			d.log.Warn("listener shutdown", "err", err.Error())
 		}

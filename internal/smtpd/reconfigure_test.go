@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bufio"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -95,3 +96,44 @@ func dialRaw(addr string) (net.Conn, error) {
 }
 
 func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+
+// A client that matches no [[device]] gets no device key in the log (not
+// device=""); a known one is named.
+func TestDeviceLogAttr(t *testing.T) {
+	for _, tt := range []struct {
+		devices []Device
+		want    string
+	}{
+		{nil, ""},
+		{[]Device{{Name: "copier-2", Networks: []string{"127.0.0.0/8"}}}, "device=copier-2"},
+	} {
+		var logs lockedBuffer
+		c := defaultTranscriptConfig()
+		c.devices = tt.devices
+		_, _, addr := startTestServer(t, c, func(o *Options) {
+			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		})
+		d := dialAuth(t, addr)
+		d.cmd("EHLO dev")
+		d.cmd("MAIL FROM:<dev@campus.test>")
+		d.cmd("RCPT TO:<a@campus.test>")
+		d.cmd("DATA")
+		if got := d.cmd("Subject: x\r\n\r\nbody\r\n."); !strings.HasPrefix(got, "250") {
+			t.Fatalf("DATA: %q", got)
+		}
+		var accepted string
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "event=accepted") {
+				accepted = l
+			}
+		}
+		switch {
+		case accepted == "":
+			t.Fatalf("no accepted line:\n%s", logs.String())
+		case tt.want == "" && strings.Contains(accepted, "device="):
+			t.Errorf("unknown device logged as %q", accepted)
+		case tt.want != "" && !strings.Contains(accepted, tt.want):
+			t.Errorf("accepted line %q lacks %s", accepted, tt.want)
+		}
+	}
+}

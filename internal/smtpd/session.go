@@ -86,17 +86,17 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	if d := se.l.rate.allow(se.client); !d.ok {
 		if d.firstRefusal {
 			se.s.log.Warn("messages refused: client over its message rate", "client", se.client.String(),
-				"device", dev.name(), "rate", se.l.opt.PerClientRate, "burst", se.l.opt.PerClientBurst,
+				dev.attr(), "rate", se.l.opt.PerClientRate, "burst", se.l.opt.PerClientBurst,
 				"hint", "a device stuck in a loop; raise listen.per_client_rate if it is only busy")
 		}
 		return errRate
 	} else if d.refusedTotal > 0 {
 		se.s.log.Info("client back under its message rate", "client", se.client.String(),
-			"device", dev.name(), "refused", d.refusedTotal)
+			dev.attr(), "refused", d.refusedTotal)
 	}
 	addr, err := policy.ParseSender(from)
 	if err != nil {
-		se.s.log.Info("sender refused", "client", se.client.String(), "helo", se.helo, "device", dev.name(),
+		se.s.log.Info("sender refused", "client", se.client.String(), "helo", se.helo, dev.attr(),
 			"from", printable(from), "reason", err.Error())
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
 			Message: "Sender address rejected: " + err.Error()}
@@ -109,12 +109,12 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 		// idleConn added this domain to a sender the device sent bare.
 		if rewrite == "" {
 			se.s.log.Info("sender refused: no domain and no sender rewrite configured", "client", se.client.String(),
-				"helo", se.helo, "device", dev.name(), "from", addr.Local,
+				"helo", se.helo, dev.attr(), "from", addr.Local,
 				"hint", "set policy.sender, or a [[device]] entry with a sender for this device")
 			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
 				Message: "Sender address " + addr.Local + " has no domain; the relay admin can set policy.sender or a [[device]] sender for this device"}
 		}
-		se.s.log.Info("sender without a domain rewritten", "client", se.client.String(), "device", dev.name(),
+		se.s.log.Info("sender without a domain rewritten", "client", se.client.String(), dev.attr(),
 			"from", addr.Local, "to", rewrite)
 	}
 	se.from = addr.String()
@@ -228,17 +228,17 @@ func (se *session) Data(r io.Reader) error {
 	}
 	if hw.fromOld != "" {
 		se.s.log.Info("From header rewritten", "id", msg.ID, "client", se.client.String(),
-			"device", se.device.name(), "from", printable(hw.fromOld), "to", se.from)
+			se.device.attr(), "from", printable(hw.fromOld), "to", se.from)
 	}
 	se.s.log.Info("accepted", "id", msg.ID, "event", "accepted", "from", msg.From,
 		"to", strings.Join(se.rcpts, ","), "client", se.client.String(), "helo", se.helo,
-		"device", se.device.name(), "size", msg.Size,
+		se.device.attr(), "size", msg.Size,
 		"delay", se.s.opt.Now().Sub(start).Round(time.Millisecond).String())
 	reply := "OK: queued as " + msg.ID
 	if hold != nil {
 		reply += " (held: repeated message)"
 		se.s.log.Warn("held repeated message", "id", msg.ID, "event", "held", "client", se.client.String(),
-			"device", se.device.name(), "from", msg.From, "copy", hold.copy, "within", se.l.opt.DuplicateWindow.String(),
+			se.device.attr(), "from", msg.From, "copy", hold.copy, "within", se.l.opt.DuplicateWindow.String(),
 			"body_sha256", hold.hashPrefix,
 			"hint", "the device is resending one message; fix it, then release or delete the held copies")
 	}

@@ -15,10 +15,9 @@ import (
 
 // Notify states (sd_notify(3)).
 const (
-	Ready     = "READY=1"
-	Stopping  = "STOPPING=1"
-	Reloading = "RELOADING=1"
-	Watchdog  = "WATCHDOG=1"
+	Ready    = "READY=1"
+	Stopping = "STOPPING=1"
+	Watchdog = "WATCHDOG=1"
 )
 
 // Notifier sends states to the service manager. The zero value and a nil
@@ -62,13 +61,6 @@ func (n *Notifier) Notify(states ...string) error {
 		return fmt.Errorf("systemd: notify %q: %w", msg, err)
 	}
 	return nil
-}
-
-// ReloadingNow is the RELOADING=1 message with the MONOTONIC_USEC that
-// systemd 253 and later want beside it (Type=notify-reload); older
-// versions ignore the extra line.
-func ReloadingNow(monotonic time.Duration) []string {
-	return []string{Reloading, "MONOTONIC_USEC=" + strconv.FormatInt(monotonic.Microseconds(), 10)}
 }
 
 // WatchdogInterval is how often WATCHDOG=1 must reach systemd, from

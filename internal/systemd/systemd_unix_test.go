@@ -48,10 +48,10 @@ func TestNotify(t *testing.T) {
 	if got := next(); got != "READY=1" {
 		t.Errorf("got %q, want READY=1", got)
 	}
-	if err := n.Notify(ReloadingNow(1500 * time.Millisecond)...); err != nil {
+	if err := n.Notify(Watchdog, "STATUS=relaying"); err != nil {
 		t.Fatal(err)
 	}
-	if got := next(); got != "RELOADING=1\nMONOTONIC_USEC=1500000" {
+	if got := next(); got != "WATCHDOG=1\nSTATUS=relaying" {
 		t.Errorf("got %q", got)
 	}
 }
