@@ -7,12 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"reflect"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"relaybox/internal/admin"
@@ -211,11 +208,9 @@ func restartNeeded(old, next config.Config) []string {
 	return keys
 }
 
-// watchReloadSignal reloads on SIGHUP, as postfix and most daemons do;
-// Go's default for SIGHUP would stop the relay.
+// watchReloadSignal reloads on SIGHUP (caught since startDaemon began), as
+// postfix and most daemons do; Go's default for SIGHUP would stop the relay.
 func (d *daemon) watchReloadSignal() {
-	d.hup = make(chan os.Signal, 1)
-	signal.Notify(d.hup, syscall.SIGHUP)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()

@@ -149,6 +149,10 @@ func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err er
 	cfg := b.cfg
 	d := &daemon{opts: opts}
 	d.cur.Store(b)
+	// Caught from the start: a SIGHUP that comes while the spool opens must
+	// not stop the relay (Go's default); it reloads once start-up is done.
+	d.hup = make(chan os.Signal, 1)
+	signal.Notify(d.hup, syscall.SIGHUP)
 	warns := warnings(cfg)
 	d.status = status.New(status.Options{Upstreams: b.upstreamNames(), Version: version, Warnings: warns, Queue: d.queueStats})
 	log = slog.New(d.status.Handler(log.Handler())) // every log record also lands in the ring of recent events
@@ -158,6 +162,7 @@ func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err er
 	}
 	defer func() {
 		if err != nil {
+			signal.Stop(d.hup)
 			d.closeAll()
 		}
 	}()
@@ -315,10 +320,10 @@ func (d *daemon) shutdown() error {
 	d.shutOnce.Do(func() {
 		d.notify(systemd.Stopping)
 		d.status.Stopping()
-		if d.hup != nil {
-			signal.Stop(d.hup)
-			close(d.hup)
-		}
+		// Ignored, not reset to the default: a SIGHUP while sessions
+		// drain must not kill the relay either.
+		signal.Ignore(syscall.SIGHUP)
+		close(d.hup)
 		d.reloadMu.Lock() // a reload in progress finishes first
 		defer d.reloadMu.Unlock()
 		grace := d.cfg().Listen.ShutdownGrace.D()
