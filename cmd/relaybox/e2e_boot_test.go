@@ -242,3 +242,40 @@ func TestE2EJournalStreamMismatch(t *testing.T) {
 		t.Fatalf("prefixes on a stderr that is not the journal:\n%s", p.Log())
 	}
 }
+
+// check-config -probe tries what run will open and says which step fails:
+// a taken port, a missing serial device, a data_dir that cannot be made.
+func TestE2ECheckConfigProbe(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	good := writeFile(t, filepath.Join(dir, "good.toml"), acceptConfig(filepath.Join(dir, "data"), addr))
+	out, code := runExit(t, nil, "check-config", "-probe", "-config", good)
+	if code != 0 {
+		t.Fatalf("probe of a good config: exit %d\n%s", code, out)
+	}
+	mustContain(t, out, "listen.smtp[0]", addr+" is free", "data_dir", "is writable", "result: ok")
+	if _, err := os.Stat(filepath.Join(dir, "data")); err != nil {
+		t.Errorf("probe did not create data_dir: %v", err)
+	}
+
+	busy := takePort(t)
+	blocker := writeFile(t, filepath.Join(dir, "a-file"), "x")
+	conf := strings.Replace(acceptConfig(filepath.Join(blocker, "data"), busy), "[admin]",
+		"[console]\ndevice = \""+filepath.Join(dir, "no-such-tty")+"\"\n[admin]", 1)
+	bad := writeFile(t, filepath.Join(dir, "bad.toml"), conf)
+	out, code = runExit(t, nil, "check-config", "-probe", "-config", bad)
+	if code == 0 {
+		t.Fatalf("probe of a bad setup: exit 0\n%s", out)
+	}
+	t.Log(out)
+	for _, want := range []string{
+		"listen.smtp[0]", "FAILED: another program already listens on " + busy,
+		"data_dir", "FAILED: cannot create",
+		"console.device", "no-such-tty",
+		"steps failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q", want)
+		}
+	}
+}

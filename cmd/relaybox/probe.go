@@ -79,7 +79,7 @@ func probeSteps(cfg config.Config) []probeStep {
 		steps = append(steps, probeStep{"console.device", func() (string, error) {
 			p, err := console.Open(cfg.Console.Device, cfg.Console.Baud)
 			if err != nil {
-				return "", fmt.Errorf("%w; plug the adapter in or fix console.device", err)
+				return "", err // console says which device and what to check
 			}
 			_ = p.Close()
 			return fmt.Sprintf("%s at %d baud", cfg.Console.Device, cfg.Console.Baud), nil

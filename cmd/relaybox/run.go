@@ -33,21 +33,13 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, src, err := loadConfigSource(*path)
+	b, log, opts, err := prepareRun(*path, stderr)
 	if err != nil {
 		return err
 	}
-	level := new(slog.LevelVar)
-	level.Set(logLevel(cfg.Log))
-	log := newLogger(cfg.Log, level, stderr, os.Getenv)
-	b, err := build(cfg, src, log)
-	if err != nil {
-		return usageError{err}
-	}
-	opts := runOptions{path: *path, level: level, notify: systemd.NewNotifier(os.Getenv)}
 	if !service.Interactive() {
 		// Started by systemd or the Windows service manager.
-		if h, err := service.LogHandler(log.Handler(), level); err == nil {
+		if h, err := service.LogHandler(log.Handler(), opts.level); err == nil {
 			log = slog.New(h)
 		} else {
 			log.Warn("service log unavailable", "err", err.Error())
@@ -70,6 +62,24 @@ func cmdRun(args []string, stderr io.Writer) error {
 	<-ctx.Done()
 	stop() // a second signal now kills the process the usual way
 	return d.shutdown()
+}
+
+// prepareRun is everything `run` does before it binds a port: load and
+// validate the file, build the daemon's parts from it, set up logging.
+// Every error here is the config's (exit 2).
+func prepareRun(path string, stderr io.Writer) (*built, *slog.Logger, runOptions, error) {
+	cfg, src, err := loadConfigSource(path)
+	if err != nil {
+		return nil, nil, runOptions{}, err
+	}
+	level := new(slog.LevelVar)
+	level.Set(logLevel(cfg.Log))
+	log := newLogger(cfg.Log, level, stderr, os.Getenv)
+	b, err := build(cfg, src, log)
+	if err != nil {
+		return nil, nil, runOptions{}, usageError{err}
+	}
+	return b, log, runOptions{path: path, level: level, notify: systemd.NewNotifier(os.Getenv)}, nil
 }
 
 // newLogger writes log lines to w at the level in level (a reload changes
