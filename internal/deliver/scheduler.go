@@ -93,6 +93,7 @@ type Scheduler struct {
 	backoff Backoff
 	log     *slog.Logger
 	kick    chan struct{}
+	store   Store // opt.Store, kept apart: Reconfigure reads it while Run may replace opt
 
 	tickMu     sync.Mutex  // one Tick at a time, so the session bound holds
 	heldLogged bool        // guarded by tickMu
@@ -135,6 +136,7 @@ func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
 		backoff: Backoff{Min: opt.MinBackoff, Max: opt.MaxBackoff, Jitter: opt.Jitter},
 		log:     opt.Logger,
 		kick:    make(chan struct{}, 1),
+		store:   opt.Store,
 		down:    make(map[int]downState),
 	}
 	sc.orphans.Store(true) // a crash may have left some
@@ -148,7 +150,7 @@ func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
 // to the old upstreams are closed then, and upstream holds forgotten: the
 // list they indexed may have changed. Store stays as NewScheduler got it.
 func (s *Scheduler) Reconfigure(opt SchedulerOptions) error {
-	opt.Store = s.opt.Store
+	opt.Store = s.store
 	if err := opt.fill(); err != nil {
 		return err
 	}
