@@ -145,6 +145,11 @@ func TestE2EReloadBroken(t *testing.T) {
 	if code == 0 || !strings.Contains(out, wantPos) || !strings.Contains(out, "running config stays") {
 		t.Fatalf("broken reload: exit %d, want non-zero naming %s\n%s", code, wantPos, out)
 	}
+	// With -config the CLI reads the file itself and stops there.
+	if out, code := runExit(t, nil, "reload", "-config", path); code != 2 || !strings.Contains(out, wantPos) ||
+		!strings.Contains(out, "daemon was not asked") {
+		t.Fatalf("reload -config on a broken file: exit %d\n%s", code, out)
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGHUP)
 	waitLog(t, p, "config reload failed", 2)
 	if !p.running() {

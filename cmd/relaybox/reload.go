@@ -233,6 +233,12 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("reload takes no words, got %q", strings.Join(words, " "))}
 	}
 	c, err := af.client()
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		// -config names the file the daemon would read; it is broken, so
+		// asking the daemon could only fail the same way.
+		return usageError{fmt.Errorf("%w\nthe daemon was not asked to reload and keeps its running config; fix the file and run reload again", err)}
+	}
 	if err != nil {
 		return err
 	}
