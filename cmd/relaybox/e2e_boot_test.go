@@ -109,6 +109,30 @@ func TestE2EBusyPortExitsOne(t *testing.T) {
 	}
 }
 
+// A data_dir that cannot hold the spool, and a spool another relaybox
+// holds: exit 1 with one line naming data_dir, its line and the fix.
+func TestE2ESpoolFailureExitsOne(t *testing.T) {
+	dir := t.TempDir()
+	blocker := writeFile(t, filepath.Join(dir, "a-file"), "x")
+	cfg := writeFile(t, filepath.Join(dir, "relaybox.toml"), acceptConfig(filepath.Join(blocker, "data"), freeAddr(t)))
+	out, code := runExit(t, nil, "run", "-config", cfg)
+	if code != 1 || !strings.Contains(out, "relaybox run: "+cfg+":2: data_dir: cannot open the spool") ||
+		!strings.Contains(out, "is a file, not a directory") || strings.Contains(out, "panic") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+
+	addr := freeAddr(t)
+	first := writeFile(t, filepath.Join(dir, "first.toml"), acceptConfig(filepath.Join(dir, "data"), addr))
+	p := startRelay(t, first, addr)
+	defer p.stop()
+	second := writeFile(t, filepath.Join(dir, "second.toml"), acceptConfig(filepath.Join(dir, "data"), freeAddr(t)))
+	out, code = runExit(t, nil, "run", "-config", second)
+	if code != 1 || !strings.Contains(out, second+":2: data_dir: the spool") ||
+		!strings.Contains(out, "another relaybox already runs on this data_dir") {
+		t.Fatalf("second relaybox on one data_dir: exit %d\n%s", code, out)
+	}
+}
+
 // fakeNotifySocket listens where NOTIFY_SOCKET will point and collects the
 // datagrams.
 func fakeNotifySocket(t *testing.T) (string, <-chan string) {

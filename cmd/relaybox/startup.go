@@ -50,6 +50,8 @@ func spoolError(src config.Source, path string, err error) error {
 		msg = err.Error() // says how to inspect and move the file aside
 	case errors.Is(err, syscall.EACCES) || errors.Is(err, fs.ErrPermission):
 		msg = fmt.Sprintf("cannot open the spool %s: permission denied: let the relaybox user write data_dir (chown) or change data_dir", path)
+	case errors.Is(err, syscall.ENOTDIR):
+		msg = fmt.Sprintf("cannot open the spool %s: a part of data_dir is a file, not a directory: move the file or change data_dir", path)
 	case errors.Is(err, syscall.EROFS):
 		msg = fmt.Sprintf("cannot open the spool %s: the file system is read-only: remount it read-write or change data_dir", path)
 	case errors.Is(err, syscall.ENOSPC):
