@@ -303,3 +303,23 @@ func TestE2ECheckConfigProbe(t *testing.T) {
 		}
 	}
 }
+
+// A missing LED or serial adapter costs the light or the console, not the
+// mail: the relay starts, and says in one line which device and why.
+func TestE2EMissingPeripheralsDoNotStopMail(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	tty := filepath.Join(dir, "no-such-tty")
+	conf := strings.Replace(acceptConfig(filepath.Join(dir, "data"), addr), "[admin]",
+		"[led]\npin = \"sysfs:relaybox-no-such-led\"\n[console]\ndevice = \""+tty+"\"\n[admin]", 1)
+	p := startRelay(t, writeFile(t, filepath.Join(dir, "relaybox.toml"), conf), addr)
+	waitLog(t, p, "console: cannot open the device", 1)
+	if code := rcptCode(t, addr, "a@campus.test"); code != 250 {
+		t.Fatalf("relay without its LED and console: RCPT %d", code)
+	}
+	p.stop()
+	if n := strings.Count(p.Log(), "status LED disabled"); n != 1 {
+		t.Fatalf("%d LED lines, want 1:\n%s", n, p.Log())
+	}
+	mustContain(t, p.Log(), "led.pin sysfs:relaybox-no-such-led", "device="+tty)
+}
