@@ -27,6 +27,9 @@ func (d *daemon) reload() (admin.ReloadResult, error) {
 	defer d.reloadMu.Unlock()
 	started := time.Now()
 	res := admin.ReloadResult{File: d.opts.path}
+	if d.stopping {
+		return res, errors.New("relaybox is shutting down; the config is read at the next start")
+	}
 
 	b, err := d.loadForReload()
 	var added []*boundListener

@@ -132,6 +132,7 @@ type daemon struct {
 	inTLS     bool // inbound TLS is on (listen.tls_cert set)
 
 	reloadMu sync.Mutex
+	stopping bool // guarded by reloadMu: shutdown has begun, no more reloads
 	hup      chan os.Signal
 
 	cancel   context.CancelFunc
@@ -334,8 +335,11 @@ func (d *daemon) shutdown() error {
 		// drain must not kill the relay either.
 		signal.Ignore(syscall.SIGHUP)
 		close(d.hup)
-		d.reloadMu.Lock() // a reload in progress finishes first
-		defer d.reloadMu.Unlock()
+		// A reload in progress finishes first; later ones are refused, so
+		// the listener list below stays as it is.
+		d.reloadMu.Lock()
+		d.stopping = true
+		d.reloadMu.Unlock()
 		grace := d.cfg().Listen.ShutdownGrace.D()
 		d.log.Info("shutting down", "grace", grace.String())
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
