@@ -37,7 +37,7 @@ func listenError(src config.Source, key, fix, addr string, err error) error {
 	default:
 		msg = fmt.Sprintf("cannot listen on %s: %v; check %s", addr, err, fix)
 	}
-	return startError{src.KeyError(key, errors.New(msg))}
+	return startError{src.KeyError(key, explained{msg, err})}
 }
 
 // spoolError explains a spool that does not open.
@@ -59,8 +59,18 @@ func spoolError(src config.Source, path string, err error) error {
 	default:
 		msg = fmt.Sprintf("cannot open the spool %s: %v", path, err)
 	}
-	return startError{src.KeyError("data_dir", errors.New(msg))}
+	return startError{src.KeyError("data_dir", explained{msg, err})}
 }
+
+// explained is a cause put in words a technician can act on; the words
+// replace the cause's text, errors.Is still finds the cause.
+type explained struct {
+	msg   string
+	cause error
+}
+
+func (e explained) Error() string { return e.msg }
+func (e explained) Unwrap() error { return e.cause }
 
 // onceListener makes Close idempotent: a listener closed by a reload is
 // closed again by the server's Shutdown, which would report the second
