@@ -276,7 +276,7 @@ func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err er
 		log.Info("admin API listening", "addr", d.adminL.Addr().String(), "auth", adminPass != "")
 	}
 	d.watchReloadSignal()
-	d.startWatchdog(ctx)
+	d.startWatchdog(ctx, d.stalled)
 	d.status.Started()
 	log.Info("relaybox started", "version", version, "hostname", cfg.Hostname,
 		"upstreams", len(cfg.Upstream), "recipient_domains", strings.Join(cfg.Policy.RecipientDomains, ","))

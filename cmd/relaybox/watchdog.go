@@ -36,7 +36,7 @@ func (d *daemon) stalled(now time.Time) string {
 // startWatchdog sends WATCHDOG=1 at a third of WatchdogSec= while the relay
 // makes progress. When it stops, systemd restarts the relay after
 // WatchdogSec: a box whose storage hangs comes back by itself.
-func (d *daemon) startWatchdog(ctx context.Context) {
+func (d *daemon) startWatchdog(ctx context.Context, stalled func(time.Time) string) {
 	every, ok, err := systemd.WatchdogInterval(os.Getenv, os.Getpid())
 	if err != nil {
 		d.log.Warn("systemd watchdog ignored", "err", err.Error())
@@ -55,7 +55,7 @@ func (d *daemon) startWatchdog(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case now := <-t.C:
-				why := d.stalled(now)
+				why := stalled(now)
 				if why != last && why != "" {
 					d.log.Error("watchdog withheld: systemd will restart relaybox unless this clears", "reason", why)
 				}
