@@ -20,11 +20,13 @@ import (
 
 // built is one config and what was built from it.
 type built struct {
-	cfg    config.Config
-	src    config.Source
-	rules  *policy.Rules
-	nets   *policy.Networks
-	client *deliver.Client
+	cfg   config.Config
+	src   config.Source
+	rules *policy.Rules
+	nets  *policy.Networks
+	// authReq: auth.required, the networks that must AUTH; nil for none.
+	authReq *policy.Networks
+	client  *deliver.Client
 	// tls is inbound TLS from listen.tls_cert / tls_key files; nil when
 	// tls_cert is "" or "auto" (generated in data_dir at start, which is
 	// a start-up step, not a config check).
@@ -45,6 +47,11 @@ func build(cfg config.Config, src config.Source, log *slog.Logger) (*built, erro
 	}
 	if b.nets, err = policy.NetworkRules(cfg.Listen.AllowedNetworks); err != nil {
 		return nil, src.KeyError("listen.allowed_networks", err)
+	}
+	if len(cfg.Auth.Required) > 0 {
+		if b.authReq, err = policy.NetworkRules(cfg.Auth.Required); err != nil {
+			return nil, src.KeyError("auth.required", err)
+		}
 	}
 	b.client, err = deliver.NewClient(upstreamOptions(cfg, cfg.Upstream, log))
 	if err != nil {
@@ -92,7 +99,12 @@ func (b *built) listenerOptions() smtpd.Options {
 		MaxRecipients:        cfg.Listen.MaxRecipients,
 		MaxConnections:       cfg.Listen.MaxConnections,
 		IdleTimeout:          cfg.Listen.IdleTimeout.D(),
+		CommandTimeout:       cfg.Listen.CommandTimeout.D(),
+		SessionTimeout:       cfg.Listen.SessionTimeout.D(),
+		MinDataRate:          int64(cfg.Listen.MinDataRate),
+		StressTimeout:        cfg.Listen.StressTimeout.D(),
 		Auth:                 authOptions(cfg.Auth),
+		AuthRequired:         b.authReq,
 		RewriteFromHeader:    cfg.Policy.RewriteFromHeader,
 		Devices:              smtpdDevices(cfg.Devices),
 		PerClientConnections: cfg.Listen.PerClientConnections,

@@ -25,6 +25,7 @@ import (
 	"relaybox/internal/spool"
 	"relaybox/internal/status"
 	"relaybox/internal/systemd"
+	"relaybox/internal/throttle"
 )
 
 func cmdRun(args []string, stderr io.Writer) error {
@@ -171,6 +172,13 @@ func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err er
 	for _, w := range warns {
 		log.Warn(w)
 	}
+	if soft, hard, err := raiseFileLimit(); err != nil {
+		log.Warn("could not raise the open file limit", "soft", soft, "hard", hard, "err", err.Error(),
+			"hint", "set LimitNOFILE in the service unit")
+	} else if soft > 0 && soft < 4096 {
+		log.Warn("open file limit is low: a burst of clients may exhaust it", "limit", soft,
+			"hint", "raise the hard limit (LimitNOFILE=65536 in the systemd unit, or ulimit -Hn)")
+	}
 	defer func() {
 		if err != nil {
 			signal.Stop(d.hup)
@@ -239,6 +247,7 @@ func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err er
 	lopt.Store = sp
 	lopt.InTransaction = inTx
 	lopt.Logger = log
+	lopt.AuthGuard = throttle.New(throttle.Options{Now: time.Now})
 	lopt.OnAccepted = func(*spool.Message) { d.status.Accepted(); d.sched.Kick() }
 	d.smtp, err = smtpd.New(lopt)
 	if err != nil {
@@ -246,9 +255,12 @@ func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err er
 	}
 	// One command layer for the admin API and the serial console.
 	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Kick, Password: adminPass, Logger: log,
-		Reload: d.reload})
+		Hostname: cfg.Hostname, Guard: throttle.New(throttle.Options{Now: time.Now}), Reload: d.reload})
 	if d.adminL != nil {
-		d.admin = cmds.HTTPServer()
+		// admin.listen may name the box ("relaybox.lab:8025"): clients
+		// then send that name as Host.
+		listenHost, _, _ := net.SplitHostPort(cfg.Admin.Listen)
+		d.admin = cmds.HTTPServer(d.adminL.Addr(), listenHost)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -21,6 +21,7 @@ import (
 
 	"relaybox/internal/policy"
 	"relaybox/internal/spool"
+	"relaybox/internal/throttle"
 )
 
 // Store is the part of the spool the listener needs.
@@ -39,9 +40,21 @@ type Options struct {
 	MaxRecipients  int
 	MaxConnections int
 	IdleTimeout    time.Duration
+	// Time limits on slow clients (deadline.go); zero values take the
+	// defaults there.
+	CommandTimeout time.Duration // one command line
+	SessionTimeout time.Duration // a whole session, plus its bytes at MinDataRate
+	MinDataRate    int64         // bytes a second a DATA body must keep up
+	StressTimeout  time.Duration // every limit when all slots are taken
 	Now            func() time.Time
 	Logger         *slog.Logger
 	Auth           AuthOptions // device AUTH; the zero value is mode off
+	// AuthRequired: clients in these networks must AUTH before MAIL
+	// (530 5.7.0 otherwise); nil requires it of no one.
+	AuthRequired *policy.Networks
+	// AuthGuard limits password checks per client address across
+	// connections; nil builds one with throttle's defaults and Now.
+	AuthGuard *throttle.Guard
 	// Devices name known devices (matched by network or AUTH user) and
 	// may give each its own sender rewrite.
 	Devices []Device
@@ -74,10 +87,13 @@ type Options struct {
 
 // Server is the LAN SMTP listener.
 type Server struct {
-	opt  Options // as New got them; the fields Reconfigure changes are read from cur
-	smtp *smtp.Server
-	log  *slog.Logger
-	cur  atomic.Pointer[live]
+	opt     Options // as New got them; the fields Reconfigure changes are read from cur
+	smtp    *smtp.Server
+	log     *slog.Logger
+	cur     atomic.Pointer[live]
+	guard   *throttle.Guard
+	slots   *slots
+	reports *throttle.Reports
 
 	// inData counts sessions inside DATA, so Shutdown can wait for their
 	// commits before the caller closes the spool.
@@ -134,8 +150,8 @@ func newLive(opt Options, prev *live) (*live, error) {
 }
 
 // Reconfigure replaces the policy while the listener runs: Rules, Networks,
-// Sender, RewriteFromHeader, Devices, Auth, the flood limits and the
-// duplicate limits of opt. New connections get them; open sessions finish
+// Sender, RewriteFromHeader, Devices, Auth, AuthRequired, the flood limits
+// and the duplicate limits of opt. New connections get them; open sessions finish
 // under the ones they started with. The other fields (Hostname, Store,
 // TLS, sizes, timeouts, hooks) stay as New set them.
 func (s *Server) Reconfigure(opt Options) error {
@@ -143,13 +159,14 @@ func (s *Server) Reconfigure(opt Options) error {
 	next := cur.opt
 	next.Rules, next.Networks = opt.Rules, opt.Networks
 	next.Sender, next.RewriteFromHeader = opt.Sender, opt.RewriteFromHeader
-	next.Devices, next.Auth = opt.Devices, opt.Auth
+	next.Devices, next.Auth, next.AuthRequired = opt.Devices, opt.Auth, opt.AuthRequired
 	next.PerClientConnections, next.PerClientRate, next.PerClientBurst = opt.PerClientConnections, opt.PerClientRate, opt.PerClientBurst
 	next.DuplicateMax, next.DuplicateWindow = opt.DuplicateMax, opt.DuplicateWindow
 	l, err := newLive(next, cur)
 	if err != nil {
 		return err
 	}
+	s.slots.perClient.Store(int64(next.PerClientConnections))
 	s.cur.Store(l)
 	return nil
 }
@@ -174,11 +191,20 @@ func New(opt Options) (*Server, error) {
 	if opt.Hostname == "" {
 		opt.Hostname = "relaybox"
 	}
+	if opt.AuthGuard == nil {
+		opt.AuthGuard = throttle.New(throttle.Options{Now: opt.Now})
+	}
 	l, err := newLive(opt, nil)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opt: opt, log: opt.Logger}
+	reports := throttle.NewReports(time.Minute, opt.Now)
+	t := Timeouts{Idle: opt.IdleTimeout, Command: opt.CommandTimeout, Session: opt.SessionTimeout,
+		MinDataRate: opt.MinDataRate, Stress: opt.StressTimeout}
+	t.defaults()
+	s := &Server{opt: opt, log: opt.Logger, guard: opt.AuthGuard, reports: reports,
+		slots: &slots{t: t, max: opt.MaxConnections, log: opt.Logger, reports: reports, now: opt.Now}}
+	s.slots.perClient.Store(int64(opt.PerClientConnections))
 	s.cur.Store(l)
 	srv := smtp.NewServer(&backend{s: s})
 	// The LAN listener is plaintext by design and devices send their
@@ -214,15 +240,18 @@ func (s *Server) ServeTLS(l net.Listener) error {
 // as TLS.
 func (s *Server) serve(l net.Listener, implicit *tls.Config) error {
 	g := &gateListener{
-		tls:       implicit,
-		Listener:  l,
-		allowed:   func(ip netip.Addr) bool { return s.cur.Load().opt.Networks.Allowed(ip) },
-		max:       s.opt.MaxConnections,
-		perClient: func() int { return s.cur.Load().opt.PerClientConnections },
-		idle:      s.opt.IdleTimeout,
-		host:      s.opt.Hostname,
-		log:       s.log,
-		now:       s.opt.Now,
+		tls:      implicit,
+		Listener: l,
+		allowed:  func(ip netip.Addr) bool { return s.cur.Load().opt.Networks.Allowed(ip) },
+		slots:    s.slots,
+		idle:     s.opt.IdleTimeout,
+		host:     s.opt.Hostname,
+		log:      s.log,
+		reports:  s.reports,
+		refusing: make(chan struct{}, maxRefusing),
+	}
+	if implicit != nil {
+		g.handshakes = newHandshakeSlots(maxHandshakes)
 	}
 	err := s.smtp.Serve(g)
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {

@@ -81,6 +81,9 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	if se.auth.dropped {
 		return errDropped
 	}
+	if se.needsAuth() {
+		return errAuthRequired
+	}
 	se.Reset()
 	dev := se.l.devices.match(se.client, se.auth.user)
 	if d := se.l.rate.allow(se.client); !d.ok {
