@@ -58,6 +58,8 @@ func TestCheckConfigAndRunAgree(t *testing.T) {
 		{"second upstream CA not PEM", `recipient_domains = ["campus.test"]`, "", "[[upstream]]\naddress = \"127.0.0.1:1\"\n[[upstream]]\naddress = \"127.0.0.1:2\"\nca_file = \"" + notPEM + "\"", false, "upstream[1]"},
 		{"inbound cert not PEM", `recipient_domains = ["campus.test"]`, "tls_cert = \"" + notPEM + "\"\ntls_key = \"" + notPEM + "\"", "", false, "listen.tls_cert"},
 		{"tls profile case", `recipient_domains = ["campus.test"]`, "tls_cert = \"auto\"\ntls_profile = \"Modern\"", "", false, "listen.tls_profile"},
+		{"auth.required address", `recipient_domains = ["campus.test"]`, "", "[auth]\nrequired = [\"10.0.0.1\"]", false, "auth.required[0]"},
+		{"auth.required network", `recipient_domains = ["campus.test"]`, "", "[auth]\nmode = \"any\"\nrequired = [\"10.0.0.0/8\"]", true, ""},
 		{"bcrypt cost 3", `recipient_domains = ["campus.test"]`, "", "[auth]\nmode = \"users\"\n[[auth.users]]\nname = \"scanner\"\npassword_hash = \"$2b$03$" + strings.Repeat("a", 53) + "\"", false, "auth.users[0].password_hash"},
 	}
 	for _, tt := range tests {

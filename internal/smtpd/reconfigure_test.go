@@ -137,3 +137,25 @@ func TestDeviceLogAttr(t *testing.T) {
 		}
 	}
 }
+
+// A lower per_client_connections applies to the next connection.
+func TestReconfigurePerClientConnections(t *testing.T) {
+	c := defaultTranscriptConfig()
+	_, srv, addr := startTestServer(t, c, nil)
+	opt := c.options(t, nil)
+	opt.PerClientConnections = 1
+	if err := srv.Reconfigure(opt); err != nil {
+		t.Fatal(err)
+	}
+	first := dialAuth(t, addr)
+	first.cmd("EHLO dev")
+	conn, err := dialRaw(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	d := &authDialog{t: t, conn: conn, r: newReader(conn)}
+	if got := d.reply(); !strings.HasPrefix(got, "421") {
+		t.Errorf("second connection with per_client_connections = 1: %q, want 421", got)
+	}
+}
