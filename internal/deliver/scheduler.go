@@ -99,8 +99,9 @@ type Scheduler struct {
 	heldLogged bool        // guarded by tickMu
 	orphans    atomic.Bool // look for finished messages left behind
 	// passStep is when the pass in progress started or last finished a
-	// delivery attempt (UnixNano of Now), 0 between passes: PassStalled.
-	passStep atomic.Int64
+	// delivery attempt, nil between passes: PassStalled. Times from
+	// time.Now keep their monotonic reading, so a clock jump is no stall.
+	passStep atomic.Pointer[time.Time]
 
 	mu   sync.Mutex
 	idle []*session        // open sessions not in use, most recently used last
@@ -291,7 +292,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // silence means the scheduler is stuck (usually on storage).
 func (s *Scheduler) PassStalled(now time.Time, limit time.Duration) bool {
 	step := s.passStep.Load()
-	return step != 0 && now.Sub(time.Unix(0, step)) > limit
+	return step != nil && now.Sub(*step) > limit
 }
 
 // Close closes the idle upstream sessions. Sessions in use by a running
@@ -314,8 +315,8 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 	s.tickMu.Lock()
 	defer s.tickMu.Unlock()
 	now := s.opt.Now()
-	s.passStep.Store(now.UnixNano())
-	defer s.passStep.Store(0)
+	s.passStep.Store(&now)
+	defer s.passStep.Store(nil)
 	s.closeIdle(now)
 	if s.opt.Dialer == nil || s.opt.Dialer.Count() == 0 {
 		return s.hold(now)
@@ -421,7 +422,8 @@ func (s *Scheduler) deliverAll(ctx context.Context, msgs []*spool.Message) {
 		wg.Go(func() {
 			for m := range work {
 				w.deliver(ctx, m)
-				s.passStep.Store(s.opt.Now().UnixNano())
+				step := s.opt.Now()
+				s.passStep.Store(&step)
 			}
 			w.bg.Wait() // the Tick ends with every delivered message gone
 			s.putIdle(w.sess)

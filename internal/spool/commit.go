@@ -63,7 +63,7 @@ func await(done <-chan error, err error) error {
 // is cheap enough for a watchdog to ask every few seconds.
 func (s *Spool) CommitStalled(limit time.Duration) bool {
 	since := s.commitSince.Load()
-	return since != 0 && s.opt.Now().Sub(time.Unix(0, since)) > limit
+	return since != nil && s.opt.Now().Sub(*since) > limit
 }
 
 // run is the committer. It takes everything queued so far as one batch
@@ -88,9 +88,10 @@ func (s *Spool) run() {
 		if len(batch) == 0 && closing {
 			return
 		}
-		s.commitSince.Store(s.opt.Now().UnixNano())
+		started := s.opt.Now()
+		s.commitSince.Store(&started)
 		s.commitBatch(batch)
-		s.commitSince.Store(0)
+		s.commitSince.Store(nil)
 		clear(batch) // drop references to finished requests and their buffers
 		spare = batch
 	}
