@@ -133,3 +133,29 @@ func TestE2ESystemdNotifyAndJournal(t *testing.T) {
 		}
 	}
 }
+
+// The line a failed start ends with is filed as an error in the journal.
+func TestE2EStartFailureJournalPriority(t *testing.T) {
+	dir := t.TempDir()
+	busy := takePort(t)
+	cfg := writeFile(t, filepath.Join(dir, "relaybox.toml"), acceptConfig(filepath.Join(dir, "data"), busy))
+	logf, err := os.Create(filepath.Join(dir, "journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(logf.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(relayBinary, "run", "-config", cfg)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("JOURNAL_STREAM=%d:%d", st.Dev, st.Ino))
+	cmd.Stderr = logf
+	if err := cmd.Run(); err == nil {
+		t.Fatal("started on a taken port")
+	}
+	b, _ := os.ReadFile(logf.Name())
+	if !strings.Contains(string(b), "\n<3>relaybox run: "+cfg+":4: listen.smtp[0]: another program already listens") {
+		t.Fatalf("journal:\n%s", b)
+	}
+}

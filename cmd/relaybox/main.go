@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 
 	"relaybox/internal/config"
+	"relaybox/internal/systemd"
 )
 
 // version is stamped by the Makefile with -ldflags "-X main.version=...".
@@ -79,12 +80,21 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "relaybox %s: %v\n", cmd, err)
+	fmt.Fprintf(stderr, "%srelaybox %s: %v\n", journalPrefix(stderr, 3), cmd, err)
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
 	return exitRuntime
+}
+
+// journalPrefix is "<N>" when w is the journal stream systemd connected to
+// stderr, so the line that ends the process is filed at priority N.
+func journalPrefix(w io.Writer, prio int) string {
+	if f, ok := w.(*os.File); ok && systemd.IsJournal(f, os.Getenv) {
+		return fmt.Sprintf("<%d>", prio)
+	}
+	return ""
 }
 
 func usage(w io.Writer) {
