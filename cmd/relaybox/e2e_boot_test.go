@@ -156,9 +156,16 @@ func TestE2ECheckConfigProbe(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("probe of a good config: exit %d\n%s", code, out)
 	}
-	mustContain(t, out, "listen.smtp[0]", addr+" is free", "data_dir", "is writable", "result: ok")
-	if _, err := os.Stat(filepath.Join(dir, "data")); err != nil {
-		t.Errorf("probe did not create data_dir: %v", err)
+	mustContain(t, out, "listen.smtp[0]", addr+" is free", "data_dir", "can be created and written", "result: ok")
+	if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+		t.Errorf("probe left the data_dir it created behind (it would belong to whoever ran the probe)")
+	}
+	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, code = runExit(t, nil, "check-config", "-probe", "-config", good)
+	if code != 0 || !strings.Contains(out, "data") || !strings.Contains(out, "is writable") {
+		t.Fatalf("probe of an existing data_dir: exit %d\n%s", code, out)
 	}
 
 	busy := takePort(t)

@@ -115,11 +115,17 @@ func probeListen(key, fix, addr string) (string, error) {
 }
 
 // probeDataDir creates data_dir if needed and writes, syncs and removes a
-// file in it, as the spool will.
+// file in it, as the spool will. Directories it had to create are removed
+// again: made by whoever runs the probe (often root), they would stand in
+// the service user's way.
 func probeDataDir(cfg config.Config) (string, error) {
 	dir := cfg.DataDir
+	created := firstMissing(dir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("cannot create %s: %w; create it for the relaybox user or change data_dir", dir, err)
+	}
+	if created != "" {
+		defer os.RemoveAll(created)
 	}
 	f, err := os.CreateTemp(dir, ".probe-*")
 	if err != nil {
@@ -134,6 +140,9 @@ func probeDataDir(cfg config.Config) (string, error) {
 		return "", fmt.Errorf("writing %s failed: %w", name, err)
 	}
 	detail := dir + " is writable"
+	if created != "" {
+		detail = dir + " can be created and written (removed again; the relay creates it at start)"
+	}
 	if fi, err := os.Stat(cfg.SpoolPath()); err == nil {
 		f, err := os.OpenFile(cfg.SpoolPath(), os.O_RDWR, 0)
 		if err != nil {
@@ -143,6 +152,21 @@ func probeDataDir(cfg config.Config) (string, error) {
 		detail += fmt.Sprintf(", %s holds %d bytes", filepath.Base(cfg.SpoolPath()), fi.Size())
 	}
 	return detail, nil
+}
+
+// firstMissing is the outermost directory of dir that does not exist yet,
+// "" when dir exists.
+func firstMissing(dir string) string {
+	missing := ""
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			return missing
+		}
+		missing = d
+		if parent := filepath.Dir(d); parent == d {
+			return missing
+		}
+	}
 }
 
 // probeFile reads a file the config names; only its size is printed, as
