@@ -8,12 +8,14 @@ package main
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 
 	"relaybox/internal/config"
 	"relaybox/internal/deliver"
+	"relaybox/internal/oauth"
 	"relaybox/internal/policy"
 	"relaybox/internal/smtpd"
 )
@@ -27,6 +29,11 @@ type built struct {
 	// authReq: auth.required, the networks that must AUTH; nil for none.
 	authReq *policy.Networks
 	client  *deliver.Client
+	// tokens and oauth are the bearer-token sources of the upstreams that
+	// use OAuth, indexed like cfg.Upstream (nil elsewhere): the client
+	// fetches from tokens, the daemon refreshes oauth in the background.
+	tokens []deliver.TokenSource
+	oauth  []*oauth.Source
 	// tls is inbound TLS from listen.tls_cert / tls_key files; nil when
 	// tls_cert is "" or "auto" (generated in data_dir at start, which is
 	// a start-up step, not a config check).
@@ -53,9 +60,17 @@ func build(cfg config.Config, src config.Source, log *slog.Logger) (*built, erro
 			return nil, src.KeyError("auth.required", err)
 		}
 	}
-	b.client, err = deliver.NewClient(upstreamOptions(cfg, cfg.Upstream, log))
+	if b.tokens, b.oauth, err = tokenSources(cfg, log); err != nil {
+		key := "upstream"
+		var ue upstreamError
+		if errors.As(err, &ue) {
+			key = fmt.Sprintf("upstream[%d]", ue.i)
+		}
+		return nil, src.KeyError(key, err)
+	}
+	b.client, err = deliver.NewClient(upstreamOptions(cfg, cfg.Upstream, b.tokens, log))
 	if err != nil {
-		return nil, src.KeyError(failingUpstream(cfg), err)
+		return nil, src.KeyError(failingUpstream(cfg, b.tokens), err)
 	}
 	if cfg.Listen.TLSCert != "" && cfg.Listen.TLSCert != config.TLSCertAuto {
 		b.tls, err = smtpd.LoadTLS(inboundTLSFiles(cfg))
@@ -66,16 +81,16 @@ func build(cfg config.Config, src config.Source, log *slog.Logger) (*built, erro
 	return b, nil
 }
 
-func upstreamOptions(cfg config.Config, ups []config.Upstream, log *slog.Logger) deliver.ClientOptions {
-	return deliver.ClientOptions{Hostname: cfg.Hostname, Upstreams: ups, Delivery: cfg.Delivery, Logger: log}
+func upstreamOptions(cfg config.Config, ups []config.Upstream, tokens []deliver.TokenSource, log *slog.Logger) deliver.ClientOptions {
+	return deliver.ClientOptions{Hostname: cfg.Hostname, Upstreams: ups, Delivery: cfg.Delivery, Logger: log, Tokens: tokens}
 }
 
 // failingUpstream is the key of the first upstream whose files do not
 // load, so the error points at its [[upstream]] table.
-func failingUpstream(cfg config.Config) string {
+func failingUpstream(cfg config.Config, tokens []deliver.TokenSource) string {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for i := range cfg.Upstream {
-		if _, err := deliver.NewClient(upstreamOptions(cfg, cfg.Upstream[i:i+1], quiet)); err != nil {
+		if _, err := deliver.NewClient(upstreamOptions(cfg, cfg.Upstream[i:i+1], tokens[i:i+1], quiet)); err != nil {
 			return fmt.Sprintf("upstream[%d]", i)
 		}
 	}

@@ -50,6 +50,7 @@ func (d *daemon) reload() (admin.ReloadResult, error) {
 		return res, err
 	}
 	old := d.cur.Swap(b)
+	d.restartTokenRefresh(b)
 	removed := d.swapListeners(b, added)
 	res.RestartNeeded = restartNeeded(old.cfg, b.cfg)
 	for _, bl := range added {

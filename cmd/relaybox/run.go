@@ -134,7 +134,11 @@ type daemon struct {
 
 	reloadMu sync.Mutex
 	stopping bool // guarded by reloadMu: shutdown has begun, no more reloads
-	hup      chan os.Signal
+	// ctx lives as long as the daemon; tokenCancel stops the background
+	// refresh of the current OAuth token sources (a reload builds new ones).
+	ctx         context.Context
+	tokenCancel context.CancelFunc
+	hup         chan os.Signal
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -267,6 +271,8 @@ func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err er
 	d.cancel = cancel
 	d.startConsole(ctx, cmds)
 	d.startLED(ctx)
+	d.ctx = ctx
+	d.restartTokenRefresh(b)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()

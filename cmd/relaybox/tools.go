@@ -82,7 +82,14 @@ func cmdUpstreamCheck(args []string, stdout, stderr io.Writer) error {
 	client := b.client
 	failed := 0
 	for i := range cfg.Upstream {
-		fmt.Fprintf(stdout, "upstream[%d] %s (tls=%s)\n", i, client.Name(i), cfg.Upstream[i].TLS)
+		auth := ""
+		if u := cfg.Upstream[i]; u.Auth != "" {
+			auth = ", auth=" + u.Auth
+			if u.IsOAuth() {
+				auth += ", oauth flow=" + u.OAuth.Flow
+			}
+		}
+		fmt.Fprintf(stdout, "upstream[%d] %s (tls=%s%s)\n", i, client.Name(i), cfg.Upstream[i].TLS, auth)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.Delivery.ConnectTimeout.D()+cfg.Delivery.CommandTimeout.D())
 		err := client.Check(ctx, i, func(s deliver.Step) {
 			fmt.Fprintf(stdout, "  %-10s %s\n", s.Name, checkStepResult(s))
