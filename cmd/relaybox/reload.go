@@ -14,6 +14,7 @@ import (
 
 	"relaybox/internal/admin"
 	"relaybox/internal/config"
+	"relaybox/internal/deliver"
 )
 
 // reload re-reads the config file and applies it: policy, devices, auth
@@ -82,7 +83,10 @@ func (d *daemon) fileName() string {
 	return d.opts.path
 }
 
-// loadForReload reads and builds the config the way `run` does.
+// loadForReload reads and builds the config the way `run` does. An OAuth
+// upstream whose settings did not change keeps its token source: its
+// cached access token stays valid, and two sources never rotate one
+// refresh token file at once.
 func (d *daemon) loadForReload() (*built, error) {
 	if d.opts.fixed {
 		return nil, errors.New("this relaybox runs a config built in (relaybox demo): there is no file to reload; restart it instead")
@@ -91,7 +95,35 @@ func (d *daemon) loadForReload() (*built, error) {
 	if err != nil {
 		return nil, err
 	}
-	return build(cfg, src, d.log)
+	b, err := build(cfg, src, d.log)
+	if err != nil {
+		return nil, err
+	}
+	if reuseTokenSources(d.cur.Load(), b) {
+		if b.client, err = deliver.NewClient(upstreamOptions(cfg, cfg.Upstream, b.tokens, d.log)); err != nil {
+			return nil, src.KeyError("upstream", err)
+		}
+	}
+	return b, nil
+}
+
+// reuseTokenSources gives b's OAuth upstreams old's token sources where the
+// upstream is configured exactly as before; it reports whether it did.
+func reuseTokenSources(old, b *built) bool {
+	reused := false
+	for i, u := range b.cfg.Upstream {
+		if b.oauth[i] == nil {
+			continue
+		}
+		for j, ou := range old.cfg.Upstream {
+			if old.oauth[j] != nil && reflect.DeepEqual(u, ou) {
+				b.tokens[i], b.oauth[i] = old.tokens[j], old.oauth[j]
+				reused = true
+				break
+			}
+		}
+	}
+	return reused
 }
 
 // bindNew opens the listen addresses of b that are not open yet. On error

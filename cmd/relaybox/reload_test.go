@@ -8,6 +8,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"relaybox/internal/config"
+	"relaybox/internal/deliver"
+	"relaybox/internal/oauth"
 )
 
 // The daemon's reload in process while devices send, so `go test -race`
@@ -60,5 +64,27 @@ func TestReloadInProcessWhileSending(t *testing.T) {
 	wg.Wait()
 	if len(ids) != 60 {
 		t.Fatalf("%d of 60 messages accepted across reloads", len(ids))
+	}
+}
+
+// A reload keeps the token source of an OAuth upstream configured as
+// before, and builds a new one for an upstream that changed.
+func TestReuseTokenSources(t *testing.T) {
+	up := func(addr string) config.Upstream {
+		return config.Upstream{Address: addr, Auth: "xoauth2", OAuth: config.UpstreamOAuth{Flow: "refresh_token", ClientID: "relay"}}
+	}
+	oldSrc, newSame, newChanged := &oauth.Source{}, &oauth.Source{}, &oauth.Source{}
+	old := &built{cfg: config.Config{Upstream: []config.Upstream{up("a:587"), up("b:587")}},
+		oauth: []*oauth.Source{oldSrc, &oauth.Source{}}, tokens: []deliver.TokenSource{oldSrc, nil}}
+	next := &built{cfg: config.Config{Upstream: []config.Upstream{up("c:587"), up("a:587")}},
+		oauth: []*oauth.Source{newChanged, newSame}, tokens: []deliver.TokenSource{newChanged, newSame}}
+	if !reuseTokenSources(old, next) {
+		t.Fatal("nothing reused")
+	}
+	if next.oauth[1] != oldSrc || next.tokens[1] != deliver.TokenSource(oldSrc) {
+		t.Error("the unchanged upstream (moved to index 1) got a new token source")
+	}
+	if next.oauth[0] != newChanged {
+		t.Error("a new upstream took an old token source")
 	}
 }
