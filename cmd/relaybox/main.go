@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 
 	"relaybox/internal/config"
+	"relaybox/internal/systemd"
 )
 
 // version is stamped by the Makefile with -ldflags "-X main.version=...".
@@ -48,6 +49,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(rest, stderr)
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
+	case "reload":
+		err = cmdReload(rest, stdout, stderr)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout, stderr)
 	case "upstream-check":
@@ -62,6 +65,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdQueue(rest, stdout, stderr)
 	case "log":
 		err = cmdLog(rest, stdout, stderr)
+	case "oauth-login":
+		err = cmdOAuthLogin(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "relaybox %s (%s, %s/%s)\n", version, goVersion(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "-help", "--help":
@@ -77,12 +82,21 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "relaybox %s: %v\n", cmd, err)
+	fmt.Fprintf(stderr, "%srelaybox %s: %v\n", journalPrefix(stderr, 3), cmd, err)
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
 	return exitRuntime
+}
+
+// journalPrefix is "<N>" when w is the journal stream systemd connected to
+// stderr, so the line that ends the process is filed at priority N.
+func journalPrefix(w io.Writer, prio int) string {
+	if f, ok := w.(*os.File); ok && systemd.IsJournal(f, os.Getenv) {
+		return fmt.Sprintf("<%d>", prio)
+	}
+	return ""
 }
 
 func usage(w io.Writer) {
@@ -91,13 +105,16 @@ func usage(w io.Writer) {
 commands:
   run            [-config FILE]   run the relay in the foreground
   demo                            relay on 127.0.0.1:2525 plus a local TLS upstream that prints what it gets
-  check-config   [-config FILE]   validate and print the effective config (secrets redacted)
+  check-config   [-config FILE] [-probe]   validate and print the effective config (secrets redacted);
+                 -probe also binds each address, opens the devices and files, writes data_dir
+  reload         [-config FILE | -admin HOST:PORT]   the running daemon re-reads its config (also SIGHUP)
   upstream-check [-config FILE]   connect to each upstream: TLS, verify, EHLO, AUTH; sends nothing
   send-test      -to ADDR [-server HOST:PORT] [-from ADDR]   send one test message
   status         [-config FILE | -admin HOST:PORT] [-json]   the running daemon's health
   queue          list|dead|show ID|retry [-force] ID|retry-all|retry-dead|delete ID
                  [-config FILE | -admin HOST:PORT] [-json]   the running daemon's queue
   log            [-n N] [-config FILE | -admin HOST:PORT] [-json]   the running daemon's recent events
+  oauth-login    -config FILE [-upstream N]   first OAuth refresh token by device code (the box needs no browser)
   service        install|uninstall|start|stop|restart|status|unit [-config FILE]   run as a systemd / Windows service
   version                         print the version
 
@@ -108,14 +125,21 @@ data in ./relaybox-data, no upstream (mail is held until one is configured).
 
 // loadConfig reads -config FILE, or the built-in defaults when it is empty.
 func loadConfig(path string) (config.Config, error) {
+	c, _, err := loadConfigSource(path)
+	return c, err
+}
+
+// loadConfigSource is loadConfig with the keys' positions in the file, for
+// errors found after validation.
+func loadConfigSource(path string) (config.Config, config.Source, error) {
 	if path == "" {
-		return config.Default(), nil
+		return config.Default(), config.Source{}, nil
 	}
-	c, err := config.Load(path)
+	c, src, err := config.LoadSource(path)
 	if err != nil {
-		return c, usageError{err}
+		return c, src, usageError{err}
 	}
-	return c, nil
+	return c, src, nil
 }
 
 // newFlags makes a FlagSet that reports errors instead of exiting.
@@ -148,12 +172,18 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check-config", stderr)
 	path := fs.String("config", "", "config file (default: built-in defaults)")
+	probe := fs.Bool("probe", false, "also try what run will do: bind each listen address, open the console device and LED pin, write data_dir, read every file the config names")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := loadConfig(*path)
+	c, src, err := loadConfigSource(*path)
 	if err != nil {
 		return err
+	}
+	// The same build as run's, so check-config accepts exactly what run
+	// starts on.
+	if _, err := build(c, src, nil); err != nil {
+		return usageError{err}
 	}
 	for _, w := range warnings(c) {
 		fmt.Fprintln(stderr, "warning:", w)
@@ -161,11 +191,14 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	if err := c.WriteTOML(stdout); err != nil {
 		return err
 	}
-	src := *path
-	if src == "" {
-		src = "built-in defaults"
+	name := *path
+	if name == "" {
+		name = "built-in defaults"
 	}
-	fmt.Fprintf(stderr, "config OK (%s)\n", src)
+	fmt.Fprintf(stderr, "config OK (%s)\n", name)
+	if *probe {
+		return probeConfig(c, stdout)
+	}
 	return nil
 }
 
@@ -181,6 +214,11 @@ func warnings(c config.Config) []string {
 	for i, u := range c.Upstream {
 		if u.Insecure {
 			w = append(w, fmt.Sprintf("upstream[%d] (%s) has insecure = true: its certificate is NOT verified", i, u.Address))
+		}
+		if u.IsOAuth() && u.OAuth.Flow == config.FlowRefreshToken {
+			if _, err := os.Stat(u.OAuth.RefreshTokenFile); errors.Is(err, os.ErrNotExist) {
+				w = append(w, fmt.Sprintf("upstream[%d] (%s) has no refresh token yet: run relaybox oauth-login -upstream %d", i, u.Address, i))
+			}
 		}
 	}
 	return w

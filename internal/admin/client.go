@@ -130,6 +130,13 @@ func (c *Client) count(path string) (int, error) {
 	return r.Retried, err
 }
 
+// Reload asks the daemon to re-read its config file and apply it.
+func (c *Client) Reload() (ReloadResult, error) {
+	var r ReloadResult
+	err := c.do(http.MethodPost, "/api/reload", &r)
+	return r, err
+}
+
 // Delete removes a message for good.
 func (c *Client) Delete(id string) error {
 	return c.do(http.MethodDelete, "/api/queue/"+url.PathEscape(id), nil)

@@ -56,6 +56,17 @@ type Options struct {
 	// Hostname is the box's configured name: a Host the API answers to,
 	// besides its address and localhost.
 	Hostname string
+	// Reload re-reads the config file and applies it (POST /api/reload);
+	// nil answers 501. An error means the running config was kept.
+	Reload func() (ReloadResult, error)
+}
+
+// ReloadResult is what a config reload did.
+type ReloadResult struct {
+	File string `json:"file"` // the file read; "" for built-in defaults
+	// RestartNeeded names the keys that changed but apply only at the
+	// next start (e.g. "hostname", "admin.listen").
+	RestartNeeded []string `json:"restart_needed,omitempty"`
 }
 
 // Server is the admin HTTP API and command layer. It implements
@@ -96,6 +107,7 @@ func NewServer(opt Options) *Server {
 	s.mux.HandleFunc("POST /api/queue/retry-all", s.auth(s.apiRetryMany(s.RetryAll)))
 	s.mux.HandleFunc("POST /api/dead/retry-all", s.auth(s.apiRetryMany(s.RetryDead)))
 	s.mux.HandleFunc("DELETE /api/queue/{id}", s.auth(s.apiDelete))
+	s.mux.HandleFunc("POST /api/reload", s.auth(s.apiReload))
 	s.mux.HandleFunc("/api/", s.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	}))
@@ -275,6 +287,21 @@ func (s *Server) apiRetryMany(retry func() (int, error)) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, map[string]int{"retried": n})
 	}
+}
+
+// apiReload answers 200 with what was applied, or 422 with why the file
+// was refused (the daemon keeps running on the config it had).
+func (s *Server) apiReload(w http.ResponseWriter, r *http.Request) {
+	if s.opt.Reload == nil {
+		writeError(w, http.StatusNotImplemented, "this daemon cannot reload its config; restart it")
+		return
+	}
+	res, err := s.opt.Reload()
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, "reload refused, the running config stays: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request) {

@@ -101,6 +101,7 @@ type Scheduler struct {
 	backoff Backoff
 	log     *slog.Logger
 	kick    chan struct{}
+	store   Store // opt.Store, kept apart: Reconfigure reads it while Run may replace opt
 
 	tickMu     sync.Mutex  // one Tick at a time, so the session bound holds
 	heldLogged bool        // guarded by tickMu
@@ -109,6 +110,10 @@ type Scheduler struct {
 	// skipped is set by a worker that left a due message alone because
 	// every upstream was held back; the Tick then wakes when a hold ends.
 	skipped atomic.Bool
+	// passStep is when the pass in progress started or last finished a
+	// delivery attempt, nil between passes: PassStalled. Times from
+	// time.Now keep their monotonic reading, so a clock jump is no stall.
+	passStep atomic.Pointer[time.Time]
 
 	mu   sync.Mutex
 	idle []*session        // open sessions not in use, most recently used last
@@ -120,6 +125,8 @@ type Scheduler struct {
 	lastWall time.Time
 	lastRun  time.Duration
 	jumpRun  atomic.Int64
+	pendMu   sync.Mutex
+	pending  *SchedulerOptions // from Reconfigure; Run applies it between passes
 }
 
 // jumpTolerance is how far the wall clock may drift from the run clock
@@ -144,12 +151,73 @@ const batchSize = 256
 
 // NewScheduler checks opt and fills in defaults.
 func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
+	if err := opt.fill(); err != nil {
+		return nil, err
+	}
+	sc := &Scheduler{
+		opt:     opt,
+		backoff: Backoff{Min: opt.MinBackoff, Max: opt.MaxBackoff, Jitter: opt.Jitter},
+		log:     opt.Logger,
+		kick:    make(chan struct{}, 1),
+		store:   opt.Store,
+		down:    make(map[int]downState),
+	}
+	sc.orphans.Store(true) // a crash may have left some
+	return sc, nil
+}
+
+// Reconfigure replaces the options (a config reload: new upstreams,
+// backoff, connections, max age, notify address). It checks them like
+// NewScheduler and returns at once; Run applies them before its next pass,
+// so a pass in flight finishes under the options it started with. Sessions
+// to the old upstreams are closed then, and upstream holds forgotten: the
+// list they indexed may have changed. Store stays as NewScheduler got it.
+func (s *Scheduler) Reconfigure(opt SchedulerOptions) error {
+	opt.Store = s.store
+	if err := opt.fill(); err != nil {
+		return err
+	}
+	s.pendMu.Lock()
+	s.pending = &opt
+	s.pendMu.Unlock()
+	s.Kick()
+	return nil
+}
+
+// applyPending installs the options of the last Reconfigure. Only Run
+// calls it, between passes, so no worker reads s.opt meanwhile.
+func (s *Scheduler) applyPending() {
+	s.pendMu.Lock()
+	p := s.pending
+	s.pending = nil
+	s.pendMu.Unlock()
+	if p == nil {
+		return
+	}
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	s.mu.Lock()
+	s.opt = *p
+	s.log = p.Logger
+	s.backoff = Backoff{Min: p.MinBackoff, Max: p.MaxBackoff, Jitter: p.Jitter}
+	idle := s.idle
+	s.idle = nil
+	s.down = make(map[int]downState)
+	s.heldLogged = false
+	s.mu.Unlock()
+	for _, ss := range idle {
+		ss.conn.Close()
+	}
+}
+
+// fill checks opt and fills in defaults.
+func (opt *SchedulerOptions) fill() error {
 	if opt.Store == nil {
-		return nil, errors.New("deliver: scheduler needs a store")
+		return errors.New("deliver: scheduler needs a store")
 	}
 	if opt.Connections < 0 || opt.MinBackoff < 0 || opt.MaxBackoff < 0 || opt.IdleClose < 0 ||
 		opt.UpstreamHold < 0 || opt.MaxAge < 0 {
-		return nil, errors.New("deliver: negative scheduler option")
+		return errors.New("deliver: negative scheduler option")
 	}
 	if opt.Connections == 0 {
 		opt.Connections = 2
@@ -161,7 +229,7 @@ func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
 		opt.MaxBackoff = time.Hour
 	}
 	if opt.MinBackoff > opt.MaxBackoff {
-		return nil, fmt.Errorf("deliver: min backoff %s above max backoff %s", opt.MinBackoff, opt.MaxBackoff)
+		return fmt.Errorf("deliver: min backoff %s above max backoff %s", opt.MinBackoff, opt.MaxBackoff)
 	}
 	if opt.IdleClose == 0 {
 		opt.IdleClose = 30 * time.Second
@@ -173,7 +241,7 @@ func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
 		opt.MaxAge = 120 * time.Hour
 	}
 	if strings.ContainsAny(opt.Notify, "\r\n<>") {
-		return nil, fmt.Errorf("deliver: notify address %q is not a plain address", opt.Notify)
+		return fmt.Errorf("deliver: notify address %q is not a plain address", opt.Notify)
 	}
 	if opt.Hostname == "" {
 		opt.Hostname, _ = os.Hostname()
@@ -190,15 +258,7 @@ func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	sc := &Scheduler{
-		opt:     opt,
-		backoff: Backoff{Min: opt.MinBackoff, Max: opt.MaxBackoff, Jitter: opt.Jitter},
-		log:     opt.Logger,
-		kick:    make(chan struct{}, 1),
-		down:    make(map[int]downState),
-	}
-	sc.orphans.Store(true) // a crash may have left some
-	return sc, nil
+	return nil
 }
 
 // Kick wakes Run without blocking: new mail, or a manual retry.
@@ -225,6 +285,7 @@ func (s *Scheduler) Retry() {
 func (s *Scheduler) Run(ctx context.Context) error {
 	defer s.Close()
 	for {
+		s.applyPending()
 		next, err := s.Tick(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -257,6 +318,15 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
+// PassStalled reports whether a delivery pass has gone longer than limit
+// without finishing an attempt; between passes it is false. A watchdog
+// asks it: every attempt is bounded by the client's timeouts, so a longer
+// silence means the scheduler is stuck (usually on storage).
+func (s *Scheduler) PassStalled(now time.Time, limit time.Duration) bool {
+	step := s.passStep.Load()
+	return step != nil && now.Sub(*step) > limit
+}
+
 // Close closes the idle upstream sessions. Sessions in use by a running
 // Tick go back to the pool when it ends.
 func (s *Scheduler) Close() error {
@@ -278,6 +348,8 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 	defer s.tickMu.Unlock()
 	now := s.opt.Now()
 	s.noticeJump(now)
+	s.passStep.Store(&now)
+	defer s.passStep.Store(nil)
 	s.closeIdle(now)
 	if s.opt.Dialer == nil || s.opt.Dialer.Count() == 0 {
 		return s.hold(now)
@@ -445,6 +517,8 @@ func (s *Scheduler) deliverAll(ctx context.Context, msgs []*spool.Message) {
 		wg.Go(func() {
 			for m := range work {
 				w.deliver(ctx, m)
+				step := s.opt.Now()
+				s.passStep.Store(&step)
 			}
 			w.bg.Wait() // the Tick ends with every delivered message gone
 			s.putIdle(w.sess)
@@ -659,7 +733,8 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 			break
 		}
 		w.sess.dirty = true
-		results, sendErr := conn.Send(ctx, fresh.From, pending, body)
+		results, sendErr := conn.Send(ctx, Outgoing{From: fresh.From, Rcpts: pending, Size: fresh.Size,
+			EightBit: fresh.EightBit, SMTPUTF8: fresh.SMTPUTF8}, body)
 		// Closed before any spool write: no read transaction outlives
 		// the attempt.
 		body.Close()

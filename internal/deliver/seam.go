@@ -14,7 +14,7 @@ import (
 // (Code 0). Permanent is true only for a 5xx reply.
 type Error struct {
 	Upstream  string // "smtp.example.edu:587"
-	Op        string // dial | tls | greeting | ehlo | starttls | auth | mail | rcpt | data | dot | rset
+	Op        string // token | dial | tls | greeting | ehlo | starttls | auth | mail | rcpt | data | dot | rset
 	Code      int    // SMTP code, 0 for network / TLS errors
 	Enhanced  string // "5.1.1", "" if none
 	Text      string // reply text, or a human description of the network error
@@ -56,6 +56,19 @@ type RcptResult struct {
 	Reply string
 }
 
+// Outgoing is what Send needs to know of one message before its body.
+type Outgoing struct {
+	From  string
+	Rcpts []string // one RcptResult each, in this order
+	// Size is the body's size as stored, announced as SIZE= (RFC 1870).
+	Size int64
+	// EightBit: the body holds octets over 127, so the upstream must offer
+	// 8BITMIME (RFC 6152).
+	EightBit bool
+	// SMTPUTF8: the device asked for SMTPUTF8 (RFC 6531).
+	SMTPUTF8 bool
+}
+
 // Conn is one open, verified session with an upstream relay. It is used by
 // one goroutine at a time.
 type Conn interface {
@@ -65,7 +78,7 @@ type Conn interface {
 	// was not accepted (MAIL, all RCPTs refused, DATA, the final dot, or the
 	// network); it is an *Error. When err is nil, every recipient whose
 	// RcptResult.Err is nil was delivered.
-	Send(ctx context.Context, from string, rcpts []string, body io.Reader) (results []RcptResult, err error)
+	Send(ctx context.Context, msg Outgoing, body io.Reader) (results []RcptResult, err error)
 	// Reset sends RSET so the session can carry the next message.
 	Reset(ctx context.Context) error
 	// Close sends QUIT (best effort) and closes the connection.

@@ -25,6 +25,7 @@ import (
 
 	"relaybox/internal/config"
 	"relaybox/internal/selfsign"
+	"relaybox/internal/sink"
 )
 
 // testCert is a self-signed certificate for 127.0.0.1 and localhost, usable
@@ -70,8 +71,11 @@ type upstreamOpts struct {
 	Cert       *testCert
 	ClientCAs  *x509.CertPool // require a client certificate signed by these
 
-	AuthMechs      []string // "PLAIN", "LOGIN"; none: no AUTH offered
+	AuthMechs      []string // "PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"; none: no AUTH offered
 	User, Password string
+	// Bearer decides XOAUTH2 / OAUTHBEARER logins (internal/sink's
+	// server side, error challenge included); logins are kept in Logins.
+	Bearer func(user, token string) bool
 
 	// Hooks run before the reply; a returned *smtp.SMTPError is the reply.
 	// They may sleep to simulate a slow relay. nil accepts.
@@ -80,6 +84,10 @@ type upstreamOpts struct {
 	OnData func(body []byte) error // the reply after the final dot
 
 	CutDuringData bool // close the connection after reading part of the body
+
+	MaxSize    int64 // advertised as SIZE and enforced; 0: SIZE without a limit
+	No8BITMIME bool  // 8BITMIME not offered
+	SMTPUTF8   bool  // SMTPUTF8 offered
 }
 
 // testUpstream is a running fake relay.
@@ -89,6 +97,8 @@ type testUpstream struct {
 	opts upstreamOpts
 
 	mu     sync.Mutex
+	mails  []smtp.MailOptions // MAIL parameters, in order
+	logins []sink.BearerLogin
 	msgs   []upstreamMsg
 	events []string
 	conns  int
@@ -115,6 +125,9 @@ func startUpstream(t testing.TB, opts upstreamOpts) *testUpstream {
 	srv.WriteTimeout = 10 * time.Second
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	srv.AllowInsecureAuth = u.opts.Mode == "none"
+	srv.MaxMessageBytes = opts.MaxSize
+	srv.Disable8BITMIME = opts.No8BITMIME
+	srv.EnableSMTPUTF8 = opts.SMTPUTF8
 	tlsCfg := &tls.Config{Certificates: []tls.Certificate{u.Cert.TLS}}
 	if opts.ClientCAs != nil {
 		tlsCfg.ClientCAs = opts.ClientCAs
@@ -146,6 +159,13 @@ func (u *testUpstream) Upstream() config.Upstream {
 	return up
 }
 
+// Logins are the bearer logins seen so far.
+func (u *testUpstream) Logins() []sink.BearerLogin {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]sink.BearerLogin(nil), u.logins...)
+}
+
 func (u *testUpstream) record(ev string) {
 	u.mu.Lock()
 	u.events = append(u.events, ev)
@@ -165,6 +185,13 @@ func (u *testUpstream) Events() []string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return append([]string(nil), u.events...)
+}
+
+// Mails returns the parameters of every MAIL so far.
+func (u *testUpstream) Mails() []smtp.MailOptions {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]smtp.MailOptions(nil), u.mails...)
 }
 
 // Conns is the number of TCP connections accepted.
@@ -224,13 +251,26 @@ func (s *fakeSession) Auth(mech string) (sasl.Server, error) {
 		return sasl.NewPlainServer(func(_, user, pass string) error { return check(user, pass) }), nil
 	case sasl.Login:
 		return &loginServer{check: check}, nil
+	case sink.XOAuth2, sink.OAuthBearer:
+		if s.u.opts.Bearer != nil {
+			return sink.NewBearerServer(mech, s.u.opts.Bearer, func(l sink.BearerLogin) {
+				s.u.record("auth " + mech + " " + l.User)
+				s.authOK = l.Accepted
+				s.u.mu.Lock()
+				s.u.logins = append(s.u.logins, l)
+				s.u.mu.Unlock()
+			}), nil
+		}
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
-func (s *fakeSession) Mail(from string, _ *smtp.MailOptions) error {
+func (s *fakeSession) Mail(from string, opts *smtp.MailOptions) error {
 	_, isTLS := s.conn.TLSConnectionState()
 	s.u.record("mail " + from + " tls=" + boolWord(isTLS))
+	s.u.mu.Lock()
+	s.u.mails = append(s.u.mails, *opts)
+	s.u.mu.Unlock()
 	if s.u.opts.User != "" && !s.authOK {
 		return smtp.ErrAuthRequired
 	}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -50,6 +51,18 @@ type Options struct {
 	// middlebox that times out would. At "data" part of the body is read
 	// first, so the cut lands mid-transfer. Nothing is recorded.
 	Cut func(stage string) bool
+	// Bearer, when set, makes the sink a relay like smtp.office365.com:
+	// it offers AUTH XOAUTH2 OAUTHBEARER (after STARTTLS), accepts the
+	// tokens Bearer approves, and refuses MAIL before a login with 530.
+	// OnLogin (optional) sees each login attempt.
+	Bearer  func(user, token string) bool
+	OnLogin func(BearerLogin)
+	// Extensions the relay offers, to play a particular real one:
+	// SMTPUTF8 (off by default, as on many relays), a SIZE limit in bytes
+	// (0: SIZE without a limit) and 8BITMIME (NoEightBitMIME switches it off).
+	SMTPUTF8       bool
+	MaxSize        int64
+	NoEightBitMIME bool
 }
 
 // Sink is a running upstream.
@@ -99,6 +112,9 @@ func (s *Sink) serve() error {
 	srv.ReadTimeout = time.Minute
 	srv.WriteTimeout = time.Minute
 	srv.ErrorLog = nopLogger{}
+	srv.EnableSMTPUTF8 = s.opt.SMTPUTF8
+	srv.MaxMessageBytes = s.opt.MaxSize
+	srv.Disable8BITMIME = s.opt.NoEightBitMIME
 	var ln net.Listener
 	var err error
 	if s.opt.Implicit {
@@ -169,10 +185,33 @@ func (s *Sink) Wait(ctx context.Context, n int) ([]Message, error) {
 func (s *Sink) Close() error { return s.Stop() }
 
 type session struct {
-	s    *Sink
-	conn *smtp.Conn
-	from string
-	to   []string
+	s      *Sink
+	conn   *smtp.Conn
+	from   string
+	to     []string
+	authed bool
+}
+
+// AuthMechanisms implements smtp.AuthSession: the bearer mechanisms when
+// Options.Bearer is set, nothing (no AUTH offered) otherwise.
+func (se *session) AuthMechanisms() []string {
+	if se.s.opt.Bearer == nil {
+		return nil
+	}
+	return []string{XOAuth2, OAuthBearer}
+}
+
+// Auth implements smtp.AuthSession.
+func (se *session) Auth(mech string) (sasl.Server, error) {
+	if se.s.opt.Bearer == nil || (mech != XOAuth2 && mech != OAuthBearer) {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return NewBearerServer(mech, se.s.opt.Bearer, func(l BearerLogin) {
+		se.authed = l.Accepted
+		if se.s.opt.OnLogin != nil {
+			se.s.opt.OnLogin(l)
+		}
+	}), nil
 }
 
 func (se *session) reject(stage string) error {
@@ -198,6 +237,9 @@ func (se *session) Reset()        { se.from, se.to = "", nil }
 func (se *session) Logout() error { return nil }
 
 func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+	if se.s.opt.Bearer != nil && !se.authed {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 57}, Message: "Client not authenticated to send mail"}
+	}
 	if err := se.reject("mail"); err != nil {
 		return err
 	}

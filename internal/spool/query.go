@@ -238,6 +238,15 @@ func (s *Spool) Delete(id string) error {
 	return err
 }
 
+// SetMaxSize changes the quota (a config reload). Messages already stored
+// are never touched: a lower quota only refuses new ones until delivery
+// brings the spool under it.
+func (s *Spool) SetMaxSize(n int64) {
+	s.mu.Lock()
+	s.opt.MaxSize = n
+	s.mu.Unlock()
+}
+
 // Stats returns a snapshot from memory; it never touches the file.
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()

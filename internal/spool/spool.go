@@ -148,6 +148,12 @@ type Spool struct {
 	log       *slog.Logger
 	ids       idGen
 
+	// commitSince is when the batch being committed started, nil while the
+	// committer waits: CommitStalled reads it. A time.Time from time.Now
+	// keeps its monotonic reading, so a wall-clock jump (NTP on a Pi with
+	// no RTC) never looks like a stall.
+	commitSince atomic.Pointer[time.Time]
+
 	// Committer queue: requests wait here until the committer takes them.
 	qmu     sync.Mutex
 	qcond   *sync.Cond

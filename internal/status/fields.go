@@ -38,6 +38,9 @@ func (s Snapshot) Fields() []Field {
 	if s.Clock == ClockUnsynchronised {
 		f = append(f, Field{"clock", "not synchronised (no NTP yet?): message ages use the relay's own run clock, but TLS to the upstream fails while the date is wrong"})
 	}
+	if s.ConfigError != "" {
+		f = append(f, Field{"config", "reload failed, running on the previous config: " + s.ConfigError})
+	}
 	for _, w := range s.Warnings {
 		f = append(f, Field{"warning", w})
 	}

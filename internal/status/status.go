@@ -75,10 +75,13 @@ type Snapshot struct {
 	Warnings   []string   `json:"warnings,omitempty"` // standing configuration warnings
 	// Clock is whether the system clock is synchronised: synchronised,
 	// not synchronised, or unknown.
-	Clock   string    `json:"clock"`
-	Version string    `json:"version"`
-	Started time.Time `json:"started,omitzero"`
-	Now     time.Time `json:"now"` // the daemon's clock, so readers compute ages like it does
+	Clock string `json:"clock"`
+	// ConfigError is why the last config reload failed ("" after a good
+	// one); the relay keeps running on the config it had.
+	ConfigError string    `json:"config_error,omitempty"`
+	Version     string    `json:"version"`
+	Started     time.Time `json:"started,omitzero"`
+	Now         time.Time `json:"now"` // the daemon's clock, so readers compute ages like it does
 }
 
 // Options configure New. Zero values take the documented defaults.
@@ -133,6 +136,7 @@ type Model struct {
 	startedAt time.Time
 	spoolErr  string
 	spoolAt   time.Time
+	configErr string
 	ups       []Upstream
 	counters  Counters
 	state     State
@@ -315,6 +319,30 @@ func (m *Model) SpoolOK() {
 	m.spoolErr, m.spoolAt = "", time.Time{}
 }
 
+// Reconfigured takes a reloaded config's upstream list and warnings. An
+// upstream still listed keeps what the model knows of it; one no longer
+// listed is forgotten. It clears a previous reload error.
+func (m *Model) Reconfigured(upstreams, warnings []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ups []Upstream
+	for _, name := range upstreams {
+		ups = append(ups, *m.upstream(name))
+	}
+	m.ups = ups
+	m.opt.Upstreams = append([]string(nil), upstreams...)
+	m.opt.Warnings = append([]string(nil), warnings...)
+	m.configErr = ""
+}
+
+// ConfigError records why a config reload failed; readers show it until a
+// reload succeeds.
+func (m *Model) ConfigError(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.configErr = oneLine(err.Error())
+}
+
 // Snapshot evaluates the state now and returns a copy of the model.
 func (m *Model) Snapshot() Snapshot {
 	var q QueueStats
@@ -352,10 +380,12 @@ func (m *Model) Snapshot() Snapshot {
 		Queue:      q,
 		Counters:   m.counters,
 		Warnings:   append([]string(nil), m.opt.Warnings...),
-		Version:    m.opt.Version,
 		Clock:      clock,
-		Started:    m.startedAt,
-		Now:        now,
+
+		ConfigError: m.configErr,
+		Version:     m.opt.Version,
+		Started:     m.startedAt,
+		Now:         now,
 	}
 }
 
