@@ -22,25 +22,38 @@ import (
 // startConsole runs the serial console on console.device until ctx ends.
 // It does nothing when no device is configured. A device that is missing
 // or fails is retried by console.Run, so the relay starts either way.
-func (d *daemon) startConsole(ctx context.Context, cmds *admin.Server, client *deliver.Client) {
-	if d.cfg.Console.Device == "" {
+func (d *daemon) startConsole(ctx context.Context, cmds *admin.Server) {
+	cfg := d.cfg()
+	if cfg.Console.Device == "" {
 		return
 	}
 	c := console.New(console.Options{
 		Commands: cmds,
 		Status:   d.status,
-		Upstream: upstreamCheck(d.cfg, client),
+		Upstream: d.upstreamCheck,
 		SendTest: d.sendTest,
 		Version:  version,
-		Hostname: d.cfg.Hostname,
+		Hostname: cfg.Hostname,
 	})
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		if err := c.Run(ctx, d.cfg.Console.Device, d.cfg.Console.Baud, d.log); err != nil {
+		if err := c.Run(ctx, cfg.Console.Device, cfg.Console.Baud, d.log); err != nil {
 			d.log.Error("console stopped", "err", err.Error())
 		}
 	}()
+}
+
+// upstreamCheck is the console's `upstream`: the check of the upstreams
+// configured now (a reload may have changed them).
+func (d *daemon) upstreamCheck(ctx context.Context, report func(name, result string)) error {
+	b := d.cur.Load()
+	check := upstreamCheck(b.cfg, b.client)
+	if check == nil {
+		report("upstream", "none configured: mail is held until one is added")
+		return nil
+	}
+	return check(ctx, report)
 }
 
 // upstreamCheck is `relaybox upstream-check` for the console: every
@@ -87,11 +100,15 @@ func checkStepResult(s deliver.Step) string {
 // sendTest sends one test message through the relay's first listener,
 // as `relaybox send-test` does from outside.
 func (d *daemon) sendTest(ctx context.Context, to string) (string, error) {
+	d.reloadMu.Lock()
 	if len(d.listeners) == 0 {
+		d.reloadMu.Unlock()
 		return "", errors.New("no SMTP listener is open")
 	}
-	addr := dialable(d.listeners[0].Addr().String())
-	return sendTestMessage(ctx, addr, d.cfg.Hostname, "relaybox-test@"+d.cfg.Hostname, to, time.Now())
+	addr := dialable(d.listeners[0].l.Addr().String())
+	d.reloadMu.Unlock()
+	host := d.cfg().Hostname
+	return sendTestMessage(ctx, addr, host, "relaybox-test@"+host, to, time.Now())
 }
 
 // sendTestMessage sends the test message to the relay at addr and returns

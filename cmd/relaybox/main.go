@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"relaybox/internal/config"
+	"relaybox/internal/systemd"
 )
 
 // version is stamped by the Makefile with -ldflags "-X main.version=...".
@@ -52,6 +53,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(rest, stderr)
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
+	case "reload":
+		err = cmdReload(rest, stdout, stderr)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout, stderr)
 	case "upstream-check":
@@ -89,12 +92,21 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "relaybox %s: %v\n", cmd, err)
+	fmt.Fprintf(stderr, "%srelaybox %s: %v\n", journalPrefix(stderr, 3), cmd, err)
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
 	return exitRuntime
+}
+
+// journalPrefix is "<N>" when w is the journal stream systemd connected to
+// stderr, so the line that ends the process is filed at priority N.
+func journalPrefix(w io.Writer, prio int) string {
+	if f, ok := w.(*os.File); ok && systemd.IsJournal(f, os.Getenv) {
+		return fmt.Sprintf("<%d>", prio)
+	}
+	return ""
 }
 
 func usage(w io.Writer) {
@@ -103,8 +115,10 @@ func usage(w io.Writer) {
 commands:
   run            [-config FILE]   run the relay in the foreground
   demo                            relay on 127.0.0.1:2525 plus a local TLS upstream that prints what it gets
-  check-config   [-config FILE] [-ready]   validate and print the effective config (secrets redacted);
-                 -ready also fails while the sample's placeholders (example.edu) are left
+  check-config   [-config FILE] [-ready] [-probe]   validate and print the effective config (secrets redacted);
+                 -ready also fails while the sample's placeholders (example.edu) are left;
+                 -probe also binds each address, opens the devices and files, writes data_dir
+  reload         [-config FILE | -admin HOST:PORT]   the running daemon re-reads its config (also SIGHUP)
   upstream-check [-config FILE]   connect to each upstream: TLS, verify, EHLO, AUTH; sends nothing
   send-test      -to ADDR [-server HOST:PORT] [-from ADDR]   send one test message
   status         [-config FILE | -admin HOST:PORT] [-json]   the running daemon's health
@@ -125,14 +139,21 @@ data in ./relaybox-data, no upstream (mail is held until one is configured).
 
 // loadConfig reads -config FILE, or the built-in defaults when it is empty.
 func loadConfig(path string) (config.Config, error) {
+	c, _, err := loadConfigSource(path)
+	return c, err
+}
+
+// loadConfigSource is loadConfig with the keys' positions in the file, for
+// errors found after validation.
+func loadConfigSource(path string) (config.Config, config.Source, error) {
 	if path == "" {
-		return config.Default(), nil
+		return config.Default(), config.Source{}, nil
 	}
-	c, err := config.Load(path)
+	c, src, err := config.LoadSource(path)
 	if err != nil {
-		return c, usageError{err}
+		return c, src, usageError{err}
 	}
-	return c, nil
+	return c, src, nil
 }
 
 // newFlags makes a FlagSet that reports errors instead of exiting.
@@ -166,12 +187,18 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("check-config", stderr)
 	path := fs.String("config", "", "config file (default: built-in defaults)")
 	ready := fs.Bool("ready", false, "also fail (exit 2) while the config holds a sample's placeholders (example.edu): ready to start as a service")
+	probe := fs.Bool("probe", false, "also try what run will do: bind each listen address, open the console device and LED pin, write data_dir, read every file the config names")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := loadConfig(*path)
+	c, src, err := loadConfigSource(*path)
 	if err != nil {
 		return err
+	}
+	// The same build as run's, so check-config accepts exactly what run
+	// starts on.
+	if _, err := build(c, src, nil); err != nil {
+		return usageError{err}
 	}
 	if p := c.Placeholders(); *ready && len(p) > 0 {
 		return usageError{fmt.Errorf("%s still holds the sample's placeholders; edit them, then start the service:\n  %s",
@@ -183,11 +210,14 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	if err := c.WriteTOML(stdout); err != nil {
 		return err
 	}
-	src := *path
-	if src == "" {
-		src = "built-in defaults"
+	name := *path
+	if name == "" {
+		name = "built-in defaults"
 	}
-	fmt.Fprintf(stderr, "config OK (%s)\n", src)
+	fmt.Fprintf(stderr, "config OK (%s)\n", name)
+	if *probe {
+		return probeConfig(c, stdout)
+	}
 	return nil
 }
 
