@@ -81,8 +81,18 @@ func build(cfg config.Config, src config.Source, log *slog.Logger) (*built, erro
 	return b, nil
 }
 
+// upstreamOptions translates [[upstream]] and the [delivery] timeouts into
+// the client's options.
 func upstreamOptions(cfg config.Config, ups []config.Upstream, tokens []deliver.TokenSource, log *slog.Logger) deliver.ClientOptions {
-	return deliver.ClientOptions{Hostname: cfg.Hostname, Upstreams: ups, Delivery: cfg.Delivery, Logger: log, Tokens: tokens}
+	out := make([]deliver.Upstream, len(ups))
+	for i, u := range ups {
+		out[i] = deliver.Upstream{Address: u.Address, TLS: deliver.TLSMode(u.TLS), Insecure: u.Insecure,
+			CAFile: u.CAFile, ServerName: u.ServerName, Username: u.Username, PasswordFile: u.PasswordFile,
+			CertFile: u.CertFile, KeyFile: u.KeyFile, Auth: u.Auth}
+	}
+	d := cfg.Delivery
+	return deliver.ClientOptions{Hostname: cfg.Hostname, Upstreams: out, Logger: log, Tokens: tokens,
+		ConnectTimeout: d.ConnectTimeout.D(), CommandTimeout: d.CommandTimeout.D(), DataTimeout: d.DataTimeout.D()}
 }
 
 // failingUpstream is the key of the first upstream whose files do not

@@ -6,7 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"relaybox/internal/config"
+	"relaybox/internal/policy"
 )
 
 // Listen opens the admin listener on addr (admin.listen) and reads the
@@ -22,7 +22,7 @@ func Listen(addr, passwordFile string) (net.Listener, string, error) {
 			return nil, "", err
 		}
 	}
-	if pass == "" && !config.IsLoopback(addr) {
+	if pass == "" && !policy.IsLoopback(addr) {
 		return nil, "", fmt.Errorf("admin: admin.listen %s is reachable from the LAN; set admin.password_file (or listen on 127.0.0.1)", addr)
 	}
 	l, err := net.Listen("tcp", addr)

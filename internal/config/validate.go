@@ -489,7 +489,7 @@ func endpointProblem(raw string) string {
 		return "is not a URL; write e.g. \"https://login.microsoftonline.com/TENANT/oauth2/v2.0/token\""
 	case u.Scheme == "https":
 		return ""
-	case u.Scheme == "http" && IsLoopback(net.JoinHostPort(u.Hostname(), "0")):
+	case u.Scheme == "http" && policy.IsLoopback(net.JoinHostPort(u.Hostname(), "0")):
 		return ""
 	}
 	return "must use https: the request carries the application's credentials"
@@ -550,24 +550,9 @@ func (a Admin) check(p *problems) {
 	if a.Listen != "" {
 		before := len(*p)
 		checkHostPort(p, "admin.listen", a.Listen, true, "127.0.0.1:8025")
-		if len(*p) == before && a.PasswordFile == "" && !IsLoopback(a.Listen) {
+		if len(*p) == before && a.PasswordFile == "" && !policy.IsLoopback(a.Listen) {
 			p.add("admin.password_file", "admin.listen %s is reachable from the LAN; set admin.password_file (or listen on 127.0.0.1)", a.Listen)
 		}
 	}
 	checkFile(p, "admin.password_file", a.PasswordFile)
-}
-
-// IsLoopback reports whether a host:port can only be reached from the box
-// itself. An empty host means every interface, so it is not loopback.
-// admin.Listen asks it too, so the check at bind time and this one agree.
-func IsLoopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	addr, err := netip.ParseAddr(host)
-	return err == nil && addr.Unmap().IsLoopback()
 }

@@ -349,15 +349,6 @@ window = "0"
 	}
 }
 
-func TestIsLoopback(t *testing.T) {
-	for addr, want := range map[string]bool{"127.0.0.1:8025": true, "localhost:1": true, "[::1]:8025": true, "127.0.0.2:1": true,
-		"[::ffff:127.0.0.1]:1": true, "[::]:8025": false, ":8025": false, "192.168.1.2:80": false, "bad": false} {
-		if got := IsLoopback(addr); got != want {
-			t.Errorf("IsLoopback(%s) = %v", addr, got)
-		}
-	}
-}
-
 func TestValidateUpstreamOAuth(t *testing.T) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "client.secret")

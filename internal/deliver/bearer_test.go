@@ -14,8 +14,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"relaybox/internal/config"
 )
 
 // fakeTokens is a TokenSource handing out numbered tokens; Invalidate
@@ -43,11 +41,10 @@ func (f *fakeTokens) Invalidate(tok string) {
 	f.n++
 }
 
-func newBearerClient(t *testing.T, up config.Upstream, ts TokenSource) *Client {
+func newBearerClient(t *testing.T, up Upstream, ts TokenSource) *Client {
 	t.Helper()
-	c, err := NewClient(ClientOptions{Hostname: "relaybox.lab.test", Upstreams: []config.Upstream{up},
-		Delivery: config.Delivery{ConnectTimeout: config.Duration(2 * time.Second), CommandTimeout: config.Duration(2 * time.Second),
-			DataTimeout: config.Duration(2 * time.Second)},
+	c, err := NewClient(ClientOptions{Hostname: "relaybox.lab.test", Upstreams: []Upstream{up},
+		ConnectTimeout: 2 * time.Second, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second,
 		Logger: slog.New(slog.DiscardHandler), Tokens: []TokenSource{ts}})
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
@@ -154,18 +151,18 @@ func TestBearerNeedsVerifiedTLSAndAnOfferedMechanism(t *testing.T) {
 	u := startUpstream(t, upstreamOpts{AuthMechs: []string{"PLAIN"}, User: "x"})
 	up := u.Upstream()
 	up.Username, up.Auth = "scanner@example.edu", "xoauth2"
-	for _, edit := range []func(*config.Upstream){
-		func(u *config.Upstream) { u.Insecure = true },
-		func(u *config.Upstream) { u.TLS, u.Insecure = "none", true },
+	for _, edit := range []func(*Upstream){
+		func(u *Upstream) { u.Insecure = true },
+		func(u *Upstream) { u.TLS, u.Insecure = TLSNone, true },
 	} {
 		bad := up
 		edit(&bad)
-		_, err := NewClient(ClientOptions{Hostname: "h", Upstreams: []config.Upstream{bad}, Tokens: []TokenSource{&fakeTokens{}}})
+		_, err := NewClient(ClientOptions{Hostname: "h", Upstreams: []Upstream{bad}, Tokens: []TokenSource{&fakeTokens{}}})
 		if err == nil || !strings.Contains(err.Error(), "needs verified TLS") {
 			t.Errorf("%+v: err = %v", bad, err)
 		}
 	}
-	if _, err := NewClient(ClientOptions{Hostname: "h", Upstreams: []config.Upstream{up}}); err == nil || !strings.Contains(err.Error(), "token source") {
+	if _, err := NewClient(ClientOptions{Hostname: "h", Upstreams: []Upstream{up}}); err == nil || !strings.Contains(err.Error(), "token source") {
 		t.Errorf("no token source: err = %v", err)
 	}
 	c := newBearerClient(t, up, &fakeTokens{})
@@ -224,7 +221,7 @@ func TestXOAuth2WireExchange(t *testing.T) {
 		say("535-5.7.8 Username and Password not accepted. For more information, go to\r\n535 5.7.8  https://support.google.com/mail/?p=BadCredentials")
 		read() // QUIT or nothing
 	})
-	up := config.Upstream{Address: addr, TLS: "tls", CAFile: cert.CAFile, Username: "scanner@example.edu", Auth: "xoauth2"}
+	up := Upstream{Address: addr, TLS: TLSImplicit, CAFile: cert.CAFile, Username: "scanner@example.edu", Auth: "xoauth2"}
 	ts := &fakeTokens{}
 	c := newBearerClient(t, up, ts)
 	_, err := c.Dial(testCtx(t), 0)

@@ -17,15 +17,15 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-
-	"relaybox/internal/config"
 )
 
 // ClientOptions configures the upstream client.
 type ClientOptions struct {
-	Hostname  string            // our EHLO name
-	Upstreams []config.Upstream // tried in order by the scheduler
-	Delivery  config.Delivery   // timeouts
+	Hostname  string     // our EHLO name
+	Upstreams []Upstream // tried in order by the scheduler
+	// Timeouts for dial + TLS + greeting, each command, and the final dot;
+	// zero means the default below.
+	ConnectTimeout, CommandTimeout, DataTimeout time.Duration
 	// NetDial opens the TCP connection; default (&net.Dialer{}).DialContext.
 	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger  *slog.Logger
@@ -55,9 +55,9 @@ type Client struct {
 
 // upstream is one relay with its secrets and TLS settings loaded.
 type upstream struct {
-	cfg      config.Upstream
+	cfg      Upstream
 	key      string // "upstream[0]", to name settings in messages
-	mode     string // starttls | tls | none
+	mode     TLSMode
 	tls      *tls.Config
 	verified string // how the certificate is checked, for Check
 	password string
@@ -75,9 +75,9 @@ func NewClient(opt ClientOptions) (*Client, error) {
 	}
 	c := &Client{
 		hostname: opt.Hostname,
-		connect:  orDefault(opt.Delivery.ConnectTimeout.D(), defaultConnectTimeout),
-		command:  orDefault(opt.Delivery.CommandTimeout.D(), defaultCommandTimeout),
-		data:     orDefault(opt.Delivery.DataTimeout.D(), defaultDataTimeout),
+		connect:  orDefault(opt.ConnectTimeout, defaultConnectTimeout),
+		command:  orDefault(opt.CommandTimeout, defaultCommandTimeout),
+		data:     orDefault(opt.DataTimeout, defaultDataTimeout),
 		dial:     opt.NetDial,
 		log:      opt.Logger,
 	}
@@ -103,7 +103,7 @@ func NewClient(opt ClientOptions) (*Client, error) {
 			c.log.Warn("UPSTREAM TLS VERIFICATION IS OFF: anyone on the network path can read and change mail and see the upstream password; remove insecure = true once the relay has a valid certificate",
 				"upstream", u.Address, "key", up.key+".insecure", "tls", up.mode)
 		}
-		if up.mode == "none" {
+		if up.mode == TLSNone {
 			c.log.Warn("UPSTREAM CONNECTION IS NOT ENCRYPTED (tls = \"none\"): mail crosses the network in clear text",
 				"upstream", u.Address, "key", up.key+".tls")
 		}
@@ -112,18 +112,18 @@ func NewClient(opt ClientOptions) (*Client, error) {
 	return c, nil
 }
 
-func loadUpstream(i int, u config.Upstream, roots *rootSource) (upstream, error) {
+func loadUpstream(i int, u Upstream, roots *rootSource) (upstream, error) {
 	up := upstream{cfg: u, key: fmt.Sprintf("upstream[%d]", i), mode: u.TLS}
 	if up.mode == "" {
-		up.mode = "starttls"
+		up.mode = TLSStartTLS
 	}
 	host, _, err := net.SplitHostPort(u.Address)
 	if err != nil {
 		return up, fmt.Errorf("deliver: %s.address %q: want host:port, e.g. \"smtp.example.edu:587\": %w", up.key, u.Address, err)
 	}
 	switch up.mode {
-	case "starttls", "tls":
-	case "none":
+	case TLSStartTLS, TLSImplicit:
+	case TLSNone:
 		if !u.Insecure {
 			return up, fmt.Errorf("deliver: %s.tls = \"none\" sends mail unencrypted and needs insecure = true in so many words", up.key)
 		}
@@ -134,7 +134,7 @@ func loadUpstream(i int, u config.Upstream, roots *rootSource) (upstream, error)
 	if serverName == "" {
 		serverName = host
 	}
-	if up.mode != "none" {
+	if up.mode != TLSNone {
 		up.tls, up.verified, err = tlsConfig(up.key, u, serverName, roots)
 		if err != nil {
 			return up, err
@@ -164,7 +164,7 @@ func (up *upstream) checkAuth() error {
 	if err := checkAuthMode(up.key, up.mech, up.cfg.Username != "", up.tokens != nil); err != nil {
 		return err
 	}
-	if isBearerMech(up.mech) && (up.cfg.Insecure || up.mode == "none") {
+	if isBearerMech(up.mech) && (up.cfg.Insecure || up.mode == TLSNone) {
 		return fmt.Errorf("deliver: %s.auth = %q sends a bearer token and needs verified TLS; remove insecure = true / tls = \"none\"", up.key, up.mech)
 	}
 	return nil
@@ -300,7 +300,7 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 			return tlsDetail(tc.ConnectionState(), up.verified), nil
 		})
 	}
-	if up.mode == "tls" {
+	if up.mode == TLSImplicit {
 		tc := tls.Client(raw, up.tls)
 		if e := handshake(tc, c.connect); e != nil {
 			return nil, e
@@ -313,7 +313,7 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 		code, msg, err := tp.ReadResponse(220)
 		if err != nil {
 			e := k.protoFail(ctx, "greeting", err, "no greeting", c.connect)
-			if up.mode == "starttls" && e.Code == 0 && isTimeout(err) {
+			if up.mode == TLSStartTLS && e.Code == 0 && isTimeout(err) {
 				e.Text += `; if the relay expects TLS from the first byte, as on port 465, set tls = "tls"`
 			}
 			return "", e
@@ -326,7 +326,7 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 	// reader is where the go-smtp client reads from; the plain-text buffer
 	// is only reusable when no TLS layer starts underneath it.
 	var reader io.Reader = tp.R
-	if up.mode == "starttls" {
+	if up.mode == TLSStartTLS {
 		if e := c.startTLS(ctx, k, tp, raw, report); e != nil {
 			return nil, e
 		}

@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-
-	"relaybox/internal/config"
 )
 
 type testClient struct {
@@ -27,18 +25,16 @@ type testClient struct {
 	logs *logBuffer
 }
 
-func newTestClient(t *testing.T, connect time.Duration, ups ...config.Upstream) testClient {
+func newTestClient(t *testing.T, connect time.Duration, ups ...Upstream) testClient {
 	t.Helper()
 	logs := &logBuffer{}
 	c, err := NewClient(ClientOptions{
-		Hostname:  "relaybox.lab.test",
-		Upstreams: ups,
-		Delivery: config.Delivery{
-			ConnectTimeout: config.Duration(connect),
-			CommandTimeout: config.Duration(2 * time.Second),
-			DataTimeout:    config.Duration(2 * time.Second),
-		},
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Hostname:       "relaybox.lab.test",
+		Upstreams:      ups,
+		ConnectTimeout: connect,
+		CommandTimeout: 2 * time.Second,
+		DataTimeout:    2 * time.Second,
+		Logger:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
@@ -178,7 +174,7 @@ func TestSTARTTLSNotOffered(t *testing.T) {
 
 func TestImplicitTLSAgainstPlainPort(t *testing.T) {
 	u := startUpstream(t, upstreamOpts{Mode: "none"})
-	c := newTestClient(t, 2*time.Second, config.Upstream{Address: u.Addr, TLS: "tls", CAFile: u.Cert.CAFile})
+	c := newTestClient(t, 2*time.Second, Upstream{Address: u.Addr, TLS: TLSImplicit, CAFile: u.Cert.CAFile})
 	_, err := c.Dial(testCtx(t), 0)
 	if e := asError(t, err); e.Op != "tls" || !strings.Contains(e.Text, `set tls = "starttls"`) {
 		t.Errorf("err = %q", err)
@@ -354,7 +350,7 @@ func TestData552IsPermanent(t *testing.T) {
 
 func TestGreeting421(t *testing.T) {
 	addr := startRawUpstream(t, greetWith("421 4.3.2 too busy, come back later"))
-	c := newTestClient(t, 2*time.Second, config.Upstream{Address: addr, TLS: "none", Insecure: true})
+	c := newTestClient(t, 2*time.Second, Upstream{Address: addr, TLS: TLSNone, Insecure: true})
 	_, err := c.Dial(testCtx(t), 0)
 	e := asError(t, err)
 	if e.Op != "greeting" || e.Code != 421 || e.Enhanced != "4.3.2" || e.Permanent {
@@ -364,7 +360,7 @@ func TestGreeting421(t *testing.T) {
 
 func TestNoGreetingTimesOut(t *testing.T) {
 	addr := startRawUpstream(t, neverGreet)
-	c := newTestClient(t, 200*time.Millisecond, config.Upstream{Address: addr, CAFile: newTestCert(t).CAFile})
+	c := newTestClient(t, 200*time.Millisecond, Upstream{Address: addr, CAFile: newTestCert(t).CAFile})
 	start := time.Now()
 	_, err := c.Dial(testCtx(t), 0)
 	took := time.Since(start)
@@ -384,7 +380,7 @@ func TestDialRefused(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	c := newTestClient(t, 2*time.Second, config.Upstream{Address: addr, TLS: "none", Insecure: true})
+	c := newTestClient(t, 2*time.Second, Upstream{Address: addr, TLS: TLSNone, Insecure: true})
 	_, err = c.Dial(testCtx(t), 0)
 	if e := asError(t, err); e.Op != "dial" || !strings.Contains(e.Text, "refused") {
 		t.Errorf("err = %v", err)
@@ -577,25 +573,25 @@ func TestCheckReportsSteps(t *testing.T) {
 func TestNewClientErrors(t *testing.T) {
 	notPEM := writeFile(t, "ca.pem", "not a certificate\n")
 	cert := newTestCert(t)
-	good := config.Upstream{Address: "127.0.0.1:1", TLS: "none", Insecure: true}
+	good := Upstream{Address: "127.0.0.1:1", TLS: TLSNone, Insecure: true}
 	cases := []struct {
 		name string
-		up   config.Upstream
+		up   Upstream
 		want string
 	}{
-		{"ca_file without certificates", config.Upstream{Address: "relay:587", CAFile: notPEM}, "upstream[1].ca_file " + notPEM + ": no certificates found"},
-		{"ca_file missing", config.Upstream{Address: "relay:587", CAFile: "/nonexistent/ca.pem"}, "upstream[1].ca_file"},
-		{"no password file", config.Upstream{Address: "relay:587", Username: "alice"}, "upstream[1].password_file is required"},
-		{"password file missing", config.Upstream{Address: "relay:587", Username: "alice", PasswordFile: "/nonexistent/pw"}, "upstream[1].password_file"},
-		{"empty password", config.Upstream{Address: "relay:587", Username: "alice", PasswordFile: writeFile(t, "pw", "\n")}, "is empty"},
-		{"none without insecure", config.Upstream{Address: "relay:25", TLS: "none"}, `upstream[1].tls = "none"`},
-		{"unknown tls", config.Upstream{Address: "relay:25", TLS: "ssl"}, `upstream[1].tls = "ssl"`},
-		{"no port", config.Upstream{Address: "relay"}, "upstream[1].address"},
-		{"cert without key", config.Upstream{Address: "relay:587", CertFile: cert.CertFile}, "upstream[1].cert_file and upstream[1].key_file"},
+		{"ca_file without certificates", Upstream{Address: "relay:587", CAFile: notPEM}, "upstream[1].ca_file " + notPEM + ": no certificates found"},
+		{"ca_file missing", Upstream{Address: "relay:587", CAFile: "/nonexistent/ca.pem"}, "upstream[1].ca_file"},
+		{"no password file", Upstream{Address: "relay:587", Username: "alice"}, "upstream[1].password_file is required"},
+		{"password file missing", Upstream{Address: "relay:587", Username: "alice", PasswordFile: "/nonexistent/pw"}, "upstream[1].password_file"},
+		{"empty password", Upstream{Address: "relay:587", Username: "alice", PasswordFile: writeFile(t, "pw", "\n")}, "is empty"},
+		{"none without insecure", Upstream{Address: "relay:25", TLS: TLSNone}, `upstream[1].tls = "none"`},
+		{"unknown tls", Upstream{Address: "relay:25", TLS: "ssl"}, `upstream[1].tls = "ssl"`},
+		{"no port", Upstream{Address: "relay"}, "upstream[1].address"},
+		{"cert without key", Upstream{Address: "relay:587", CertFile: cert.CertFile}, "upstream[1].cert_file and upstream[1].key_file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := NewClient(ClientOptions{Hostname: "relaybox", Upstreams: []config.Upstream{good, tc.up}})
+			_, err := NewClient(ClientOptions{Hostname: "relaybox", Upstreams: []Upstream{good, tc.up}})
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "deliver: ") {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}

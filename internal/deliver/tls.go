@@ -19,8 +19,6 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/x509roots/fallback/bundle"
-
-	"relaybox/internal/config"
 )
 
 // rootSource builds the default trust roots once per Client and only when an
@@ -69,7 +67,7 @@ func builtinRoots() *x509.CertPool {
 
 // tlsConfig builds the verified client configuration for one upstream. key
 // is "upstream[0]", used to name the offending setting in errors.
-func tlsConfig(key string, u config.Upstream, serverName string, roots *rootSource) (*tls.Config, string, error) {
+func tlsConfig(key string, u Upstream, serverName string, roots *rootSource) (*tls.Config, string, error) {
 	cfg := &tls.Config{
 		ServerName: serverName,
 		MinVersion: tls.VersionTLS12,
@@ -111,7 +109,7 @@ func tlsConfig(key string, u config.Upstream, serverName string, roots *rootSour
 // describeTLS turns a handshake failure into a sentence a field technician
 // can act on. mode is the configured tls mode, timeout the budget that ran
 // out if the handshake timed out.
-func describeTLS(key, serverName, mode string, timeout time.Duration, err error) string {
+func describeTLS(key, serverName string, mode TLSMode, timeout time.Duration, err error) string {
 	var (
 		unknown  x509.UnknownAuthorityError
 		hostname x509.HostnameError
@@ -136,7 +134,7 @@ func describeTLS(key, serverName, mode string, timeout time.Duration, err error)
 	case errors.As(err, &verify):
 		return fmt.Sprintf("certificate verification failed: %v", verify.Err)
 	case errors.As(err, &record):
-		if mode == "tls" {
+		if mode == TLSImplicit {
 			return "the upstream answered in plain text, not TLS (for port 587 or 25 set tls = \"starttls\")"
 		}
 		return "the upstream did not answer with TLS after STARTTLS"

@@ -23,7 +23,6 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"relaybox/internal/config"
 	"relaybox/internal/selfsign"
 	"relaybox/internal/sink"
 )
@@ -151,8 +150,8 @@ func startUpstream(t testing.TB, opts upstreamOpts) *testUpstream {
 }
 
 // Upstream is a config entry for this relay that trusts its certificate.
-func (u *testUpstream) Upstream() config.Upstream {
-	up := config.Upstream{Address: u.Addr, TLS: u.opts.Mode, CAFile: u.Cert.CAFile}
+func (u *testUpstream) Upstream() Upstream {
+	up := Upstream{Address: u.Addr, TLS: TLSMode(u.opts.Mode), CAFile: u.Cert.CAFile}
 	if u.opts.Mode == "none" {
 		up.Insecure, up.CAFile = true, ""
 	}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 )
@@ -102,4 +103,20 @@ func isHeloByte(c byte) bool {
 		return true
 	}
 	return strings.IndexByte(".-:[]_", c) >= 0
+}
+
+// IsLoopback reports whether a host:port can only be reached from the box
+// itself. An empty host means every interface, so it is not loopback.
+// Config validation and admin.Listen both ask it, so the check at load
+// time and the one at bind time agree.
+func IsLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	addr, err := netip.ParseAddr(host)
+	return err == nil && addr.Unmap().IsLoopback()
 }
