@@ -70,32 +70,30 @@ func (r *bodyReader) load() error {
 			}
 		}()
 		key := chunkKey(r.id, r.next)
-		// Schema 3 keeps chunks next to the record; older spools in body.
-		for _, b := range []*bbolt.Bucket{tx.Bucket(bucketMsgs), tx.Bucket(bucketBody)} {
-			if cb := b.Bucket(key); cb != nil {
-				if cap(r.buf) < readStep {
-					r.buf = make([]byte, readStep)
-				}
-				n, clen, err := r.s.readChunk(tx, cb, r.pos, r.buf[:readStep])
-				if err != nil {
-					return fmt.Errorf("spool: body of %s: chunk %d of %d: %w", r.id, r.next, r.chunks, err)
-				}
-				r.buf = r.buf[:n]
-				r.pos += n
-				done = r.pos >= clen
-				return nil
+		b := tx.Bucket(bucketMsgs)
+		if cb := b.Bucket(key); cb != nil {
+			if cap(r.buf) < readStep {
+				r.buf = make([]byte, readStep)
 			}
-			r.buf = r.buf[:0]
-			c := b.Cursor()
-			for k, v := c.Seek(key); k != nil && bytes.HasPrefix(k, key); k, v = c.Next() {
-				r.buf = append(r.buf, v...)
-				done = true
+			n, clen, err := r.s.readChunk(tx, cb, r.pos, r.buf[:readStep])
+			if err != nil {
+				return fmt.Errorf("spool: body of %s: chunk %d of %d: %w", r.id, r.next, r.chunks, err)
 			}
-			if done {
-				return nil
-			}
+			r.buf = r.buf[:n]
+			r.pos += n
+			done = r.pos >= clen
+			return nil
 		}
-		if tx.Bucket(bucketMsgs).Get([]byte(r.id)) == nil {
+		r.buf = r.buf[:0]
+		c := b.Cursor()
+		for k, v := c.Seek(key); k != nil && bytes.HasPrefix(k, key); k, v = c.Next() {
+			r.buf = append(r.buf, v...)
+			done = true
+		}
+		if done {
+			return nil
+		}
+		if b.Get([]byte(r.id)) == nil {
 			return notFound(r.id) // deleted while being read
 		}
 		return fmt.Errorf("spool: body of %s: chunk %d of %d is missing", r.id, r.next, r.chunks)

@@ -126,9 +126,6 @@ func assertNoLeftovers(t *testing.T, s *Spool, id string) {
 	if n := keyCount(t, s, bucketMsgs, id); n != 0 {
 		t.Errorf("%d keys of %s left in msgs", n, id)
 	}
-	if n := keyCount(t, s, bucketBody, id); n != 0 {
-		t.Errorf("%d body chunks of %s left in body (schema 1 and 2)", n, id)
-	}
 	if n := keyCount(t, s, bucketIncoming, ""); n != 0 {
 		t.Errorf("%d incoming markers left", n)
 	}

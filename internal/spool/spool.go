@@ -12,16 +12,17 @@
 //	          id ‖ uint32 chunk index ‖ uint16 piece -> up to 2000 bytes
 //	incoming  id        -> creation time (RFC 3339), present while a writer
 //	                       has stored chunks but not committed
-//	body      the chunks of messages stored by schema 1 and 2, keyed as above
 //
 // A message's record and body chunks sit side by side in one bucket, so a
 // commit rewrites the leaves of one tree, not two: at 8 clients x 1 MiB a
 // commit touched a leaf for new chunks and one for deletions in each of
 // body and msgs, plus both branch pages (see putChunk for why chunks are
-// buckets). Schemas 1 (every chunk as pieces) and 2 (chunks in "body")
-// open as schema 3; their bodies are read and deleted where they are. An
-// older relaybox refuses a newer schema rather than misreads it. Bodies are
-// read with pread, not through bbolt's mapping (see pages.go).
+// buckets). Schemas 1 and 2 kept bodies in a separate "body" bucket; no
+// release ever wrote them, so they are refused like any other schema this
+// relaybox does not know (a spool file of schema 3 may still hold that
+// bucket, empty and unused). An older relaybox refuses a newer schema
+// rather than misreads it. Bodies are read with pread, not through bbolt's
+// mapping (see bboltpages.go).
 //
 // A writer stores its full chunks as it goes (the first one together with its
 // "incoming" marker), and commits by writing the last chunk, the msgs record
@@ -77,7 +78,6 @@ const (
 var (
 	bucketMeta     = []byte("meta")
 	bucketMsgs     = []byte("msgs")
-	bucketBody     = []byte("body")
 	bucketIncoming = []byte("incoming")
 	keySchema      = []byte("schema")
 	keyLastID      = []byte("last_id")
@@ -300,7 +300,7 @@ func Open(path string, opt Options) (*Spool, error) {
 	// bbolt walked every page to rebuild its freelist (NoFreelistSync),
 	// and preCheck read the whole file into the page cache: fault-around
 	// mapped much of it. None of it is needed now, and the cache may hold
-	// large folios (pages.go): dropped too.
+	// large folios (bboltpages.go): dropped too.
 	s.adviseAll(false)
 	s.dropAll()
 	dropCached(rf, 0, 0)
@@ -421,7 +421,7 @@ func (s *Spool) prepare() (err error) {
 			return err
 		}
 		switch v := meta.Get(keySchema); {
-		case v == nil || string(v) == "1" || string(v) == "2": // read as they are (see the schema above)
+		case v == nil: // a new file
 			if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
 				return err
 			}
@@ -429,7 +429,7 @@ func (s *Spool) prepare() (err error) {
 			return fmt.Errorf("schema version %q, this relaybox understands %q: use the relaybox that wrote it",
 				v, schemaVersion)
 		}
-		for _, name := range [][]byte{bucketMsgs, bucketBody, bucketIncoming} {
+		for _, name := range [][]byte{bucketMsgs, bucketIncoming} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -498,17 +498,11 @@ func (s *Spool) loadIndex(tx *bbolt.Tx) error {
 	})
 }
 
-// deleteMessage removes every key of message id: its record and chunks in
-// msgs, and chunks a schema 1 or 2 spool stored in body. It returns how
-// many keys there were. The page runs of deleted chunk buckets go to
+// deleteMessage removes every key of message id, its record and chunks in
+// msgs, and returns how many keys there were. The page runs of deleted chunk buckets go to
 // s.freed, for the committer to drop from the page cache (dropFreed).
 func (s *Spool) deleteMessage(tx *bbolt.Tx, id string) (int, error) {
-	n, err := s.deletePrefix(tx, tx.Bucket(bucketMsgs), []byte(id))
-	if err != nil {
-		return 0, err
-	}
-	m, err := s.deletePrefix(tx, tx.Bucket(bucketBody), []byte(id))
-	return n + m, err
+	return s.deletePrefix(tx, tx.Bucket(bucketMsgs), []byte(id))
 }
 
 // deletePrefix removes every key and nested bucket in b that starts with

@@ -383,21 +383,11 @@ func chunkKey(id string, idx int) []byte {
 // plain values of at most pieceSize bytes, id‖idx‖uint16 piece: two pieces
 // with their 16-byte element headers and 19-byte keys fill one 4 KiB page,
 // so a new piece never drags a big neighbour along and short messages
-// share pages. Spools written before schema 2 hold every chunk as pieces;
-// the reader and deletePrefix understand both forms.
+// share pages. The reader and deletePrefix understand both forms.
 const pieceSize = 2000
 
 // chunkValueKey is the one key inside a chunk's bucket.
 var chunkValueKey = []byte{'d'}
-
-// chunkSizeFor is the default chunk size for a bbolt page size: about
-// 256 KiB, less the root page's header, its one leaf element and
-// chunkValueKey (see pages.go), so a full chunk's node is exactly a whole
-// number of pages and no page is written nearly empty.
-func chunkSizeFor(pageSize int) int {
-	pages := max(1, defaultChunkSize/pageSize)
-	return pages*pageSize - chunkHeaderSize - len(chunkValueKey)
-}
 
 // pieceKey is chunkKey ‖ uint16 piece index: the pieces of a chunk sort
 // together and in order, and every key of a message still starts with id.

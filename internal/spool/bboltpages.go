@@ -9,6 +9,47 @@ import (
 	"go.etcd.io/bbolt"
 )
 
+// The bbolt page layer: the files bboltpages*.go are the one place where
+// the spool knows how bbolt lays out its file and how the kernel maps and
+// caches it. Everything else in the package goes through bbolt's API. The
+// knowledge is there for measured reasons (docs/performance.md): reading
+// bodies without growing resident memory, and keeping the disk writes the
+// kernel charges us close to the pages bbolt writes.
+//
+// The bbolt file-format facts relied on (go.etcd.io/bbolt/internal/common,
+// bbolt's on-disk format, unchanged since boltdb; written in the machine's
+// byte order):
+//
+//  1. Page n starts at byte n*PageSize; a page with overflow k spans k+1
+//     pages, and a deleted bucket's pages are freed as that one run.
+//  2. Every page starts with a 16-byte header {id u64, flags u16, count
+//     u16, overflow u32}; a leaf page has flags 0x02 and count 16-byte
+//     elements {flags, pos, ksize, vsize u32}, pos counted from the
+//     element, the key at pos and the value right after it.
+//  3. A nested bucket larger than PageSize/4 is not inlined: it has a root
+//     page of its own (Bucket.Root), which for a chunk bucket is a leaf
+//     holding the single element chunkValueKey.
+//  4. Pages 0 and 1 are the two meta pages (bboltpages_meta.go).
+//  5. DB.Info().Data is the read-only shared mapping of the file, tx.Size()
+//     bytes long, and bbolt only remaps it with no read transaction open.
+//
+// What falls back when a fact does not hold:
+//
+//   - chunkRange checks every field it reads (page id, leaf flag, one
+//     element, the key, bounds within the page run and the file) and
+//     answers errUnexpectedPage on any mismatch; readChunk then reads the
+//     value through bbolt (Bucket.Get): correct, only more resident memory.
+//     TestChunkRangeMatchesBbolt fails if the reading disagrees with bbolt.
+//   - chunkSizeFor with other header sizes makes chunks a few bytes off
+//     whole pages: more bytes written per message, nothing misread.
+//   - freelistSynced answers false on any doubt (bad magic or checksum), so
+//     Open takes the careful way: check the file, let bbolt rebuild.
+//   - noteFreed skips a bucket whose page bbolt cannot describe; madvise and
+//     fadvise errors are ignored, and both are no-ops where they do not
+//     exist (bboltpages_other.go, bboltpages_nolinux.go). Dropping a page
+//     from the mapping or the cache only means the next read maps or reads
+//     it again: these calls trim memory and write accounting, never data.
+
 // The spool reads chunk bodies with pread and keeps bbolt's read-only
 // mapping of the file from growing in our resident memory. Every page the
 // relay touches through the mapping stays mapped, and counts as its
@@ -26,18 +67,22 @@ import (
 //     committer at most every defaultDropEvery (dropMapped: madvise
 //     MADV_DONTNEED, which leaves the page cache be).
 
-// bbolt's page layout (go.etcd.io/bbolt/internal/common, part of its
-// stable file format): a 16-byte page header {id u64, flags u16, count
-// u16, overflow u32}, then for a leaf page count 16-byte elements {flags,
-// pos, ksize, vsize u32}, pos counted from the element itself. Written in
-// the machine's byte order. TestChunkRangeMatchesBbolt checks this reading
-// against bbolt's own.
+// bbolt's page layout: fact 2 above.
 const (
 	pageHeaderSize  = 16
 	leafElementSize = 16
 	leafPageFlag    = 0x02
 	chunkHeaderSize = pageHeaderSize + leafElementSize
 )
+
+// chunkSizeFor is the default chunk size for a bbolt page size: about
+// 256 KiB, less the root page's header, its one leaf element and
+// chunkValueKey, so a full chunk's node is exactly a whole
+// number of pages and no page is written nearly empty.
+func chunkSizeFor(pageSize int) int {
+	pages := max(1, defaultChunkSize/pageSize)
+	return pages*pageSize - chunkHeaderSize - len(chunkValueKey)
+}
 
 var errUnexpectedPage = errors.New("chunk root page is not the expected single-value leaf")
 

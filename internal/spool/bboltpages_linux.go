@@ -13,7 +13,7 @@ func dropCached(f *os.File, off, n int64) {
 }
 
 // noReadahead makes reads through f bring in only the pages asked for, as
-// single pages: readahead would build large folios (see pages.go).
+// single pages: readahead would build large folios (see bboltpages.go).
 func noReadahead(f *os.File) {
 	unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
 }
