@@ -54,8 +54,8 @@ import (
 // mapping of the file from growing in our resident memory. Every page the
 // relay touches through the mapping stays mapped, and counts as its
 // memory (PSS), until the kernel reclaims it; a read fault also maps up to
-// 64 KiB of cached neighbours ("fault-around"). At 8 clients x 1 MiB that
-// was 10-20 MiB of a 35-60 MiB footprint.
+// 64 KiB of cached neighbours ("fault-around"), a large share of the
+// relay's footprint under load.
 //
 // Two measures:
 //   - chunkRange finds a chunk's bytes in the file from its bucket's root
@@ -174,9 +174,9 @@ func (s *Spool) adviseAll(random bool) {
 // /proc/PID/io, what iotop shows). Filesystems with large folios (ext4
 // since Linux 6.16) cache a chunk's 256 KiB pwrite, and the file's 16 KiB
 // creation, as folios of that size. Once the chunk is deleted bbolt reuses
-// its pages for 4 KiB tree and meta pages, and each such write was charged
-// as the whole clean folio it landed in: 1.4-2.0 MB per 1 MiB message where
-// the disk saw 1.08 MB (TestWriteBytesMatchPagesWritten). So the spool
+// its pages for 4 KiB tree and meta pages, and each such write is charged
+// as the whole clean folio it lands in, far more than the disk sees
+// (TestWriteBytesMatchPagesWritten holds the two together). So the spool
 // keeps large folios out of the free space: the committer drops a deleted
 // chunk's pages from the cache before the next transaction can reuse them,
 // Open drops the whole file's cache, and body reads do no readahead (which

@@ -101,27 +101,25 @@ func (s *Spool) run() {
 // mapping of the file (dropAll) after a commit. A commit reads the tree
 // pages it changes through the mapping, deleting a chunk reads its root
 // page, and each read faults in the 64 KiB around it; pages are rewritten
-// elsewhere at every commit, so the mapped part grew by 20-50 MiB a second
-// at 8 clients x 1 MiB until it covered the file. A drop costs a TLB
-// shootdown on every core (10% of the relay's CPU when done per deleted
-// message), so it runs on a timer: 20 ms lets at most about 1 MiB accumulate.
+// elsewhere at every commit, so without drops the mapped part grows until
+// it covers the file. A drop costs a TLB shootdown on every core, too much
+// to do per deleted message, so it runs on a timer short enough that
+// little accumulates in between.
 const defaultDropEvery = 20 * time.Millisecond
 
 // gatherWait is the least the committer waits for more session requests
 // while other clients are mid-transaction, and maxGather the most.
-// fdatasync takes 0.3-1 ms on this kind of disk, shorter than the SMTP
-// exchanges around each commit, so without a short wait concurrent sessions
-// rarely met in one transaction: 1.02 fsyncs per message at 8 clients x 1
-// KiB (strace). A lone client never waits.
+// fdatasync on an SSD is shorter than the SMTP exchanges around each
+// commit, so without a short wait concurrent sessions rarely meet in one
+// transaction and each message pays its own fsync. A lone client never
+// waits.
 //
 // Past that the wait is as long as the previous commit took (gather): a
 // request that arrives while a commit runs waits for it to end and then
 // for its own, so holding a commit for it as long as one takes delays
-// nobody by more than one commit, and saves one. Each commit costs about
-// 28 KB of disk whatever it carries (the meta page, the tree pages it
-// changes, and on ext4 the inode, whose mtime changed). At 8 clients x 1
-// MiB, where a commit writes chunks and takes 2-5 ms, waiting 1 ms made
-// 1.0-1.1 commits per message; waiting a commit's length, 0.85-0.9. On a
+// nobody by more than one commit, and saves one. Each commit writes the
+// meta page, the tree pages it changes and, on ext4, the inode (its mtime
+// changed), whatever it carries, so fewer commits mean less wear. On a
 // slow SD card the wait grows with its fsync, up to maxGather.
 const (
 	gatherWait = time.Millisecond

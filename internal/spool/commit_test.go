@@ -237,8 +237,8 @@ func TestGatherFollowsCommitTime(t *testing.T) {
 }
 
 // A lone client's message within the buffer budget is stored in one
-// transaction at Commit, not one per chunk: each costs about 28 KB of disk
-// beyond the data. It used to take five for 1 MiB.
+// transaction at Commit, not one per chunk: every transaction writes its
+// meta and tree pages whatever it carries.
 func TestLoneWriterCommitsOnce(t *testing.T) {
 	s := openAt(t, tempPath(t), Options{})
 	body := randomBody(1 << 20)

@@ -14,9 +14,8 @@
 //	                       has stored chunks but not committed
 //
 // A message's record and body chunks sit side by side in one bucket, so a
-// commit rewrites the leaves of one tree, not two: at 8 clients x 1 MiB a
-// commit touched a leaf for new chunks and one for deletions in each of
-// body and msgs, plus both branch pages (see putChunk for why chunks are
+// commit that stores some messages and deletes others rewrites the leaves
+// and branch pages of one tree, not two (see putChunk for why chunks are
 // buckets). Schemas 1 and 2 kept bodies in a separate "body" bucket; no
 // release ever wrote them, so they are refused like any other schema this
 // relaybox does not know (a spool file of schema 3 may still hold that
@@ -578,10 +577,10 @@ func (s *Spool) Close() error {
 
 // syncFreelist writes bbolt's freelist in one last transaction, so the next
 // Open reads it (a few pages) instead of walking every page of the file to
-// rebuild it, and need not check every value first (openDB): with 22,000
-// messages that walk read 18% of a 620 MB file before the relay listened.
+// rebuild it, and need not check every value first (openDB): on a large
+// spool that walk reads a good part of the file before the relay listens.
 // The committer has stopped, so nothing else writes. A crash skips this and
-// the next Open takes the long way, as before.
+// the next Open takes the long way.
 func (s *Spool) syncFreelist() {
 	s.db.NoFreelistSync = false
 	err := s.db.Update(func(tx *bbolt.Tx) error {

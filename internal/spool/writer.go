@@ -18,14 +18,14 @@ var errWriterDone = errors.New("spool: writer already committed or aborted")
 // Memory: one chunk buffer; a writer alone (no other open writer) may take
 // more within the spool's buffer budget (Options.BufferBudget). It keeps
 // full chunks in memory while it may, and stores them, with the full
-// buffer, in one transaction when it may not, or at Commit. Each
-// transaction costs about 28 KB of disk beyond the data (the meta page,
-// the tree pages, the inode), so a lone client's 1 MiB message took five
-// of them, one per chunk and the commit, and 5% more disk than Postfix;
-// now it takes one. Writers with company store full chunks as they fill,
-// and the sessions' transactions are group-committed. A second buffer per
-// writer regardless (the next chunk filling while the last was fsynced)
-// cost 4 MiB at 8 clients (scripts/cpu-split.sh).
+// buffer, in one transaction when it may not, or at Commit. Every
+// transaction writes a meta page, the tree pages it changes and the inode
+// whatever it carries, so a lone client's message is one transaction, not
+// one per chunk. Writers with company store full chunks as they fill, and
+// the sessions' transactions are group-committed. There is no second
+// buffer per writer (the next chunk filling while the last is fsynced):
+// at 8 clients it costs more memory than it saves time. Figures in
+// docs/performance.md.
 type Writer struct {
 	s        *Spool
 	id       string
@@ -136,9 +136,8 @@ func (w *Writer) grow(need int) {
 const smallMax = 32 << 10
 
 // chunkBuf returns an empty buffer of ChunkSize capacity. Chunk buffers
-// are pooled: each 1 MiB message used to allocate 0.75 MB of them (the
-// geometric growth to 256 KiB and a second buffer), garbage that made the
-// GC run twice as often (BenchmarkRoundTrip1MiB).
+// are pooled: a fresh one per chunk is garbage the size of the body, which
+// makes the GC run far more often (BenchmarkRoundTrip1MiB reports it).
 func (s *Spool) chunkBuf() []byte {
 	if p, ok := s.bufs.Get().(*[]byte); ok && cap(*p) == s.opt.ChunkSize {
 		return (*p)[:0]
@@ -158,10 +157,9 @@ func (s *Spool) putChunkBuf(b []byte) {
 // takeExtra counts one more chunk buffer against Options.BufferBudget, for
 // a writer that already holds one, and says whether it may have it: only a
 // writer alone (no other open writer), while the budget has room. Writers
-// with company share their transactions by group commit anyway, and extras
-// handed out whenever fewer than 8 writers happened to be open raised the
-// peak memory at 8 clients x 1 MiB by 2 MiB (scripts/cpu-split.sh) for no
-// disk saved. A writer's first buffer is always granted (grow).
+// with company share their transactions by group commit anyway, so extras
+// for them would raise peak memory and save no disk writes. A writer's
+// first buffer is always granted (grow).
 func (s *Spool) takeExtra() bool {
 	for {
 		n := s.bufsHeld.Load()
@@ -367,17 +365,17 @@ func chunkKey(id string, idx int) []byte {
 }
 
 // How a chunk sits in bbolt. bbolt keeps at least two values per leaf node
-// and rewrites a whole node when a key is added to it, so 256 KiB chunks
-// stored side by side as plain values rewrote the previous chunk with every
-// new one: 5.5 bytes written to disk per body byte (8 clients x 1 MiB).
+// and rewrites a whole node when a key is added to it, so large chunks
+// stored side by side as plain values would rewrite the previous chunk with
+// every new one, several times the body in disk writes.
 //
 // A chunk larger than a piece therefore gets a nested bucket of its own,
 // msgs/id‖idx next to the message's record, holding one value under
 // chunkValueKey. The bucket's root page (with its overflow pages) is
 // written once, when it is created, and freed whole when it is deleted;
-// adding a chunk only adds a 16-byte bucket header to a leaf of msgs. The default chunk size fills its pages
-// exactly (see chunkSizeFor), so a 1 MiB body costs 1 MiB of page writes
-// plus the per-transaction pages (measured with scripts/diskwrite-bench.sh).
+// adding a chunk only adds a 16-byte bucket header to a leaf of msgs. The
+// default chunk size fills its pages exactly (see chunkSizeFor), so a body
+// costs its own size in page writes plus the per-transaction pages.
 //
 // Smaller chunks (short messages, the tail of a long one) are stored as
 // plain values of at most pieceSize bytes, id‖idx‖uint16 piece: two pieces
