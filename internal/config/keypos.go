@@ -13,7 +13,8 @@ import (
 // for arrays of tables, remembers only the last element's position, so this
 // file re-reads the already-validated TOML to learn every key's line and its
 // array index. That lets an error say "upstream[1].tls" on line 14 instead of
-// "upstream.tls" somewhere.
+// "upstream.tls" somewhere. Why not pelletier/go-toml/v2, whose errors carry
+// positions: docs/design.md, "The config parser".
 type keyLine struct {
 	key     toml.Key // without indices
 	plain   string   // key.String(): "upstream.tls"

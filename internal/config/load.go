@@ -169,7 +169,8 @@ func decode(data []byte, name string) (Config, keyIndex, error) {
 
 // typeErrRE matches the decoder's plain-error form, "toml: line 7 (last key
 // "listen.max_recipients"): incompatible types: ...", which v1.6 returns
-// without a ParseError for type mismatches.
+// without a ParseError for type mismatches. The wording is not a contract:
+// TestLibraryErrorShapes pins it, so an upgrade that changes it fails there.
 var typeErrRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "((?:[^"\\]|\\.)*)"\): (.*)$`)
 
 // decodeError turns the TOML library's errors into *Error with line and key.
