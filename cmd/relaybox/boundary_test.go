@@ -63,3 +63,17 @@ func TestUpstreamTranslation(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthTranslation checks that every upstream.auth the config accepts
+// means the same mechanism to the delivery client.
+func TestAuthTranslation(t *testing.T) {
+	for auth, want := range map[string]deliver.AuthMech{
+		"": "", config.AuthPlain: deliver.AuthPlain, config.AuthLogin: deliver.AuthLogin,
+		config.AuthXOAuth2: deliver.AuthXOAuth2, config.AuthOAuthBearer: deliver.AuthOAuthBearer,
+	} {
+		got := upstreamOptions(config.Config{}, []config.Upstream{{Address: "a:587", Auth: auth}}, nil, nil)
+		if got.Upstreams[0].Auth != want {
+			t.Errorf("auth %q became %q, want %q", auth, got.Upstreams[0].Auth, want)
+		}
+	}
+}

@@ -88,7 +88,7 @@ func upstreamOptions(cfg config.Config, ups []config.Upstream, tokens []deliver.
 	for i, u := range ups {
 		out[i] = deliver.Upstream{Address: u.Address, TLS: deliver.TLSMode(u.TLS), Insecure: u.Insecure,
 			CAFile: u.CAFile, ServerName: u.ServerName, Username: u.Username, PasswordFile: u.PasswordFile,
-			CertFile: u.CertFile, KeyFile: u.KeyFile, Auth: u.Auth}
+			CertFile: u.CertFile, KeyFile: u.KeyFile, Auth: deliver.AuthMech(u.Auth)}
 	}
 	d := cfg.Delivery
 	return deliver.ClientOptions{Hostname: cfg.Hostname, Upstreams: out, Logger: log, Tokens: tokens,

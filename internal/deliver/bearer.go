@@ -48,7 +48,7 @@ func (c *Client) bearerAuth(ctx context.Context, k *conn, nc net.Conn, offered s
 	}
 	var client sasl.Client
 	var refused func() *bearerError
-	if up.mech == mechOAuthBearer {
+	if up.mech == AuthOAuthBearer {
 		host, p, _ := net.SplitHostPort(up.cfg.Address)
 		port, _ := strconv.Atoi(p)
 		o := &oauthBearerClient{user: up.cfg.Username, host: host, port: port, token: k.token}

@@ -53,8 +53,8 @@ func newBearerClient(t *testing.T, up Upstream, ts TokenSource) *Client {
 }
 
 func TestBearerMechanisms(t *testing.T) {
-	for _, mech := range []string{"xoauth2", "oauthbearer"} {
-		t.Run(mech, func(t *testing.T) {
+	for _, mech := range []AuthMech{AuthXOAuth2, AuthOAuthBearer} {
+		t.Run(string(mech), func(t *testing.T) {
 			good := "tok-1" // the first token is refused, as a revoked one would be
 			u := startUpstream(t, upstreamOpts{AuthMechs: []string{"PLAIN", "XOAUTH2", "OAUTHBEARER"}, User: "scanner@example.edu",
 				Bearer: func(user, tok string) bool { return user == "scanner@example.edu" && tok == good }})
@@ -73,7 +73,7 @@ func TestBearerMechanisms(t *testing.T) {
 				t.Errorf("the error carries the token: %q", err)
 			}
 			logins := u.Logins()
-			if len(logins) != 1 || logins[0].Accepted || !logins[0].ErrorAnswered || logins[0].Mech != strings.ToUpper(mech) {
+			if len(logins) != 1 || logins[0].Accepted || !logins[0].ErrorAnswered || logins[0].Mech != strings.ToUpper(string(mech)) {
 				t.Fatalf("logins = %+v; want one refusal whose error challenge was answered", logins)
 			}
 			if !reflect.DeepEqual(ts.invalidated, []string{"tok-0"}) {

@@ -61,7 +61,7 @@ type upstream struct {
 	tls      *tls.Config
 	verified string // how the certificate is checked, for Check
 	password string
-	mech     string      // upstream.auth, lower case; "" = PLAIN else LOGIN
+	mech     AuthMech    // lower case; "" = PLAIN else LOGIN
 	tokens   TokenSource // for the bearer mechanisms
 }
 
@@ -140,7 +140,7 @@ func loadUpstream(i int, u Upstream, roots *rootSource) (upstream, error) {
 			return up, err
 		}
 	}
-	up.mech = strings.ToLower(u.Auth)
+	up.mech = AuthMech(strings.ToLower(string(u.Auth)))
 	if u.Username != "" && !isBearerMech(up.mech) {
 		if u.PasswordFile == "" {
 			return up, fmt.Errorf("deliver: %s.password_file is required when username is set", up.key)
@@ -429,11 +429,11 @@ func (c *Client) auth(ctx context.Context, k *conn, nc net.Conn) (string, *Error
 	var client sasl.Client
 	mech := ""
 	switch {
-	case up.mech == mechLogin && hasWord(mechs, sasl.Login):
+	case up.mech == AuthLogin && hasWord(mechs, sasl.Login):
 		client, mech = &loginClient{user: up.cfg.Username, pass: up.password}, sasl.Login
-	case up.mech == mechLogin:
+	case up.mech == AuthLogin:
 		return "", authErr(fmt.Sprintf("upstream offers AUTH %s, not LOGIN (%s.auth = \"login\")", mechs, up.key))
-	case up.mech == mechPlain && !hasWord(mechs, sasl.Plain):
+	case up.mech == AuthPlain && !hasWord(mechs, sasl.Plain):
 		return "", authErr(fmt.Sprintf("upstream offers AUTH %s, not PLAIN (%s.auth = \"plain\")", mechs, up.key))
 	case hasWord(mechs, sasl.Plain):
 		client, mech = sasl.NewPlainClient("", up.cfg.Username, up.password), sasl.Plain

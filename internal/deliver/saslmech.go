@@ -19,15 +19,7 @@ type TokenSource interface {
 	Invalidate(token string)
 }
 
-// Upstream auth mechanisms (config upstream.auth). "" is PLAIN, else LOGIN.
-const (
-	mechPlain       = "plain"
-	mechLogin       = "login"
-	mechXOAuth2     = "xoauth2"
-	mechOAuthBearer = "oauthbearer"
-)
-
-func isBearerMech(m string) bool { return m == mechXOAuth2 || m == mechOAuthBearer }
+func isBearerMech(m AuthMech) bool { return m == AuthXOAuth2 || m == AuthOAuthBearer }
 
 // bearerError is the JSON a relay sends in the 334 challenge when it
 // refuses a token (Google and Microsoft for XOAUTH2; RFC 7628 3.2.2).
@@ -108,21 +100,21 @@ func gs2Escape(s string) string {
 }
 
 // bearerMechName is the SASL name of an upstream.auth bearer value.
-func bearerMechName(m string) string {
-	if m == mechOAuthBearer {
+func bearerMechName(m AuthMech) string {
+	if m == AuthOAuthBearer {
 		return "OAUTHBEARER"
 	}
 	return "XOAUTH2"
 }
 
 // checkAuthMode validates upstream.auth against what is loaded.
-func checkAuthMode(key, mode string, hasUser, hasToken bool) error {
+func checkAuthMode(key string, mode AuthMech, hasUser, hasToken bool) error {
 	switch mode {
-	case "", mechPlain, mechLogin:
+	case "", AuthPlain, AuthLogin:
 		if mode != "" && !hasUser {
 			return fmt.Errorf("deliver: %s.auth = %q needs username and password_file", key, mode)
 		}
-	case mechXOAuth2, mechOAuthBearer:
+	case AuthXOAuth2, AuthOAuthBearer:
 		if !hasUser {
 			return fmt.Errorf("deliver: %s.auth = %q needs username (the mailbox)", key, mode)
 		}

@@ -27,7 +27,19 @@ type Upstream struct {
 	PasswordFile string
 	// CertFile and KeyFile are an optional client certificate; both or neither.
 	CertFile, KeyFile string
-	// Auth is the SASL mechanism: "" (PLAIN, else LOGIN), plain, login,
-	// xoauth2 or oauthbearer (with a TokenSource in ClientOptions.Tokens).
-	Auth string
+	// Auth is the SASL mechanism, matched without regard to case; ""
+	// means PLAIN if offered, else LOGIN.
+	Auth AuthMech
 }
+
+// AuthMech is an upstream's SASL mechanism. Like TLSMode, its values are
+// the configuration's words.
+type AuthMech string
+
+const (
+	AuthPlain   AuthMech = "plain"
+	AuthLogin   AuthMech = "login"
+	AuthXOAuth2 AuthMech = "xoauth2" // needs a TokenSource in ClientOptions.Tokens
+	// AuthOAuthBearer is RFC 7628's OAUTHBEARER; needs a TokenSource too.
+	AuthOAuthBearer AuthMech = "oauthbearer"
+)
