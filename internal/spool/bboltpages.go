@@ -36,10 +36,11 @@ import (
 // What falls back when a fact does not hold:
 //
 //   - chunkRange checks every field it reads (page id, leaf flag, one
-//     element, the key, bounds within the page run and the file) and
-//     answers errUnexpectedPage on any mismatch; readChunk then reads the
-//     value through bbolt (Bucket.Get): correct, only more resident memory.
-//     TestChunkRangeMatchesBbolt fails if the reading disagrees with bbolt.
+//     element, the key, bounds within the page run and the file; an inlined
+//     bucket has no root page at all) and answers errUnexpectedPage on any
+//     mismatch; readChunk then reads the value through bbolt (Bucket.Get):
+//     correct, only more resident memory. TestChunkRangeMatchesBbolt
+//     (bboltpages_test.go) fails if the reading disagrees with bbolt's.
 //   - chunkSizeFor with other header sizes makes chunks a few bytes off
 //     whole pages: more bytes written per message, nothing misread.
 //   - freelistSynced answers false on any doubt (bad magic or checksum), so
@@ -83,6 +84,11 @@ func chunkSizeFor(pageSize int) int {
 	pages := max(1, defaultChunkSize/pageSize)
 	return pages*pageSize - chunkHeaderSize - len(chunkValueKey)
 }
+
+// inlineBucketMax is the largest nested bucket bbolt stores inline in its
+// parent's leaf (fact 3): a larger chunk bucket has a root page of its own,
+// which chunkRange can find.
+func inlineBucketMax(pageSize int) int { return pageSize / 4 }
 
 var errUnexpectedPage = errors.New("chunk root page is not the expected single-value leaf")
 

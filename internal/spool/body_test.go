@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"go.etcd.io/bbolt"
 )
@@ -85,40 +84,11 @@ func TestBodyNotLeftMapped(t *testing.T) {
 	}
 }
 
-// chunkRange reads bbolt's page layout itself; it must agree with where
-// bbolt's own Get finds the value.
-func TestChunkRangeMatchesBbolt(t *testing.T) {
-	s := openAt(t, tempPath(t), Options{})
-	m := put(t, s, testEnv(), randomBody(3*s.opt.ChunkSize+5000))
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		base := s.db.Info().Data
-		for idx := range m.Chunks {
-			cb := tx.Bucket(bucketMsgs).Bucket(chunkKey(m.ID, idx))
-			if cb == nil {
-				t.Fatalf("chunk %d has no bucket", idx)
-			}
-			off, n, err := s.chunkRange(tx, cb)
-			if err != nil {
-				t.Fatalf("chunk %d: %v", idx, err)
-			}
-			v := cb.Get(chunkValueKey)
-			want := int64(uintptr(unsafe.Pointer(unsafe.SliceData(v))) - base)
-			if off != want || n != len(v) {
-				t.Errorf("chunk %d: range %d+%d, bbolt has it at %d+%d", idx, off, n, want, len(v))
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A body is written to disk once: each chunk's pages are written when its
-// bucket is created and never again (see putChunk). Stored as neighbouring
-// values, every chunk rewrote the ones before it in its leaf (5.5 bytes
-// written per body byte); as 2000-byte pieces, 1.13. The figure is bbolt's
-// own: the pages it allocated and wrote, plus one meta page per commit.
+// bucket is created and never again (see putChunk; stored as neighbouring
+// values, every chunk would rewrite the ones before it in its leaf). The
+// figure is bbolt's own: the pages it allocated and wrote, plus one meta
+// page per commit.
 // (The process's write_bytes in /proc/self/io counts whole page-cache
 // folios and overstates small writes; scripts/diskwrite-bench.sh reads the
 // disk's own counter.)

@@ -279,7 +279,7 @@ func Open(path string, opt Options) (*Spool, error) {
 		db:        db,
 		path:      path,
 		rf:        rf,
-		inlineMax: max(pieceSize, pageSize/4), // bbolt inlines buckets up to pageSize/4
+		inlineMax: max(pieceSize, inlineBucketMax(pageSize)),
 		opt:       opt,
 		log:       opt.Logger,
 		stopped:   make(chan struct{}),
