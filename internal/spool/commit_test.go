@@ -175,9 +175,9 @@ func TestBatchFailureIsolated(t *testing.T) {
 
 // The committer gathers the requests of the sessions mid-transaction; a
 // delivery worker's or operator's request is nobody's session and must not
-// end the wait. When it did, a commit left as soon as the workers had
-// queued theirs, and the sessions' chunks went in a commit of their own:
-// 1.2 commits per 1 MiB message instead of 0.9.
+// end the wait: if it did, a commit would leave as soon as the workers had
+// queued theirs, and the sessions' chunks would go in a commit of their own
+// (docs/performance.md has the figures).
 func TestGatherCountsOnlySessions(t *testing.T) {
 	s := openAt(t, tempPath(t), Options{Concurrent: func() int { return 2 }})
 	m := put(t, s, testEnv(), []byte("x"))
