@@ -109,7 +109,7 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		upNames = append(upNames, u.Address)
 	}
 	warns := warnings(cfg)
-	d.status = status.New(status.Options{Upstreams: upNames, Version: version, Warnings: warns, Queue: d.queueStats})
+	d.status = status.New(status.Options{Upstreams: upNames, Version: version, Hostname: cfg.Hostname, Warnings: warns, Queue: d.queueStats})
 	log = slog.New(d.status.Handler(log.Handler())) // every log record also lands in the ring of recent events
 	d.log = log
 	rules, err := policy.NewRules(cfg.Policy.RecipientDomains)
@@ -338,7 +338,7 @@ func (d *daemon) queueStats() status.QueueStats {
 		return status.QueueStats{}
 	}
 	s := d.spool.Stats()
-	return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest,
+	return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest, Held: s.Held, HeldBytes: s.HeldBytes,
 		Dead: s.Dead, DeadBytes: s.DeadBytes, Quota: int64(d.cfg.Queue.MaxSize)}
 }
 

@@ -48,6 +48,8 @@ type Server struct {
 	opt     Options
 	log     *slog.Logger
 	mux     *http.ServeMux
+	handler http.Handler // mux behind Guard
+	page    *pageTemplates
 	passSum [sha256.Size]byte
 }
 
@@ -80,14 +82,14 @@ func NewServer(opt Options) *Server {
 	s.mux.HandleFunc("/api/", s.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	}))
+	s.routePage()
+	s.handler = Guard(s.mux, s.log)
 	return s
 }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
-	s.mux.ServeHTTP(w, r)
+	s.handler.ServeHTTP(w, r)
 }
 
 // HTTPServer wraps the handler with timeouts fit for a small box: a slow

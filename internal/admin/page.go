@@ -1,0 +1,406 @@
+package admin
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"relaybox/internal/led"
+	"relaybox/internal/spool"
+	"relaybox/internal/status"
+)
+
+// The status page: server-rendered HTML for a technician's browser on the
+// admin address, with the same password as the API. Every string from a
+// device or the upstream goes through html/template, and the page runs only
+// the script file it serves itself (see Guard's policy), so hostile header
+// text shows as text. Its buttons call the same command layer as the API,
+// the CLI and the serial console.
+
+//go:embed web
+var webFS embed.FS
+
+// pageRefresh is how often the page's script fetches it again.
+const pageRefresh = 5 * time.Second
+
+// Page sizes: the queue is paged as the API pages it; held and dead show a
+// shorter first page on the overview (each has its own list page), so the
+// overview stays well under its 150 KB budget with every list full.
+const (
+	pageLimit     = 100
+	overviewShort = 20
+	eventsShown   = 30
+	replyClip     = 120 // runes of a reply in a table cell; the message page has it whole
+)
+
+type pageTemplates struct {
+	status, list, message, confirm, failure *template.Template
+}
+
+func loadTemplates() *pageTemplates {
+	funcs := template.FuncMap{
+		"ago":     status.Ago,
+		"dur":     func(sec float64) string { return status.FormatDuration(seconds(sec)) },
+		"bytes":   status.FormatBytes,
+		"stamp":   Stamp,
+		"sender":  Sender,
+		"clip":    clip,
+		"plural":  status.Plural,
+		"path":    url.PathEscape,
+		"pending": hasPending,
+		// Held messages are counted in the queue figures; the page shows
+		// them apart.
+		"sub":   func(a, b int) int { return max(a-b, 0) },
+		"sub64": func(a, b int64) int64 { return max(a-b, 0) },
+	}
+	base := template.Must(template.New("layout.tmpl").Funcs(funcs).ParseFS(webFS, "web/layout.tmpl", "web/parts.tmpl"))
+	page := func(file string) *template.Template {
+		return template.Must(template.Must(base.Clone()).ParseFS(webFS, "web/"+file))
+	}
+	return &pageTemplates{
+		status:  page("status.tmpl"),
+		list:    page("list.tmpl"),
+		message: page("message.tmpl"),
+		confirm: page("confirm.tmpl"),
+		failure: page("failure.tmpl"),
+	}
+}
+
+func (s *Server) routePage() {
+	s.page = loadTemplates()
+	static, err := fs.Sub(webFS, "web/static")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	s.mux.Handle("GET /static/", s.auth(http.StripPrefix("/static/", http.FileServerFS(static)).ServeHTTP))
+	s.mux.HandleFunc("GET /{$}", s.auth(s.pageStatus))
+	s.mux.HandleFunc("GET /list/{state}", s.auth(s.pageList))
+	s.mux.HandleFunc("GET /msg/{id}", s.auth(s.pageMessage))
+	s.mux.HandleFunc("GET /msg/{id}/delete", s.auth(s.pageConfirmDelete))
+	s.mux.HandleFunc("POST /msg/{id}/delete", s.auth(s.pageDelete))
+	s.mux.HandleFunc("POST /msg/{id}/retry", s.auth(s.pageRetry))
+	s.mux.HandleFunc("POST /msg/{id}/release", s.auth(s.pageRetry))
+	s.mux.HandleFunc("POST /retry-all", s.auth(s.pageRetryMany("retried-all", s.RetryAll)))
+	s.mux.HandleFunc("POST /retry-dead", s.auth(s.pageRetryMany("retried-dead", s.RetryDead)))
+}
+
+// layout is what every page's frame needs; Body is the page's own data.
+type layout struct {
+	Title   string
+	Refresh int // seconds; 0 = the page does not refresh itself
+	Host    string
+	Version string
+	Notice  string // the outcome of the action that led here
+	Body    any
+}
+
+// listView is one page of a message list.
+type listView struct {
+	State spool.State
+	Base  string // the page the list is paged on: "/" or "/list/dead"
+	Rows  []Message
+	Total int
+	Start int    // index of the first row in the whole list
+	After string // the cursor this page starts after ("" = the first page)
+	Next  string // cursor of the next page; "" on the last
+}
+
+// First is the link to the list's first page.
+func (v listView) First() string { return v.Base }
+
+// NextURL is the link to the page after this one.
+func (v listView) NextURL() string { return v.Base + "?" + url.Values{"after": {v.Next}}.Encode() }
+
+// Remaining counts the messages after this page.
+func (v listView) Remaining() int { return v.Total - v.Start - len(v.Rows) }
+
+// statusView is the overview at /.
+type statusView struct {
+	Snap      status.Snapshot
+	LED       string
+	Uptime    string
+	SpoolUse  int // percent of the quota; -1 without one
+	Queue     listView
+	Held      listView
+	Dead      listView
+	Events    []status.Event // newest first
+	DueCount  int            // queued messages a retry-all would touch
+	DeadRetry bool
+}
+
+func (s *Server) pageStatus(w http.ResponseWriter, r *http.Request) {
+	snap := s.Status()
+	v := statusView{Snap: snap, LED: ledWords(snap), SpoolUse: -1}
+	if !snap.Started.IsZero() {
+		v.Uptime = status.FormatDuration(snap.Now.Sub(snap.Started))
+	}
+	if q := snap.Queue; q.Quota > 0 {
+		v.SpoolUse = int((q.Bytes + q.DeadBytes) * 100 / q.Quota)
+	}
+	var err error
+	if v.Queue, err = s.listPage(spool.StateQueued, "/", r.URL.Query().Get("after"), pageLimit); err != nil {
+		s.pageFail(w, r, err)
+		return
+	}
+	if v.Held, err = s.listPage(spool.StateHeld, "/list/held", "", overviewShort); err != nil {
+		s.pageFail(w, r, err)
+		return
+	}
+	if v.Dead, err = s.listPage(spool.StateDead, "/list/dead", "", overviewShort); err != nil {
+		s.pageFail(w, r, err)
+		return
+	}
+	for _, m := range v.Queue.Rows {
+		if hasPending(m) {
+			v.DueCount++
+		}
+	}
+	v.DeadRetry = v.Dead.Total > 0
+	ev := s.opt.Status.Recent(eventsShown)
+	for i := len(ev) - 1; i >= 0; i-- {
+		v.Events = append(v.Events, ev[i])
+	}
+	title := fmt.Sprintf("relaybox %s: %s", snap.Hostname, snap.State)
+	s.render(w, http.StatusOK, s.page.status, layout{Title: title, Refresh: int(pageRefresh / time.Second),
+		Notice: notice(r.URL.Query()), Body: v})
+}
+
+// pageList is one page of the queued, held or dead list on its own.
+func (s *Server) pageList(w http.ResponseWriter, r *http.Request) {
+	state := spool.State(r.PathValue("state"))
+	switch state {
+	case spool.StateQueued, spool.StateHeld, spool.StateDead:
+	default:
+		s.pageFail(w, r, fmt.Errorf("%w: there is no list called %q; the lists are queued, held and dead", errNoPage, state))
+		return
+	}
+	v, err := s.listPage(state, "/list/"+string(state), r.URL.Query().Get("after"), pageLimit)
+	if err != nil {
+		s.pageFail(w, r, err)
+		return
+	}
+	s.render(w, http.StatusOK, s.page.list, layout{Title: "relaybox: " + string(state) + " messages",
+		Refresh: int(pageRefresh / time.Second), Notice: notice(r.URL.Query()), Body: v})
+}
+
+// messageView is one message's page.
+type messageView struct {
+	*Detail
+	Fields     []status.Field
+	CanRetry   bool // queued with a recipient waiting, or dead
+	CanRelease bool
+	CanForce   bool // dead: requeue even recipients refused with a 5xx
+}
+
+func (s *Server) pageMessage(w http.ResponseWriter, r *http.Request) {
+	d, err := s.Show(r.PathValue("id"))
+	if err != nil {
+		s.pageFail(w, r, err)
+		return
+	}
+	v := messageView{Detail: d, Fields: d.Fields(),
+		CanRetry:   d.State == spool.StateDead || (d.State == spool.StateQueued && hasPending(d.Message)),
+		CanRelease: d.State == spool.StateHeld,
+		CanForce:   d.State == spool.StateDead,
+	}
+	s.render(w, http.StatusOK, s.page.message, layout{Title: "relaybox: message " + d.ID,
+		Refresh: int(pageRefresh / time.Second), Notice: notice(r.URL.Query()), Body: v})
+}
+
+// pageConfirmDelete is the confirmation step: deleting is for good, so it
+// takes a second, deliberate click on a page that names the message.
+func (s *Server) pageConfirmDelete(w http.ResponseWriter, r *http.Request) {
+	d, err := s.Show(r.PathValue("id"))
+	if err != nil {
+		s.pageFail(w, r, err)
+		return
+	}
+	s.render(w, http.StatusOK, s.page.confirm, layout{Title: "relaybox: delete " + d.ID + "?", Body: d})
+}
+
+func (s *Server) pageDelete(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if r.PostFormValue("confirm") != "yes" {
+		// A bare POST (a script, a double submit of an old form) does not
+		// delete: only the confirmation page's button sends confirm=yes.
+		http.Redirect(w, r, "/msg/"+url.PathEscape(id)+"/delete", http.StatusSeeOther)
+		return
+	}
+	if err := s.Delete(id); err != nil {
+		s.pageFail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/?"+url.Values{"done": {"deleted"}, "id": {id}}.Encode(), http.StatusSeeOther)
+}
+
+// pageRetry serves retry and release (a held message is released by
+// retrying it, as in the CLI). The answer is a redirect (post/redirect/get),
+// so reloading the page afterwards does not retry again.
+func (s *Server) pageRetry(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	retry, done := s.Retry, "retried"
+	if strings.HasSuffix(r.URL.Path, "/release") {
+		done = "released"
+	} else if r.PostFormValue("force") == "1" {
+		retry = s.ForceRetry
+	}
+	if _, err := retry(id); err != nil {
+		s.pageFail(w, r, err)
+		return
+	}
+	back := "/"
+	if r.PostFormValue("from") == "msg" {
+		back = "/msg/" + url.PathEscape(id)
+	}
+	http.Redirect(w, r, back+"?"+url.Values{"done": {done}, "id": {id}}.Encode(), http.StatusSeeOther)
+}
+
+func (s *Server) pageRetryMany(done string, retry func() (int, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		n, err := retry()
+		if err != nil {
+			s.pageFail(w, r, err)
+			return
+		}
+		http.Redirect(w, r, "/?"+url.Values{"done": {done}, "n": {strconv.Itoa(n)}}.Encode(), http.StatusSeeOther)
+	}
+}
+
+// notice turns the done=... of a redirect into a sentence. Only our own
+// wordings come out: the query is anyone's to write, so it never supplies
+// text of its own beyond a queue id and a count.
+func notice(q url.Values) string {
+	id := q.Get("id")
+	if !plainID(id) {
+		id = ""
+	}
+	n, _ := strconv.Atoi(q.Get("n"))
+	switch q.Get("done") {
+	case "retried":
+		if id != "" {
+			return "Message " + id + " is due now; the scheduler is dialling the upstream."
+		}
+	case "released":
+		if id != "" {
+			return "Message " + id + " was released and is due now."
+		}
+	case "deleted":
+		if id != "" {
+			return "Message " + id + " was deleted."
+		}
+	case "retried-all":
+		return status.Plural(n, "queued message") + " made due now."
+	case "retried-dead":
+		return status.Plural(n, "dead message") + " put back in the queue."
+	}
+	return ""
+}
+
+// plainID: queue ids are short and alphanumeric.
+func plainID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// listPage returns up to limit messages in state after the message with
+// id after (oldest first), with the total and the next page's cursor; base
+// is the page whose ?after= the pager links to. A
+// cursor that is gone (the message was delivered meanwhile) starts over.
+func (s *Server) listPage(state spool.State, base, after string, limit int) (listView, error) {
+	all, err := s.List(state)
+	if err != nil {
+		return listView{}, err
+	}
+	v := listView{State: state, Base: base, Total: len(all)}
+	start := 0
+	if after != "" {
+		for i, m := range all {
+			if m.ID == after {
+				start, v.After = i+1, after
+				break
+			}
+		}
+	}
+	end := min(start+limit, len(all))
+	v.Rows, v.Start = all[start:end], start
+	if end < len(all) && end > 0 {
+		v.Next = all[end-1].ID
+	}
+	return v, nil
+}
+
+func hasPending(m Message) bool {
+	for _, r := range m.Recipients {
+		if r.State == spool.RcptPending {
+			return true
+		}
+	}
+	return false
+}
+
+// ledWords says what the LED shows now, asked as the daemon's LED loop
+// asks (busy = anything in the queue); the words come from the led package
+// so they match the README and the pattern itself.
+func ledWords(snap status.Snapshot) string {
+	return led.Describe(string(snap.State), snap.Queue.Messages > 0)
+}
+
+// errNoPage marks a page that does not exist (404).
+var errNoPage = errors.New("no such page")
+
+// pageFail shows a command error as a page with the status code the API
+// would use. The text is the command layer's own (ids, states, upstream
+// replies), escaped like everything else.
+func (s *Server) pageFail(w http.ResponseWriter, r *http.Request, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, spool.ErrNotFound), errors.Is(err, errNoPage):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrNothingToRetry):
+		code = http.StatusConflict
+	default:
+		s.log.Error("admin: page request failed", "path", r.URL.Path, "err", err)
+	}
+	s.render(w, code, s.page.failure, layout{Title: "relaybox: " + http.StatusText(code), Body: err.Error()})
+}
+
+// render executes t into a buffer first, so a template error becomes a
+// clean 500 instead of half a page.
+func (s *Server) render(w http.ResponseWriter, code int, t *template.Template, l layout) {
+	snap := s.opt.Status.Snapshot()
+	l.Host, l.Version = snap.Hostname, snap.Version
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout.tmpl", l); err != nil {
+		s.log.Error("admin: rendering the status page", "err", err)
+		http.Error(w, "the status page could not be drawn; the log has the cause", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// clip shortens s to n runes for a table cell.
+func clip(n int, s string) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
