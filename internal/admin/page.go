@@ -38,8 +38,7 @@ const pageRefresh = 5 * time.Second
 const (
 	pageLimit     = 100
 	overviewShort = 20
-	eventsShown   = 30
-	replyClip     = 120 // runes of a reply in a table cell; the message page has it whole
+	eventsShown   = 25
 )
 
 type pageTemplates struct {
@@ -169,7 +168,10 @@ func (s *Server) pageStatus(w http.ResponseWriter, r *http.Request) {
 	for i := len(ev) - 1; i >= 0; i-- {
 		v.Events = append(v.Events, ev[i])
 	}
-	title := fmt.Sprintf("relaybox %s: %s", snap.Hostname, snap.State)
+	title := "relaybox: " + string(snap.State)
+	if snap.Hostname != "" {
+		title = fmt.Sprintf("relaybox %s: %s", snap.Hostname, snap.State)
+	}
 	s.render(w, http.StatusOK, s.page.status, layout{Title: title, Refresh: int(pageRefresh / time.Second),
 		Notice: notice(r.URL.Query()), Body: v})
 }
