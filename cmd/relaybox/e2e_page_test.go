@@ -184,7 +184,7 @@ ca_file = %q
 		t.Logf("screenshot: %s", path)
 		fmt.Printf("status page screenshot: %s\n", path)
 		// RELAYBOX_SCREENSHOTS=docs refreshes the README's picture.
-		if dst := os.Getenv("RELAYBOX_SCREENSHOTS"); dst != "" {
+		if dst := os.Getenv("RELAYBOX_SCREENSHOTS"); dst != "" && name == "status-page.png" {
 			writeFile(t, filepath.Join(dst, name), string(png))
 		}
 	}
