@@ -56,6 +56,7 @@ type Sink struct {
 
 	srvMu sync.Mutex
 	srv   *smtp.Server // nil while stopped
+	ln    net.Listener // srv's; closed by Stop itself (see there)
 
 	mu   sync.Mutex
 	msgs []Message
@@ -103,7 +104,7 @@ func (s *Sink) serve() error {
 		return fmt.Errorf("sink: listen %s: %w", s.addr, err)
 	}
 	s.addr = ln.Addr().String()
-	s.srv = srv
+	s.srv, s.ln = srv, ln
 	go func() { _ = srv.Serve(ln) }()
 	return nil
 }
@@ -120,13 +121,18 @@ func (s *Sink) Addr() string {
 // does nothing.
 func (s *Sink) Stop() error {
 	s.srvMu.Lock()
-	srv := s.srv
-	s.srv = nil
+	srv, ln := s.srv, s.ln
+	s.srv, s.ln = nil, nil
 	s.srvMu.Unlock()
 	if srv == nil {
 		return nil
 	}
-	return srv.Close()
+	err := srv.Close()
+	// go-smtp's Close closes only the listeners its Serve goroutine has
+	// registered already; a Stop right after Start would otherwise leave
+	// this one accepting. (Closed twice, it only says so.)
+	_ = ln.Close()
+	return err
 }
 
 // Restart listens again at the same address with the same options after
