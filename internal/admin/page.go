@@ -1,12 +1,9 @@
 package admin
 
 import (
-	"bytes"
-	"embed"
+	_ "embed" // the page's CSS, script and icon
 	"errors"
 	"fmt"
-	"html/template"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -21,13 +18,41 @@ import (
 
 // The status page: server-rendered HTML for a technician's browser on the
 // admin address, with the same password as the API. Every string from a
-// device or the upstream goes through html/template, and the page runs only
-// the script file it serves itself (see Guard's policy), so hostile header
-// text shows as text. Its buttons call the same command layer as the API,
-// the CLI and the serial console.
+// device or the upstream is escaped on its way into the page (pagehtml.go),
+// and the page runs only the script file it serves itself (see Guard's
+// policy), so hostile header text shows as text. Its buttons call the same
+// command layer as the API, the CLI and the serial console.
 
-//go:embed web
-var webFS embed.FS
+// The page's own files. Served from a fixed table rather than
+// http.FileServer, which would bring in directory listings, ranges and
+// MIME sniffing that three small files do not need.
+var (
+	//go:embed web/static/page.css
+	pageCSS []byte
+	//go:embed web/static/page.js
+	pageJS []byte
+	//go:embed web/static/icon.svg
+	pageIcon []byte
+)
+
+var staticFiles = map[string]struct {
+	contentType string
+	body        []byte
+}{
+	"page.css": {"text/css; charset=utf-8", pageCSS},
+	"page.js":  {"text/javascript; charset=utf-8", pageJS},
+	"icon.svg": {"image/svg+xml", pageIcon},
+}
+
+func serveStatic(w http.ResponseWriter, r *http.Request) {
+	f, ok := staticFiles[r.PathValue("name")]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", f.contentType)
+	_, _ = w.Write(f.body)
+}
 
 // pageRefresh is how often the page's script fetches it again.
 const pageRefresh = 5 * time.Second
@@ -41,46 +66,8 @@ const (
 	eventsShown   = 25
 )
 
-type pageTemplates struct {
-	status, list, message, confirm, failure *template.Template
-}
-
-func loadTemplates() *pageTemplates {
-	funcs := template.FuncMap{
-		"ago":     status.Ago,
-		"dur":     func(sec float64) string { return status.FormatDuration(seconds(sec)) },
-		"bytes":   status.FormatBytes,
-		"stamp":   Stamp,
-		"sender":  Sender,
-		"clip":    clip,
-		"plural":  status.Plural,
-		"path":    url.PathEscape,
-		"pending": hasPending,
-		// Held messages are counted in the queue figures; the page shows
-		// them apart.
-		"sub":   func(a, b int) int { return max(a-b, 0) },
-		"sub64": func(a, b int64) int64 { return max(a-b, 0) },
-	}
-	base := template.Must(template.New("layout.tmpl").Funcs(funcs).ParseFS(webFS, "web/layout.tmpl", "web/parts.tmpl"))
-	page := func(file string) *template.Template {
-		return template.Must(template.Must(base.Clone()).ParseFS(webFS, "web/"+file))
-	}
-	return &pageTemplates{
-		status:  page("status.tmpl"),
-		list:    page("list.tmpl"),
-		message: page("message.tmpl"),
-		confirm: page("confirm.tmpl"),
-		failure: page("failure.tmpl"),
-	}
-}
-
 func (s *Server) routePage() {
-	s.page = loadTemplates()
-	static, err := fs.Sub(webFS, "web/static")
-	if err != nil {
-		panic(err) // the embedded tree is fixed at build time
-	}
-	s.mux.Handle("GET /static/", s.auth(http.StripPrefix("/static/", http.FileServerFS(static)).ServeHTTP))
+	s.mux.HandleFunc("GET /static/{name}", s.auth(serveStatic))
 	s.mux.HandleFunc("GET /{$}", s.auth(s.pageStatus))
 	s.mux.HandleFunc("GET /list/{state}", s.auth(s.pageList))
 	s.mux.HandleFunc("GET /msg/{id}", s.auth(s.pageMessage))
@@ -99,7 +86,7 @@ type layout struct {
 	Host    string
 	Version string
 	Notice  string // the outcome of the action that led here
-	Body    any
+	Body    func(*page)
 }
 
 // listView is one page of a message list.
@@ -172,8 +159,8 @@ func (s *Server) pageStatus(w http.ResponseWriter, r *http.Request) {
 	if snap.Hostname != "" {
 		title = fmt.Sprintf("relaybox %s: %s", snap.Hostname, snap.State)
 	}
-	s.render(w, http.StatusOK, s.page.status, layout{Title: title, Refresh: int(pageRefresh / time.Second),
-		Notice: notice(r.URL.Query()), Body: v})
+	s.render(w, http.StatusOK, layout{Title: title, Refresh: int(pageRefresh / time.Second),
+		Notice: notice(r.URL.Query()), Body: func(p *page) { p.statusBody(v) }})
 }
 
 // pageList is one page of the queued, held or dead list on its own.
@@ -190,8 +177,8 @@ func (s *Server) pageList(w http.ResponseWriter, r *http.Request) {
 		s.pageFail(w, r, err)
 		return
 	}
-	s.render(w, http.StatusOK, s.page.list, layout{Title: "relaybox: " + string(state) + " messages",
-		Refresh: int(pageRefresh / time.Second), Notice: notice(r.URL.Query()), Body: v})
+	s.render(w, http.StatusOK, layout{Title: "relaybox: " + string(state) + " messages",
+		Refresh: int(pageRefresh / time.Second), Notice: notice(r.URL.Query()), Body: func(p *page) { p.listBody(v) }})
 }
 
 // messageView is one message's page.
@@ -214,8 +201,8 @@ func (s *Server) pageMessage(w http.ResponseWriter, r *http.Request) {
 		CanRelease: d.State == spool.StateHeld,
 		CanForce:   d.State == spool.StateDead,
 	}
-	s.render(w, http.StatusOK, s.page.message, layout{Title: "relaybox: message " + d.ID,
-		Refresh: int(pageRefresh / time.Second), Notice: notice(r.URL.Query()), Body: v})
+	s.render(w, http.StatusOK, layout{Title: "relaybox: message " + d.ID,
+		Refresh: int(pageRefresh / time.Second), Notice: notice(r.URL.Query()), Body: func(p *page) { p.messageBody(v) }})
 }
 
 // pageConfirmDelete is the confirmation step: deleting is for good, so it
@@ -226,12 +213,12 @@ func (s *Server) pageConfirmDelete(w http.ResponseWriter, r *http.Request) {
 		s.pageFail(w, r, err)
 		return
 	}
-	s.render(w, http.StatusOK, s.page.confirm, layout{Title: "relaybox: delete " + d.ID + "?", Body: d})
+	s.render(w, http.StatusOK, layout{Title: "relaybox: delete " + d.ID + "?", Body: func(p *page) { p.confirmBody(d) }})
 }
 
 func (s *Server) pageDelete(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if r.PostFormValue("confirm") != "yes" {
+	if formValue(r, "confirm") != "yes" {
 		// A bare POST (a script, a double submit of an old form) does not
 		// delete: only the confirmation page's button sends confirm=yes.
 		http.Redirect(w, r, "/msg/"+url.PathEscape(id)+"/delete", http.StatusSeeOther)
@@ -252,7 +239,7 @@ func (s *Server) pageRetry(w http.ResponseWriter, r *http.Request) {
 	retry, done := s.Retry, "retried"
 	if strings.HasSuffix(r.URL.Path, "/release") {
 		done = "released"
-	} else if r.PostFormValue("force") == "1" {
+	} else if formValue(r, "force") == "1" {
 		retry = s.ForceRetry
 	}
 	if _, err := retry(id); err != nil {
@@ -260,7 +247,7 @@ func (s *Server) pageRetry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	back := "/"
-	if r.PostFormValue("from") == "msg" {
+	if formValue(r, "from") == "msg" {
 		back = "/msg/" + url.PathEscape(id)
 	}
 	http.Redirect(w, r, back+"?"+url.Values{"done": {done}, "id": {id}}.Encode(), http.StatusSeeOther)
@@ -275,6 +262,16 @@ func (s *Server) pageRetryMany(done string, retry func() (int, error)) http.Hand
 		}
 		http.Redirect(w, r, "/?"+url.Values{"done": {done}, "n": {strconv.Itoa(n)}}.Encode(), http.StatusSeeOther)
 	}
+}
+
+// formValue reads a field of the page's own url-encoded forms. (Request's
+// PostFormValue would also link in the multipart parser, which the page's
+// forms never use.)
+func formValue(r *http.Request, name string) string {
+	if r.PostForm == nil {
+		_ = r.ParseForm() // a malformed body reads as empty fields: nothing is confirmed
+	}
+	return r.PostForm.Get(name)
 }
 
 // notice turns the done=... of a redirect into a sentence. Only our own
@@ -379,23 +376,18 @@ func (s *Server) pageFail(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		s.log.Error("admin: page request failed", "path", r.URL.Path, "err", err)
 	}
-	s.render(w, code, s.page.failure, layout{Title: "relaybox: " + http.StatusText(code), Body: err.Error()})
+	s.render(w, code, layout{Title: "relaybox: " + http.StatusText(code), Body: func(p *page) { p.failureBody(err.Error()) }})
 }
 
-// render executes t into a buffer first, so a template error becomes a
-// clean 500 instead of half a page.
-func (s *Server) render(w http.ResponseWriter, code int, t *template.Template, l layout) {
+// render writes the page with its frame.
+func (s *Server) render(w http.ResponseWriter, code int, l layout) {
 	snap := s.opt.Status.Snapshot()
 	l.Host, l.Version = snap.Hostname, snap.Version
-	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout.tmpl", l); err != nil {
-		s.log.Error("admin: rendering the status page", "err", err)
-		http.Error(w, "the status page could not be drawn; the log has the cause", http.StatusInternalServerError)
-		return
-	}
+	var p page
+	p.layout(l)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(p.b.Bytes())
 }
 
 // clip shortens s to n runes for a table cell.

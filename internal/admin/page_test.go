@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -304,5 +306,30 @@ func TestPageSizeBudget(t *testing.T) {
 	t.Logf("page plus assets: %d bytes", total)
 	if total > 150_000 {
 		t.Errorf("page plus assets = %d bytes, over the 150 KB budget", total)
+	}
+}
+
+// markup is written unescaped, so it may only come from string constants
+// in this package: an explicit conversion, markup(x), could turn device
+// text into HTML, and none may exist.
+func TestMarkupOnlyFromConstants(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := regexp.MustCompile(`\bmarkup\(`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if conv.MatchString(line) {
+				t.Errorf("%s:%d converts to markup: %s", f, i+1, strings.TrimSpace(line))
+			}
+		}
 	}
 }

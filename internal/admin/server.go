@@ -49,7 +49,6 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	handler http.Handler // mux behind Guard
-	page    *pageTemplates
 	passSum [sha256.Size]byte
 }
 
