@@ -264,3 +264,45 @@ ca_file = %q
 	within(t, ctx, "waiting for the delivered row to go", 60*time.Second, chromedp.WaitNotPresent(chromedp.ID("m-"+first)))
 	mustContain(t, eval[string](t, ctx, `document.querySelector('.upstream').innerText`), "up")
 }
+
+// The issue's reproduction with curl: the JSON API refuses state changes
+// from another origin, while the CLI (no Origin) keeps working.
+func TestE2EAdminRefusesCrossOrigin(t *testing.T) {
+	dir := t.TempDir()
+	addr, adminAddr := freeAddr(t), freeAddr(t)
+	cfg := strings.Replace(acceptConfig(filepath.Join(dir, "data"), addr), "[admin]\nlisten = \"\"\n",
+		fmt.Sprintf("[admin]\nlisten = %q\n", adminAddr), 1)
+	startRelay(t, writeFile(t, filepath.Join(dir, "relaybox.toml"), cfg), addr)
+	id := sendCurl(t, addr, "scanner@campus.test", "alice@campus.test", "Subject: keep me\r\n\r\nx\r\n")
+	base := "http://" + adminAddr
+
+	curl := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("curl", append([]string{"-sS", "-o", "/dev/null", "-w", "%{http_code}"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if code := curl("-X", "POST", "-H", "Origin: http://evil.example", base+"/api/queue/retry-all"); code != "403" {
+		t.Errorf("cross-origin retry-all: %s, want 403", code)
+	}
+	if code := curl("-X", "DELETE", "-H", "Origin: http://evil.example", "-H", "Sec-Fetch-Site: cross-site", base+"/api/queue/"+id); code != "403" {
+		t.Errorf("cross-origin delete: %s, want 403", code)
+	}
+	if code := curl(base + "/api/queue/" + id); code != "200" {
+		t.Fatalf("after the cross-origin delete, GET the message: %s", code)
+	}
+	if code := curl("-X", "POST", "-H", "Origin: http://evil.example", "-d", "confirm=yes", base+"/msg/"+id+"/delete"); code != "403" {
+		t.Errorf("cross-origin delete form: %s, want 403", code)
+	}
+	for _, args := range [][]string{{"queue", "retry-all"}, {"queue", "delete", id}} {
+		out, err := exec.Command(relayBinary, append(args, "-admin", adminAddr)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("relaybox %v: %v\n%s", args, err, out)
+		}
+	}
+	if code := curl(base + "/api/queue/" + id); code != "404" {
+		t.Errorf("the CLI's delete did not delete: GET says %s", code)
+	}
+}
