@@ -13,7 +13,8 @@ import (
 // The page's HTML is written by the functions in this file rather than by
 // html/template: text/template's reflection (MethodByName) keeps every
 // exported method of the binary alive, which cost 1.9 MB of the 10 MB
-// release binary for a page worth under 200 KB (docs/performance.md).
+// release binary for a page worth under 200 KB (docs/performance.md has
+// the figures).
 // Safety comes from the types instead of a template engine:
 //
 //   - markup is the only thing written unescaped, and an untyped string
