@@ -119,8 +119,8 @@ type statusView struct {
 	Held      listView
 	Dead      listView
 	Events    []status.Event // newest first
-	DueCount  int            // queued messages a retry-all would touch
-	DeadRetry bool
+	RetryAll  bool           // offer retry all: something is queued
+	DeadRetry bool           // offer retry dead
 }
 
 func (s *Server) pageStatus(w http.ResponseWriter, r *http.Request) {
@@ -145,11 +145,8 @@ func (s *Server) pageStatus(w http.ResponseWriter, r *http.Request) {
 		s.pageFail(w, r, err)
 		return
 	}
-	for _, m := range v.Queue.Rows {
-		if hasPending(m) {
-			v.DueCount++
-		}
-	}
+	// Retry all acts on the whole queue, not only this page of it.
+	v.RetryAll = v.Queue.Total > 0
 	v.DeadRetry = v.Dead.Total > 0
 	ev := s.opt.Status.Recent(eventsShown)
 	for i := len(ev) - 1; i >= 0; i-- {

@@ -267,7 +267,7 @@ func (p *page) statusBody(v statusView) {
 	p.m("</p>\n</div>\n</section>\n\n")
 
 	p.m("<section id=\"queue\">\n<div class=\"head\"><h2>Queue</h2>\n")
-	if v.DueCount > 0 {
+	if v.RetryAll {
 		p.postButton("/retry-all", "retry all", "")
 	}
 	p.m("</div>\n")
