@@ -205,6 +205,7 @@ ca_file = %q
 	if n := eval[int](t, ctx, `document.querySelectorAll('img, textarea, script:not([src="/static/page.js"])').length`); n != 0 {
 		t.Errorf("%d elements made from header text", n)
 	}
+	shot("message-page.png")
 	headers := eval[string](t, ctx, `document.querySelector('pre.headers').textContent`)
 	mustContain(t, headers, hostileSubject, "</textarea><script>window.pwned=3</script>")
 
