@@ -95,7 +95,6 @@ type listView struct {
 	Base  string // the page the list is paged on: "/" or "/list/dead"
 	Rows  []Message
 	Total int
-	Start int    // index of the first row in the whole list
 	After string // the cursor this page starts after ("" = the first page)
 	Next  string // cursor of the next page; "" on the last
 }
@@ -105,9 +104,6 @@ func (v listView) First() string { return v.Base }
 
 // NextURL is the link to the page after this one.
 func (v listView) NextURL() string { return v.Base + "?" + url.Values{"after": {v.Next}}.Encode() }
-
-// Remaining counts the messages after this page.
-func (v listView) Remaining() int { return v.Total - v.Start - len(v.Rows) }
 
 // statusView is the overview at /.
 type statusView struct {
@@ -314,27 +310,28 @@ func plainID(id string) bool {
 	return true
 }
 
-// listPage returns up to limit messages in state after the message with
-// id after (oldest first), with the total and the next page's cursor; base
-// is the page whose ?after= the pager links to. A
-// cursor that is gone (the message was delivered meanwhile) starts over.
+// listPage returns up to limit messages in state whose ID sorts after
+// after (queue ids sort by arrival), with the total and the next page's
+// cursor, as the API pages; base is the page whose ?after= the pager
+// links to. A cursor whose message has gone meanwhile still works.
 func (s *Server) listPage(state spool.State, base, after string, limit int) (listView, error) {
 	all, err := s.List(state)
 	if err != nil {
 		return listView{}, err
 	}
-	v := listView{State: state, Base: base, Total: len(all)}
+	v := listView{State: state, Base: base, Total: len(all), After: after}
 	start := 0
 	if after != "" {
+		start = len(all)
 		for i, m := range all {
-			if m.ID == after {
-				start, v.After = i+1, after
+			if m.ID > after {
+				start = i
 				break
 			}
 		}
 	}
 	end := min(start+limit, len(all))
-	v.Rows, v.Start = all[start:end], start
+	v.Rows = all[start:end]
 	if end < len(all) && end > 0 {
 		v.Next = all[end-1].ID
 	}

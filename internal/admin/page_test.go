@@ -261,7 +261,7 @@ func TestPagePaging(t *testing.T) {
 		f.clk.Add(time.Second) // received in order
 	}
 	first := f.page("/")
-	mustHave(t, first, ids[0], ids[99], "100 of 105", "next 5", `href="/?after=`+ids[99]+`"`)
+	mustHave(t, first, ids[0], ids[99], "100 of 105", "next page", `href="/?after=`+ids[99]+`"`)
 	if strings.Contains(first, ids[100]) {
 		t.Errorf("first page shows message 101")
 	}
@@ -270,6 +270,11 @@ func TestPagePaging(t *testing.T) {
 	if strings.Contains(second, ids[99]+"</a>") {
 		t.Errorf("second page repeats message 100")
 	}
+	// The cursor's message delivered meanwhile: the page goes on after it.
+	if err := f.sp.Delete(ids[99]); err != nil {
+		t.Fatal(err)
+	}
+	mustHave(t, f.page("/?after="+ids[99]), ids[100], "5 of 104")
 }
 
 // The overview with every list full, long replies and a full event ring

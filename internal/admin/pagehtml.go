@@ -177,9 +177,7 @@ func (p *page) pager(v listView) {
 		if v.Next != "" {
 			p.m(` · <a href="`)
 			p.t(v.NextURL())
-			p.m(`">next `)
-			p.n(v.Remaining())
-			p.m("</a>")
+			p.m(`">next page</a>`)
 		}
 	}
 	p.m("</p>\n")
