@@ -66,7 +66,8 @@ func TestStatusPageShowsTheRelay(t *testing.T) {
 		id, "a@example.edu", "b@example.edu", "421 4.7.0 try later", "in 58m", // queue row
 		held, "held: copy #6", `action="/msg/`+held+`/release"`, // held row
 		dead, "expired after 5d0h", `action="/retry-dead"`, `action="/retry-all"`,
-		"1 message (84 B)", "of 1.0 MiB", // counts and quota
+		"<dt>queued</dt><dd>1 message (84 B), oldest 2m</dd>", "<dt>held</dt><dd>1 message (84 B)</dd>",
+		"<dt>dead</dt><dd>1 message (84 B)</dd>", "of 1.0 MiB", // counts and quota
 		"event=deferred", // recent events
 	)
 	if strings.Contains(body, "SECRET-BODY-TEXT") {
