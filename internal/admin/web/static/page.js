@@ -27,6 +27,8 @@
     busy = true;
     fetch(location.pathname + location.search, { credentials: 'same-origin', cache: 'no-store' })
       .then(function (r) {
+        if (r.status === 404) throw new Error('it is gone from the spool (delivered or deleted)');
+        if (r.status === 401) throw new Error('the relay wants the admin password again; reload the page');
         if (!r.ok) throw new Error('the relay answered ' + r.status);
         return r.text();
       })
