@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
@@ -217,6 +218,24 @@ ca_file = %q
 	}
 	shot("status-page-phone.png")
 	within(t, ctx, "laptop width", 30*time.Second, chromedp.EmulateViewport(1280, 900))
+
+	// Without JavaScript the page still reads and its buttons are there;
+	// the footer keeps saying to reload (page.js would have changed it).
+	within(t, ctx, "scripts off", 60*time.Second,
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+			return err
+		}),
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#m-"+first+" button")))
+	if note := eval[string](t, ctx, `document.getElementById('refresh-note').textContent`); note != "reload the page to update it" {
+		t.Errorf("with scripts off, the footer says %q", note)
+	}
+	within(t, ctx, "scripts on", 60*time.Second,
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: false})
+			return err
+		}))
 
 	// A page from another origin cannot post to the admin address: its
 	// form's delete lands on a 403 and the message stays.
