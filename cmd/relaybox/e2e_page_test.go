@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"relaybox/internal/admin"
@@ -148,7 +149,13 @@ ca_file = %q
 	auth := network.Headers{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:"+password))}
 	within(t, ctx, "opening the status page", 60*time.Second,
 		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := cdp.Call(ctx, tg, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: auth})
+			if _, err := cdp.Call(ctx, tg, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: auth}); err != nil {
+				return err
+			}
+			// Record what the Content-Security-Policy blocks: the page
+			// itself must need nothing it forbids.
+			_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+				Source: `window.cspBlocked = []; document.addEventListener('securitypolicyviolation', function (e) { window.cspBlocked.push(e.violatedDirective + ' ' + e.blockedURI); });`})
 			return err
 		}),
 		chromedp.Navigate(base+"/"),
@@ -156,6 +163,12 @@ ca_file = %q
 	)
 	if w := eval[int](t, ctx, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
 		t.Errorf("on a 1280px screen the page is %dpx too wide", w)
+	}
+	noneBlocked := func(where string) {
+		t.Helper()
+		if b := eval[string](t, ctx, `JSON.stringify(window.cspBlocked)`); b != "[]" {
+			t.Errorf("%s: the Content-Security-Policy blocked %s", where, b)
+		}
 	}
 	text := eval[string](t, ctx, `document.body.innerText`)
 	mustContain(t, text, first, up.sink.Addr(), "alice@campus.test", "scanner@campus.test", "DEGRADED", "down")
@@ -190,6 +203,7 @@ ca_file = %q
 		}
 	}
 	shot("status-page.png")
+	noneBlocked("status page")
 
 	// The hostile header shows as text on the message page, and nothing of
 	// it runs.
@@ -207,6 +221,7 @@ ca_file = %q
 		t.Errorf("%d elements made from header text", n)
 	}
 	shot("message-page.png")
+	noneBlocked("message page")
 	headers := eval[string](t, ctx, `document.querySelector('pre.headers').textContent`)
 	mustContain(t, headers, hostileSubject, "</textarea><script>window.pwned=3</script>")
 
@@ -217,6 +232,7 @@ ca_file = %q
 		t.Errorf("on a 390px screen the page is %dpx too wide", w)
 	}
 	shot("status-page-phone.png")
+	noneBlocked("status page on a phone")
 	within(t, ctx, "laptop width", 30*time.Second, chromedp.EmulateViewport(1280, 900))
 
 	// Without JavaScript the page still reads and its buttons are there;
