@@ -35,7 +35,7 @@ data_dir = "$OUT/data"
 [listen]
 smtp = ["$ADDR"]
 max_connections = 200
-per_client_connections = 200
+per_client_connections = 0
 per_client_rate = 100000
 per_client_burst = 100000
 [duplicates]

@@ -57,7 +57,7 @@ allowed_networks = ["127.0.0.0/8"]
 max_connections = 200
 # smtp-source is one client sending as fast as it can: lift the per-client
 # flood limits, which are for stuck devices.
-per_client_connections = 200
+per_client_connections = 0
 per_client_rate = 100000
 per_client_burst = 100000
 [duplicates]

@@ -26,6 +26,7 @@ import (
 	"relaybox/internal/smtpd"
 	"relaybox/internal/spool"
 	"relaybox/internal/status"
+	"relaybox/internal/throttle"
 )
 
 func cmdRun(args []string, stderr io.Writer) error {
@@ -120,8 +121,21 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	if err != nil {
 		return nil, usageError{fmt.Errorf("listen.allowed_networks: %w", err)}
 	}
+	var authReq *policy.Networks
+	if len(cfg.Auth.Required) > 0 {
+		if authReq, err = policy.NetworkRules(cfg.Auth.Required); err != nil {
+			return nil, usageError{fmt.Errorf("auth.required: %w", err)}
+		}
+	}
 	for _, w := range warns {
 		log.Warn(w)
+	}
+	if soft, hard, err := raiseFileLimit(); err != nil {
+		log.Warn("could not raise the open file limit", "soft", soft, "hard", hard, "err", err.Error(),
+			"hint", "set LimitNOFILE in the service unit")
+	} else if soft > 0 && soft < 4096 {
+		log.Warn("open file limit is low: a burst of clients may exhaust it", "limit", soft,
+			"hint", "raise the hard limit (LimitNOFILE=65536 in the systemd unit, or ulimit -Hn)")
 	}
 	client, err := deliver.NewClient(deliver.ClientOptions{
 		Hostname:  cfg.Hostname,
@@ -191,7 +205,13 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		MaxRecipients:  cfg.Listen.MaxRecipients,
 		MaxConnections: cfg.Listen.MaxConnections,
 		IdleTimeout:    cfg.Listen.IdleTimeout.D(),
+		CommandTimeout: cfg.Listen.CommandTimeout.D(),
+		SessionTimeout: cfg.Listen.SessionTimeout.D(),
+		MinDataRate:    int64(cfg.Listen.MinDataRate),
+		StressTimeout:  cfg.Listen.StressTimeout.D(),
 		Auth:           authOptions(cfg.Auth),
+		AuthRequired:   authReq,
+		AuthGuard:      throttle.New(throttle.Options{Now: time.Now}),
 		InTransaction:  inTx,
 		Logger:         log,
 
@@ -232,9 +252,13 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		}
 	}
 	// One command layer for the admin API and the serial console.
-	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Kick, Password: adminPass, Logger: log})
+	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Kick, Password: adminPass, Logger: log,
+		Hostname: cfg.Hostname, Guard: throttle.New(throttle.Options{Now: time.Now})})
 	if d.adminL != nil {
-		d.admin = cmds.HTTPServer()
+		// admin.listen may name the box ("relaybox.lab:8025"): clients
+		// then send that name as Host.
+		listenHost, _, _ := net.SplitHostPort(cfg.Admin.Listen)
+		d.admin = cmds.HTTPServer(d.adminL.Addr(), listenHost)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

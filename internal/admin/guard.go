@@ -13,16 +13,16 @@ import (
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
-// Guard wraps every admin route with what a browser needs to use it
+// BrowserGuard wraps every admin route with what a browser needs to use it
 // safely. Any web page the technician opens could otherwise post to a
 // loopback-bound admin address, so state-changing requests from another
 // origin are refused with 403 (http.CrossOriginProtection reads
 // Sec-Fetch-Site and Origin; the CLI sends neither and is let through).
 // Each response gets the headers that keep the status page from being
 // framed, leaking its URLs (message ids) as a Referer, or running script
-// it did not serve. Guard is independent of authentication and of any
+// it did not serve. BrowserGuard is independent of authentication and of any
 // other wrapper, so they compose in either order.
-func Guard(h http.Handler, log *slog.Logger) http.Handler {
+func BrowserGuard(h http.Handler, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

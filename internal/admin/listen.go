@@ -29,7 +29,7 @@ func Listen(addr, passwordFile string) (net.Listener, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("admin: admin.listen %s: %w", addr, err)
 	}
-	return l, pass, nil
+	return &limitListener{Listener: l, max: maxConns}, pass, nil
 }
 
 // ReadPassword reads an admin password file: its content without the

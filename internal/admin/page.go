@@ -19,7 +19,7 @@ import (
 // The status page: server-rendered HTML for a technician's browser on the
 // admin address, with the same password as the API. Every string from a
 // device or the upstream is escaped on its way into the page (pagehtml.go),
-// and the page runs only the script file it serves itself (see Guard's
+// and the page runs only the script file it serves itself (see BrowserGuard's
 // policy), so hostile header text shows as text. Its buttons call the same
 // command layer as the API, the CLI and the serial console.
 

@@ -14,11 +14,15 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"time"
 
 	"relaybox/internal/spool"
 	"relaybox/internal/status"
+	"relaybox/internal/throttle"
 )
 
 // Queue is what the admin layer needs of the spool; *spool.Spool has it.
@@ -40,6 +44,12 @@ type Options struct {
 	Now      func() time.Time // default time.Now
 	Password string           // "" = no authentication
 	Logger   *slog.Logger     // default discard
+	// Guard limits password guesses per client address; nil builds one
+	// with throttle's defaults and Now.
+	Guard *throttle.Guard
+	// Hostname is the box's configured name: a Host the API answers to,
+	// besides its address and localhost.
+	Hostname string
 }
 
 // Server is the admin HTTP API and command layer. It implements
@@ -48,7 +58,7 @@ type Server struct {
 	opt     Options
 	log     *slog.Logger
 	mux     *http.ServeMux
-	handler http.Handler // mux behind Guard
+	handler http.Handler // mux behind BrowserGuard
 	passSum [sha256.Size]byte
 }
 
@@ -61,6 +71,9 @@ func NewServer(opt Options) *Server {
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Guard == nil {
+		opt.Guard = throttle.New(throttle.Options{Now: opt.Now})
 	}
 	s := &Server{opt: opt, log: opt.Logger, mux: http.NewServeMux()}
 	if opt.Password != "" {
@@ -82,25 +95,31 @@ func NewServer(opt Options) *Server {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	}))
 	s.routePage()
-	s.handler = Guard(s.mux, s.log)
+	s.handler = BrowserGuard(s.mux, s.log)
 	return s
 }
 
+// maxBody bounds a request body: no endpoint takes more than a few words.
+const maxBody = 64 << 10
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	s.handler.ServeHTTP(w, r)
 }
 
-// HTTPServer wraps the handler with timeouts fit for a small box: a slow
-// or stuck client cannot hold connections open for ever.
-func (s *Server) HTTPServer() *http.Server {
+// HTTPServer wraps the handler for the listener on addr, with timeouts fit
+// for a small box (a slow, stuck or idle client cannot hold a connection
+// for long) and the Host check against DNS rebinding: requests must name
+// addr, localhost, Options.Hostname or one of names.
+func (s *Server) HTTPServer(addr net.Addr, names ...string) *http.Server {
 	return &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           requireHost(listenerHosts(addr, append(names, s.opt.Hostname)...), s),
+		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    32 << 10,
+		IdleTimeout:       15 * time.Second,
+		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 }
@@ -114,17 +133,55 @@ func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		_, pass, ok := r.BasicAuth()
-		sum := sha256.Sum256([]byte(pass))
-		if !ok || subtle.ConstantTimeCompare(sum[:], s.passSum[:]) != 1 {
-			if ok {
-				s.log.Warn("admin: wrong password", "remote", r.RemoteAddr, "path", r.URL.Path)
-			}
-			w.Header().Set("WWW-Authenticate", `Basic realm="relaybox", charset="UTF-8"`)
-			writeError(w, http.StatusUnauthorized, "authentication required: use the password in admin.password_file")
+		if !ok {
+			s.unauthorized(w)
 			return
 		}
+		// Guesses are counted per client address across connections, as
+		// for device AUTH.
+		ip := remoteIP(r.RemoteAddr)
+		if v := s.opt.Guard.Allow(ip); !v.OK {
+			if v.Report {
+				s.log.Warn("admin: password refused unchecked: too many wrong passwords from this client",
+					"remote", ip.String(), "failures", v.Failures, "refused", v.Refused, "for", v.RetryAfter.String())
+			}
+			w.Header().Set("Retry-After", strconv.Itoa(int(v.RetryAfter.Seconds())+1))
+			writeError(w, http.StatusTooManyRequests, "too many wrong passwords from your address; try again later")
+			return
+		}
+		sum := sha256.Sum256([]byte(pass))
+		if subtle.ConstantTimeCompare(sum[:], s.passSum[:]) != 1 {
+			delay := s.opt.Guard.Failed(ip)
+			s.log.Warn("admin: wrong password", "remote", r.RemoteAddr, "path", r.URL.Path)
+			if delay > 0 {
+				t := time.NewTimer(delay)
+				select {
+				case <-t.C:
+				case <-r.Context().Done():
+					t.Stop()
+				}
+			}
+			s.unauthorized(w)
+			return
+		}
+		s.opt.Guard.Succeeded(ip)
 		h(w, r)
 	}
+}
+
+func (s *Server) unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Basic realm="relaybox", charset="UTF-8"`)
+	writeError(w, http.StatusUnauthorized, "authentication required: use the password in admin.password_file")
+}
+
+// remoteIP is the client address of a request (the zero Addr if it has
+// none, which the guard then counts as one client).
+func remoteIP(remote string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 // healthz is for load balancers and monitoring: 200 while mail flows

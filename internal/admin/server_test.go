@@ -20,6 +20,7 @@ import (
 
 	"relaybox/internal/spool"
 	"relaybox/internal/status"
+	"relaybox/internal/throttle"
 )
 
 // fixture is a server over a real spool with a fake clock.
@@ -67,7 +68,8 @@ func newFixture(t *testing.T, password string) *fixture {
 		}})
 	f.st.Started()
 	f.srv = NewServer(Options{Status: f.st, Queue: sp, Kick: func() { f.kicks.Add(1) }, Now: f.clk.Now,
-		Password: password, Logger: slog.New(slog.NewTextHandler(f, nil))})
+		Password: password, Logger: slog.New(slog.NewTextHandler(f, nil)),
+		Guard: throttle.New(throttle.Options{Now: f.clk.Now, Delay: time.Millisecond, MaxDelay: time.Millisecond})})
 	return f
 }
 

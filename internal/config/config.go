@@ -51,7 +51,12 @@ type Listen struct {
 	MaxRecipients   int      `toml:"max_recipients"`   // 452 4.5.3 beyond
 	MaxConnections  int      `toml:"max_connections"`  // all clients together; 421 beyond
 	IdleTimeout     Duration `toml:"idle_timeout"`     // at least 5m: devices are slow
-	ShutdownGrace   Duration `toml:"shutdown_grace"`   // how long open sessions may finish on stop
+	// Limits on slow clients, so trickled bytes cannot hold a slot for ever.
+	CommandTimeout Duration `toml:"command_timeout"` // one command line, from its first byte
+	SessionTimeout Duration `toml:"session_timeout"` // a whole session, plus its bytes at min_data_rate
+	MinDataRate    Size     `toml:"min_data_rate"`   // bytes a second a message must keep up
+	StressTimeout  Duration `toml:"stress_timeout"`  // every limit while all connection slots are taken
+	ShutdownGrace  Duration `toml:"shutdown_grace"`  // how long open sessions may finish on stop
 
 	// Flood limits per client address, for stuck devices, not busy ones.
 	PerClientConnections int     `toml:"per_client_connections"` // open at once; 421 beyond; 0 = no limit
@@ -70,6 +75,8 @@ type Listen struct {
 type Auth struct {
 	Mode  string     `toml:"mode"` // off | any | users
 	Users []AuthUser `toml:"users"`
+	// Required: clients in these networks must AUTH before MAIL (530).
+	Required []string `toml:"required"`
 }
 
 // AuthUser is one device account; the password is stored as a bcrypt hash.
@@ -183,6 +190,10 @@ func Default() Config {
 			MaxRecipients:  100,
 			MaxConnections: 100,
 			IdleTimeout:    Duration(5 * time.Minute),
+			CommandTimeout: Duration(5 * time.Minute),
+			SessionTimeout: Duration(30 * time.Minute),
+			MinDataRate:    512,
+			StressTimeout:  Duration(10 * time.Second),
 			ShutdownGrace:  Duration(30 * time.Second),
 			// DESIGN.md: one client may keep 50 connections open and send
 			// 50 messages a second in bursts.
@@ -263,6 +274,7 @@ func (c Config) clone() Config {
 	out.Listen.AllowedNetworks = cloneSlice(c.Listen.AllowedNetworks)
 	out.Listen.SMTPS = cloneSlice(c.Listen.SMTPS)
 	out.Auth.Users = cloneSlice(c.Auth.Users)
+	out.Auth.Required = cloneSlice(c.Auth.Required)
 	out.Policy.RecipientDomains = cloneSlice(c.Policy.RecipientDomains)
 	out.Devices = cloneSlice(c.Devices)
 	for i := range out.Devices {

@@ -38,6 +38,10 @@ func TestLoadFullExample(t *testing.T) {
 			MaxConnections:  100,
 			IdleTimeout:     Duration(5 * time.Minute),
 			ShutdownGrace:   Duration(30 * time.Second),
+			CommandTimeout:  Duration(5 * time.Minute),
+			SessionTimeout:  Duration(30 * time.Minute),
+			MinDataRate:     512,
+			StressTimeout:   Duration(10 * time.Second),
 
 			PerClientConnections: 50,
 			PerClientRate:        50,
@@ -49,7 +53,7 @@ func TestLoadFullExample(t *testing.T) {
 		Auth: Auth{Mode: AuthUsers, Users: []AuthUser{
 			{Name: "scanner", PasswordHash: "$2b$10$nRwEHKsFZCJ1zGcJ0FNaFwEaDPjzQNlVLWtKGFY90m54skdVdIk9p"},
 			{Name: "copier-2nd-floor", PasswordHash: "$2b$10$3iHNzTpR8zDHmpq94GJg6GFl3ivqA5rTM9FZiOdww9IT3xhP1hzru"},
-		}},
+		}, Required: []string{"10.0.5.0/24"}},
 		Policy: Policy{RecipientDomains: []string{"example.edu", "*.example.edu"}, Sender: "lab-devices@example.edu",
 			RewriteFromHeader: true},
 		Devices: []Device{

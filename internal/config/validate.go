@@ -125,6 +125,22 @@ func (l Listen) check(p *problems) {
 	if l.IdleTimeout <= 0 {
 		p.add("listen.idle_timeout", "must be above 0; slow devices need minutes, e.g. \"5m\"")
 	}
+	if l.CommandTimeout <= 0 {
+		p.add("listen.command_timeout", "must be above 0; RFC 5321 gives a command 5 minutes, e.g. \"5m\"")
+	}
+	if l.SessionTimeout < l.CommandTimeout {
+		p.add("listen.session_timeout", "%s is shorter than command_timeout %s; use e.g. \"30m\"", l.SessionTimeout.D(), l.CommandTimeout.D())
+	}
+	if l.MinDataRate < 1 || l.MinDataRate > 10*MiB {
+		p.add("listen.min_data_rate", "%s is out of range; use bytes a second the slowest device still sends, e.g. \"512B\" (at most 10MiB)", l.MinDataRate)
+	}
+	if l.StressTimeout <= 0 || l.StressTimeout > l.CommandTimeout {
+		p.add("listen.stress_timeout", "%s is out of range; use above 0 and at most command_timeout, e.g. \"10s\"", l.StressTimeout.D())
+	}
+	if l.PerClientConnections >= l.MaxConnections && l.MaxConnections > 1 {
+		p.add("listen.per_client_connections", "%d is not below max_connections %d, so one address could take every slot; use fewer (default 50 of 100), or 0 for no limit of its own",
+			l.PerClientConnections, l.MaxConnections)
+	}
 	if l.ShutdownGrace < 0 {
 		p.add("listen.shutdown_grace", "must not be negative; e.g. \"30s\"")
 	}
@@ -232,6 +248,10 @@ func (a Auth) check(p *problems) {
 		}
 	default:
 		p.add("auth.mode", "%q is not a mode; use off, any or users", a.Mode)
+	}
+	checkNetworks(p, "auth.required", a.Required)
+	if len(a.Required) > 0 && a.Mode == AuthOff {
+		p.add("auth.required", "is set but auth.mode is off, so those clients could never send; set auth.mode = \"users\" (or \"any\")")
 	}
 	seen := map[string]int{}
 	for i, u := range a.Users {

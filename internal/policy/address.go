@@ -5,7 +5,10 @@
 // The parser is deliberately narrower than RFC 5321. Devices on a LAN never
 // need quoted local parts, source routes, IP literals or SMTPUTF8, and each of
 // those is a classic way to trick a relay into forwarding mail elsewhere, so
-// they are refused rather than interpreted.
+// they are refused rather than interpreted. (On the SMTP listener go-smtp
+// strips a source route before this package sees the path, so there the
+// route is ignored and the address after it is judged; callers that pass a
+// raw path get the refusal.)
 package policy
 
 import (

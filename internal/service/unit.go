@@ -54,6 +54,8 @@ func SystemdUnit(o Options) (string, error) {
 	line("RestartPreventExitStatus=2")
 	line("# listen.shutdown_grace for open sessions, plus closing delivery and the spool.")
 	line("TimeoutStopSec=", strconv.Itoa(int((grace + stopMargin).Seconds())))
+	line("# Room for many refused clients at once: each holds a descriptor until closed.")
+	line("LimitNOFILE=65536")
 	line("")
 	line("# Port 25 without root: the one privilege the relay keeps.")
 	line("AmbientCapabilities=CAP_NET_BIND_SERVICE")

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -52,6 +53,14 @@ var (
 		Message: "Too many failed AUTH attempts, closing connection"}
 )
 
+// errAuthCooling answers AUTH from an address that has spent its budget of
+// password checks (throttle.Guard): temporary, and no password is checked.
+func errAuthCooling(wait time.Duration) *smtp.SMTPError {
+	secs := int(wait.Round(time.Second) / time.Second)
+	return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: fmt.Sprintf("Too many failed AUTH attempts from your address, try again in %d seconds", max(secs, 1))}
+}
+
 // authenticator holds the checked auth configuration of one Server.
 type authenticator struct {
 	mode  string
@@ -61,10 +70,15 @@ type authenticator struct {
 	// exist. Its cost is the highest of the configured hashes.
 	dummy   []byte
 	compare func(hash, password []byte) error // bcrypt.CompareHashAndPassword; tests count calls
+	// checking bounds the bcrypt comparisons running at once to half the
+	// CPUs (at least one), so guesses from many addresses cannot take every
+	// core from the sessions that are storing mail.
+	checking chan struct{}
 }
 
 func newAuthenticator(o AuthOptions) (*authenticator, error) {
-	a := &authenticator{mode: o.Mode, compare: bcrypt.CompareHashAndPassword}
+	a := &authenticator{mode: o.Mode, compare: bcrypt.CompareHashAndPassword,
+		checking: make(chan struct{}, max(1, runtime.NumCPU()/2))}
 	switch o.Mode {
 	case "", AuthOff:
 		a.mode = AuthOff
@@ -102,7 +116,9 @@ func (a *authenticator) verify(user, password string) string {
 	if !known {
 		hash = a.dummy
 	}
+	a.checking <- struct{}{}
 	err := a.compare(hash, []byte(password))
+	<-a.checking
 	switch {
 	case !known:
 		return "unknown user"
@@ -114,10 +130,30 @@ func (a *authenticator) verify(user, password string) string {
 	return ""
 }
 
+// errAuthRequired answers MAIL from a client in auth.required that has not
+// authenticated (RFC 4954 section 6).
+var errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+	Message: "Authentication required; set the device's SMTP user name and password for this relay"}
+
+// needsAuth reports whether MAIL must wait for AUTH, and logs it once per
+// client a minute.
+func (se *session) needsAuth() bool {
+	if se.auth.ok || se.s.opt.AuthRequired == nil || !se.s.opt.AuthRequired.Allowed(se.client) {
+		return false
+	}
+	if r := se.s.reports.Note("authreq", se.client); r.Log {
+		se.s.log.Info("MAIL refused: this network must authenticate first", "client", se.client.String(),
+			"helo", se.helo, "not_logged", r.Suppressed,
+			"hint", "set the device's SMTP authentication, or remove its network from auth.required")
+	}
+	return true
+}
+
 // authState is one connection's AUTH progress. It lives as long as the
 // session, so it survives RSET and a second EHLO, like go-smtp's own
 // "already authenticated" flag.
 type authState struct {
+	ok    bool   // the session has authenticated
 	user  string // recorded in each message's envelope; never sent upstream
 	fails int
 	// dropped: the connection was closed after too many failures. go-smtp
@@ -184,24 +220,47 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 func (se *session) authenticate(mech, authz, user, password string) error {
 	a := se.s.auth
 	if a.mode == AuthAny {
-		se.auth.user = printable(user)
+		se.auth.ok, se.auth.user = true, printable(user)
 		se.s.log.Info("device authenticated", "client", se.client.String(), "helo", se.helo,
 			"mech", mech, "user", se.auth.user, "checked", false)
 		return nil
 	}
+	// The guard counts checks per client address across connections: a
+	// client that reconnects gets no fresh guesses.
+	if v := se.s.guard.Allow(se.client); !v.OK {
+		if v.Report {
+			se.s.log.Warn("AUTH refused: too many failed attempts from this client", "client", se.client.String(),
+				"helo", se.helo, "failures", v.Failures, "refused", v.Refused, "total_limit", v.Total,
+				"for", v.RetryAfter.String(),
+				"hint", "password guessing, or a device with a wrong password retrying; check the device's credentials")
+		}
+		return errAuthCooling(v.RetryAfter)
+	}
 	var reason string
 	if authz != "" && authz != user {
 		// RFC 4616: acting for another identity needs a rule we do not have.
-		reason = "authorization identity " + printable(authz) + " differs from the user"
+		// Neither name is logged: either may be a password in the wrong field.
+		reason = "authorization identity differs from the user"
 	} else {
 		reason = a.verify(user, password)
 	}
 	if reason != "" {
+		delay := se.s.guard.Failed(se.client)
+		// A name that is not an account may be a password typed into the
+		// user field, so only configured names are logged.
+		logUser := "(not an account; not logged)"
+		if _, known := a.users[user]; known {
+			logUser = user
+		}
 		se.s.log.Warn("device authentication failed", "client", se.client.String(), "helo", se.helo,
-			"mech", mech, "user", printable(user), "reason", reason, "failures", se.auth.fails+1)
+			"mech", mech, "user", logUser, "reason", reason, "failures", se.auth.fails+1)
+		if delay > 0 {
+			time.Sleep(delay) // holds this connection, not a CPU
+		}
 		return errAuthFailed
 	}
-	se.auth.user = user
+	se.s.guard.Succeeded(se.client)
+	se.auth.ok, se.auth.user = true, user
 	se.s.log.Info("device authenticated", "client", se.client.String(), "helo", se.helo,
 		"mech", mech, "user", user, "checked", true)
 	return nil
@@ -248,9 +307,11 @@ func (g *guardedServer) Next(response []byte) ([]byte, bool, error) {
 // one go-smtp then writes goes to a closed connection and is lost.
 func (se *session) dropAfterAuthFailures() {
 	se.auth.dropped = true
-	se.s.log.Warn("closing connection after repeated AUTH failures", "client", se.client.String(),
-		"helo", se.helo, "failures", se.auth.fails,
-		"hint", "check the user name and password set in the device")
+	if r := se.s.reports.Note("authdrop", se.client); r.Log {
+		se.s.log.Warn("closing connection after repeated AUTH failures", "client", se.client.String(),
+			"helo", se.helo, "failures", se.auth.fails, "not_logged", r.Suppressed,
+			"hint", "check the user name and password set in the device")
+	}
 	nc := se.conn.Conn()
 	_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, _ = fmt.Fprintf(nc, "421 4.7.0 %s %s\r\n", se.s.opt.Hostname, errDropped.Message)

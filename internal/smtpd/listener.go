@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"relaybox/internal/throttle"
 )
 
 // gateListener sits between net.Listener and go-smtp: go-smtp greets with
@@ -17,29 +19,30 @@ import (
 // has to happen here, before the connection reaches it.
 type gateListener struct {
 	net.Listener
-	// tls: an implicit-TLS listener. Refusals are sent inside TLS, and
-	// accepted connections come out as *tls.Conn over a raw idleConn.
-	tls       *tls.Config
-	allowed   func(netip.Addr) bool
-	max       int // all clients together
-	perClient int // one client address; 0 = no limit of its own
-	idle      time.Duration
-	host      string
-	log       *slog.Logger
-	now       func() time.Time
-
-	mu     sync.Mutex
-	active int
-	// clients counts open connections per client address; an address
-	// leaves the map when its last connection closes.
-	clients map[netip.Addr]int
-	// warned rate-limits the "too many connections from" log line to one
-	// per client every perClientLogEvery, so a device reconnecting in a
-	// tight loop cannot flood the log.
-	warned map[netip.Addr]time.Time
+	// tls: an implicit-TLS listener. Accepted connections come out as
+	// *tls.Conn over a raw idleConn; refused ones are closed before any
+	// TLS work, since a refusal is only readable after a handshake that
+	// costs the box more than the client.
+	tls     *tls.Config
+	allowed func(netip.Addr) bool
+	slots   *slots // shared by all listeners of a Server
+	idle    time.Duration
+	host    string
+	log     *slog.Logger
+	reports *throttle.Reports
+	// refusing bounds the goroutines writing refusals at once; past it a
+	// refused connection is closed without a reply.
+	refusing chan struct{}
+	// handshakes bounds implicit-TLS handshakes in progress (handshake.go).
+	handshakes *handshakeSlots
 }
 
-const perClientLogEvery = time.Minute
+// maxRefusing: refusals being written at once. Each waits at most
+// refuseTimeout for a client that does not read.
+const (
+	maxRefusing   = 64
+	refuseTimeout = 5 * time.Second
+)
 
 func (g *gateListener) Accept() (net.Conn, error) {
 	for {
@@ -49,29 +52,50 @@ func (g *gateListener) Accept() (net.Conn, error) {
 		}
 		ip := remoteIP(c)
 		if !g.allowed(ip) {
-			g.log.Warn("refused client outside allowed networks", "client", ip.String(),
-				"hint", "add its network to listen.allowed_networks if it is a device of yours")
-			go g.refuse(c, fmt.Sprintf("554 5.7.1 %s: %s is not allowed to use this relay\r\n", g.host, ip))
-			continue
-		}
-		full, clientFull, warn, open := g.admit(ip)
-		if full {
-			g.log.Warn("refused client: too many connections", "client", ip.String(), "max", g.max)
-			go g.refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections, try again later\r\n", g.host))
-			continue
-		}
-		if clientFull {
-			if warn {
-				g.log.Warn("refused client: too many connections from this client", "client", ip.String(),
-					"open", open, "max", g.perClient,
-					"hint", "a device stuck in a reconnect loop; raise listen.per_client_connections if it is only busy")
+			if r := g.reports.Note("outside", ip); r.Log {
+				g.log.Warn("refused client outside allowed networks", "client", ip.String(), "not_logged", r.Suppressed,
+					"hint", "add its network to listen.allowed_networks if it is a device of yours")
 			}
-			go g.refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections from %s, try again later\r\n", g.host, ip))
+			g.refuse(c, fmt.Sprintf("554 5.7.1 %s: %s is not allowed to use this relay\r\n", g.host, ip))
 			continue
 		}
-		ic := newIdleConn(c, ip, g.idle, func() { g.release(ip) }, g.log)
+		verdict, open := g.slots.admit(ip)
+		switch verdict {
+		case refusedFull:
+			if r := g.reports.Note("full", ip); r.Log {
+				g.log.Warn("refused client: too many connections", "client", ip.String(), "max", g.slots.max,
+					"not_logged", r.Suppressed)
+			}
+			g.refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections, try again later\r\n", g.host))
+			continue
+		case refusedClient, refusedShare:
+			if r := g.reports.Note("client", ip); r.Log {
+				limit := g.slots.perClient
+				hint := "a device stuck in a reconnect loop; raise listen.per_client_connections if it is only busy"
+				if verdict == refusedShare {
+					limit = max(1, g.slots.max/4)
+					hint = "stress mode: every slot was taken, so one address may hold a quarter of them"
+				}
+				g.log.Warn("refused client: too many connections from this client", "client", ip.String(),
+					"open", open, "max", limit, "not_logged", r.Suppressed, "hint", hint)
+			}
+			g.refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections from %s, try again later\r\n", g.host, ip))
+			continue
+		}
+		ic := newIdleConn(c, ip, g.idle, nil, g.log)
+		ic.limits = g.slots
+		ic.release = func() { g.slots.release(ic) }
+		g.slots.track(ic)
 		if g.tls == nil {
 			return ic, nil
+		}
+		if ic.hs = g.handshakes.try(ip); ic.hs == nil {
+			if r := g.reports.Note("handshakes", ip); r.Log {
+				g.log.Warn("refused client: too many TLS handshakes in progress", "client", ip.String(),
+					"max", maxHandshakes, "not_logged", r.Suppressed)
+			}
+			_ = ic.Close()
+			continue
 		}
 		// Raw from the first byte: no ClientHello probe, no line-ending
 		// learning and no command mending below TLS; go-smtp handshakes.
@@ -80,53 +104,26 @@ func (g *gateListener) Accept() (net.Conn, error) {
 	}
 }
 
-// admit counts a new connection from ip unless a limit is reached.
-func (g *gateListener) admit(ip netip.Addr) (full, clientFull, warn bool, open int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.active >= g.max {
-		return true, false, false, 0
-	}
-	open = g.clients[ip]
-	if g.perClient > 0 && open >= g.perClient {
-		now := g.now()
-		if last, ok := g.warned[ip]; !ok || now.Sub(last) >= perClientLogEvery {
-			if g.warned == nil {
-				g.warned = map[netip.Addr]time.Time{}
-			}
-			g.warned[ip] = now
-			warn = true
-		}
-		return false, true, warn, open
-	}
-	if g.clients == nil {
-		g.clients = map[netip.Addr]int{}
-	}
-	g.active++
-	g.clients[ip]++
-	return false, false, false, open + 1
-}
-
-func (g *gateListener) release(ip netip.Addr) {
-	g.mu.Lock()
-	g.active--
-	if g.clients[ip]--; g.clients[ip] <= 0 {
-		delete(g.clients, ip)
-		delete(g.warned, ip)
-	}
-	g.mu.Unlock()
-}
-
 // refuse answers one line and closes, without waiting long on a client
-// that does not read (or, on an implicit-TLS listener, does not finish
-// its handshake: the reply is only readable inside TLS).
+// that does not read. On an implicit-TLS listener, or when maxRefusing
+// refusals are already being written, it closes at once.
 func (g *gateListener) refuse(c net.Conn, line string) {
 	if g.tls != nil {
-		c = tls.Server(c, g.tls)
+		_ = c.Close()
+		return
 	}
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	_, _ = c.Write([]byte(line))
-	_ = c.Close()
+	select {
+	case g.refusing <- struct{}{}:
+	default:
+		_ = c.Close()
+		return
+	}
+	go func() {
+		defer func() { <-g.refusing }()
+		_ = c.SetDeadline(time.Now().Add(refuseTimeout))
+		_, _ = c.Write([]byte(line))
+		_ = c.Close()
+	}()
 }
 
 func remoteIP(c net.Conn) netip.Addr {
@@ -166,6 +163,10 @@ type idleConn struct {
 
 	stream streamState
 	reply  replyState
+
+	limits *slots // nil: only the idle timeout applies
+	clock  clock
+	hs     *handshake // implicit TLS: the handshake's slot until it is over
 }
 
 func newIdleConn(c net.Conn, ip netip.Addr, idle time.Duration, release func(), log *slog.Logger) *idleConn {
@@ -190,6 +191,7 @@ const (
 )
 
 func (c *idleConn) Close() error {
+	c.hs.done()
 	c.once.Do(c.release)
 	return c.Conn.Close()
 }

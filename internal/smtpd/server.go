@@ -21,6 +21,7 @@ import (
 
 	"relaybox/internal/policy"
 	"relaybox/internal/spool"
+	"relaybox/internal/throttle"
 )
 
 // Store is the part of the spool the listener needs.
@@ -39,9 +40,21 @@ type Options struct {
 	MaxRecipients  int
 	MaxConnections int
 	IdleTimeout    time.Duration
+	// Time limits on slow clients (deadline.go); zero values take the
+	// defaults there.
+	CommandTimeout time.Duration // one command line
+	SessionTimeout time.Duration // a whole session, plus its bytes at MinDataRate
+	MinDataRate    int64         // bytes a second a DATA body must keep up
+	StressTimeout  time.Duration // every limit when all slots are taken
 	Now            func() time.Time
 	Logger         *slog.Logger
 	Auth           AuthOptions // device AUTH; the zero value is mode off
+	// AuthRequired: clients in these networks must AUTH before MAIL
+	// (530 5.7.0 otherwise); nil requires it of no one.
+	AuthRequired *policy.Networks
+	// AuthGuard limits password checks per client address across
+	// connections; nil builds one with throttle's defaults and Now.
+	AuthGuard *throttle.Guard
 	// Devices name known devices (matched by network or AUTH user) and
 	// may give each its own sender rewrite.
 	Devices []Device
@@ -81,6 +94,9 @@ type Server struct {
 	devices devices
 	rate    *rateLimiter
 	dupes   *dupTracker
+	guard   *throttle.Guard
+	slots   *slots
+	reports *throttle.Reports
 
 	// inData counts sessions inside DATA, so Shutdown can wait for their
 	// commits before the caller closes the spool.
@@ -124,7 +140,16 @@ func New(opt Options) (*Server, error) {
 		opt.DuplicateMax < 0 || opt.DuplicateWindow < 0 {
 		return nil, errors.New("smtpd: flood and duplicate limits must not be negative")
 	}
-	s := &Server{opt: opt, log: opt.Logger, auth: auth, devices: devs,
+	if opt.AuthGuard == nil {
+		opt.AuthGuard = throttle.New(throttle.Options{Now: opt.Now})
+	}
+	reports := throttle.NewReports(time.Minute, opt.Now)
+	t := Timeouts{Idle: opt.IdleTimeout, Command: opt.CommandTimeout, Session: opt.SessionTimeout,
+		MinDataRate: opt.MinDataRate, Stress: opt.StressTimeout}
+	t.defaults()
+	s := &Server{opt: opt, log: opt.Logger, auth: auth, devices: devs, guard: opt.AuthGuard, reports: reports,
+		slots: &slots{t: t, max: opt.MaxConnections, perClient: opt.PerClientConnections,
+			log: opt.Logger, reports: reports, now: opt.Now},
 		rate:  newRateLimiter(opt.PerClientRate, opt.PerClientBurst, opt.Now),
 		dupes: newDupTracker(opt.DuplicateMax, opt.DuplicateWindow, opt.Now)}
 	srv := smtp.NewServer(&backend{s: s})
@@ -161,15 +186,18 @@ func (s *Server) ServeTLS(l net.Listener) error {
 // as TLS.
 func (s *Server) serve(l net.Listener, implicit *tls.Config) error {
 	g := &gateListener{
-		tls:       implicit,
-		Listener:  l,
-		allowed:   func(ip netip.Addr) bool { return s.opt.Networks.Allowed(ip) },
-		max:       s.opt.MaxConnections,
-		perClient: s.opt.PerClientConnections,
-		idle:      s.opt.IdleTimeout,
-		host:      s.opt.Hostname,
-		log:       s.log,
-		now:       s.opt.Now,
+		tls:      implicit,
+		Listener: l,
+		allowed:  func(ip netip.Addr) bool { return s.opt.Networks.Allowed(ip) },
+		slots:    s.slots,
+		idle:     s.opt.IdleTimeout,
+		host:     s.opt.Hostname,
+		log:      s.log,
+		reports:  s.reports,
+		refusing: make(chan struct{}, maxRefusing),
+	}
+	if implicit != nil {
+		g.handshakes = newHandshakeSlots(maxHandshakes)
 	}
 	err := s.smtp.Serve(g)
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {

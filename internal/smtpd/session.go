@@ -80,6 +80,9 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	if se.auth.dropped {
 		return errDropped
 	}
+	if se.needsAuth() {
+		return errAuthRequired
+	}
 	se.Reset()
 	dev := se.s.devices.match(se.client, se.auth.user)
 	if d := se.s.rate.allow(se.client); !d.ok {

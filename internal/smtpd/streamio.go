@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"strconv"
-	"time"
 )
 
 // The byte-level half of idleConn's stream handling: reading and
@@ -152,10 +151,10 @@ func (c *idleConn) handOnText(p []byte, limit int, body bool) (n, used int) {
 }
 
 func (c *idleConn) readNet(p []byte) (int, error) {
-	if c.idle > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
-	}
-	return c.Conn.Read(p)
+	c.setReadDeadline()
+	n, err := c.Conn.Read(p)
+	c.counted(p[:n], err)
+	return n, err
 }
 
 // fill reads from the client once and queues the bytes in in, as they
@@ -230,6 +229,7 @@ func (c *idleConn) Write(p []byte) (int, error) {
 				"hint", "the device may not support this relay's TLS versions; try listen.tls_profile = \"legacy\" or plain SMTP")
 			c.rerr = errHandshakeFailed
 		}
+		c.tlsRecordWritten(p)
 		return c.Conn.Write(p)
 	}
 	keep := c.noteReplies(p)

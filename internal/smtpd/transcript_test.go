@@ -75,6 +75,7 @@ type transcriptConfig struct {
 	rewriteFrom bool
 	devices     []Device
 	auth        AuthOptions
+	authReq     []string
 }
 
 func defaultTranscriptConfig() transcriptConfig {
@@ -96,8 +97,15 @@ func (c transcriptConfig) options(t *testing.T, store Store) Options {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var authReq *policy.Networks
+	if c.authReq != nil {
+		if authReq, err = policy.NetworkRules(c.authReq); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return Options{
-		Hostname: "relaybox.test", Rules: rules, Networks: nets, Store: store,
+		AuthRequired: authReq,
+		Hostname:     "relaybox.test", Rules: rules, Networks: nets, Store: store,
 		Sender: c.sender, MaxMessageSize: c.maxSize, MaxRecipients: c.maxRcpt,
 		MaxConnections: c.maxConns, IdleTimeout: c.idle,
 		PerClientRate: c.rate, PerClientBurst: c.burst,
@@ -280,6 +288,8 @@ func applySetting(t *testing.T, c *transcriptConfig, s string) {
 		c.auth.Users[name] = hashPassword(t, pw)
 	case "auth-user":
 		c.authUser = &val
+	case "auth-required":
+		c.authReq = strings.Fields(val)
 	default:
 		t.Fatalf("unknown setting %q", s)
 	}

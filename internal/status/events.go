@@ -33,13 +33,40 @@ func (e Event) String() string {
 // few hundred slots, so the ring keeps Info and above.
 const ringLevel = slog.LevelInfo
 
-func (m *Model) record(e Event) {
+// ring is a fixed number of the newest events, each with its place in the
+// order of all events, so two rings merge back into that order.
+type ring struct {
+	ev   []Event
+	seq  []uint64
+	next int // where the next event goes
+	n    int
+}
+
+func newRing(size int) ring { return ring{ev: make([]Event, size), seq: make([]uint64, size)} }
+
+func (r *ring) push(e Event, seq uint64) {
+	r.ev[r.next], r.seq[r.next] = e, seq
+	r.next = (r.next + 1) % len(r.ev)
+	r.n = min(r.n+1, len(r.ev))
+}
+
+// at returns the i-th of the newest events kept, oldest first.
+func (r *ring) at(i int) (Event, uint64) {
+	j := (r.next - r.n + i + len(r.ev)) % len(r.ev)
+	return r.ev[j], r.seq[j]
+}
+
+// record keeps e in one of two rings: message events (records with an
+// "event" attribute: accepted, sent, deferred, ...) and everything else.
+// A flood of refusals or warnings then cannot push the message events out.
+func (m *Model) record(e Event, message bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.ring[m.ringNext] = e
-	m.ringNext = (m.ringNext + 1) % len(m.ring)
-	if m.ringLen < len(m.ring) {
-		m.ringLen++
+	m.eventSeq++
+	if message {
+		m.msgRing.push(e, m.eventSeq)
+	} else {
+		m.ring.push(e, m.eventSeq)
 	}
 }
 
@@ -47,18 +74,31 @@ func (m *Model) record(e Event) {
 func (m *Model) Recent(n int) []Event {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if n <= 0 || n > m.ringLen {
-		n = m.ringLen
+	total := m.ring.n + m.msgRing.n
+	if n <= 0 || n > total {
+		n = total
 	}
-	out := make([]Event, n)
-	start := m.ringNext - n
-	if start < 0 {
-		start += len(m.ring)
+	// Merge both rings by order of arrival, then keep the newest n.
+	out := make([]Event, 0, total)
+	i, j := 0, 0
+	for i < m.ring.n || j < m.msgRing.n {
+		var a, b uint64 = ^uint64(0), ^uint64(0)
+		var ea, eb Event
+		if i < m.ring.n {
+			ea, a = m.ring.at(i)
+		}
+		if j < m.msgRing.n {
+			eb, b = m.msgRing.at(j)
+		}
+		if a < b {
+			out = append(out, ea)
+			i++
+		} else {
+			out = append(out, eb)
+			j++
+		}
 	}
-	for i := range out {
-		out[i] = m.ring[(start+i)%len(m.ring)]
-	}
-	return out
+	return out[len(out)-n:]
 }
 
 // Handler returns a slog.Handler that keeps every record at Info or above
@@ -74,6 +114,9 @@ type tee struct {
 	next   slog.Handler
 	attrs  string // pre-rendered WithAttrs attributes
 	prefix string // group prefix for keys, "g1.g2."
+	// message: WithAttrs gave an "event" attribute, so every record is a
+	// message event.
+	message bool
 }
 
 // Enabled implements slog.Handler.
@@ -86,15 +129,17 @@ func (t *tee) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= ringLevel {
 		var b strings.Builder
 		b.WriteString(t.attrs)
+		message := t.message
 		r.Attrs(func(a slog.Attr) bool {
 			appendAttr(&b, t.prefix, a)
+			message = message || a.Key == "event"
 			return true
 		})
 		when := r.Time
 		if when.IsZero() {
 			when = t.m.opt.Now()
 		}
-		t.m.record(Event{Time: when, Level: r.Level.String(), Msg: oneLine(r.Message), Attrs: b.String()})
+		t.m.record(Event{Time: when, Level: r.Level.String(), Msg: oneLine(r.Message), Attrs: b.String()}, message)
 	}
 	if t.next.Enabled(ctx, r.Level) {
 		return t.next.Handle(ctx, r)
@@ -106,10 +151,12 @@ func (t *tee) Handle(ctx context.Context, r slog.Record) error {
 func (t *tee) WithAttrs(as []slog.Attr) slog.Handler {
 	var b strings.Builder
 	b.WriteString(t.attrs)
+	message := t.message
 	for _, a := range as {
 		appendAttr(&b, t.prefix, a)
+		message = message || a.Key == "event"
 	}
-	return &tee{m: t.m, next: t.next.WithAttrs(as), attrs: b.String(), prefix: t.prefix}
+	return &tee{m: t.m, next: t.next.WithAttrs(as), attrs: b.String(), prefix: t.prefix, message: message}
 }
 
 // WithGroup implements slog.Handler.
@@ -117,7 +164,7 @@ func (t *tee) WithGroup(name string) slog.Handler {
 	if name == "" {
 		return t
 	}
-	return &tee{m: t.m, next: t.next.WithGroup(name), attrs: t.attrs, prefix: t.prefix + name + "."}
+	return &tee{m: t.m, next: t.next.WithGroup(name), attrs: t.attrs, prefix: t.prefix + name + ".", message: t.message}
 }
 
 // appendAttr writes " key=value" (groups flattened to "group.key"), in the

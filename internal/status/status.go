@@ -98,7 +98,7 @@ type Options struct {
 	// mail held this long with no upstream configured, is failing
 	// (default 30m).
 	FailingAfter time.Duration
-	RingSize     int // recent log events kept (default 300)
+	RingSize     int // recent log events kept, and as many message events (default 300)
 }
 
 // quotaFailingPercent is how full the spool may get before the relay is
@@ -119,9 +119,9 @@ type Model struct {
 	counters  Counters
 	state     State
 	since     time.Time
-	ring      []Event
-	ringNext  int // where the next event goes
-	ringLen   int
+	ring      ring // recent log events other than message events
+	msgRing   ring // recent message events (accepted, sent, deferred, ...)
+	eventSeq  uint64
 }
 
 // New builds a Model in the starting state.
@@ -139,7 +139,7 @@ func New(opt Options) *Model {
 		opt.RingSize = 300
 	}
 	opt.Warnings = append([]string(nil), opt.Warnings...)
-	m := &Model{opt: opt, state: Starting, since: opt.Now(), ring: make([]Event, opt.RingSize)}
+	m := &Model{opt: opt, state: Starting, since: opt.Now(), ring: newRing(opt.RingSize), msgRing: newRing(opt.RingSize)}
 	for _, name := range opt.Upstreams {
 		m.ups = append(m.ups, Upstream{Name: name, Up: true})
 	}

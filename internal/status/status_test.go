@@ -203,14 +203,14 @@ func TestRingAndHandler(t *testing.T) {
 	log.Error("x1")
 	log.Error("x2\x1b[31m")
 	got := m.Recent(0)
-	if len(got) != 3 {
-		t.Fatalf("ring holds %d events, want 3 (its size)", len(got))
+	if len(got) != 4 {
+		t.Fatalf("rings hold %d events, want 4 (the message event and 3 others)", len(got))
 	}
-	if got[0].Msg != "slow" || got[0].Attrs != "sub=deliver g.n=3 g.d=2s" || got[0].Level != "WARN" {
-		t.Errorf("oldest kept event %+v", got[0])
+	if got[0].Msg != "message" || got[1].Msg != "slow" || got[1].Attrs != "sub=deliver g.n=3 g.d=2s" || got[1].Level != "WARN" {
+		t.Errorf("oldest kept events %+v", got[:2])
 	}
-	if got[2].Msg != "x2 [31m" {
-		t.Errorf("control characters reach the ring: %q", got[2].Msg)
+	if got[3].Msg != "x2 [31m" {
+		t.Errorf("control characters reach the ring: %q", got[3].Msg)
 	}
 	if r := m.Recent(1); len(r) != 1 || r[0].Msg != "x2 [31m" {
 		t.Errorf("Recent(1) = %+v", r)
@@ -223,6 +223,36 @@ func TestRingAndHandler(t *testing.T) {
 	slog.New(m2.Handler(slog.DiscardHandler)).Info("message", "reply", "250 ok", "to", "")
 	if e := m2.Recent(5); len(e) != 1 || e[0].Attrs != `reply="250 ok" to=""` {
 		t.Errorf("quoting: %+v", e)
+	}
+}
+
+// A flood of refusals does not push message events out of the ring: they
+// are kept apart, and Recent still returns everything in order.
+func TestRefusalsDoNotEvictMessageEvents(t *testing.T) {
+	c := newFakeClock()
+	m := New(Options{Now: c.Now, RingSize: 50})
+	log := slog.New(m.Handler(slog.DiscardHandler))
+	log.Info("accepted", "id", "0A1", "event", "accepted")
+	log.With("event", "sent").Info("sent", "id", "0A1")
+	for i := range 10000 {
+		log.Warn("refused client outside allowed networks", "client", "192.0.2.66", "n", i)
+	}
+	log.Info("accepted", "id", "0A2", "event", "accepted")
+	got := m.Recent(0)
+	var msgs []string
+	for _, e := range got {
+		if strings.Contains(e.Attrs, "id=") {
+			msgs = append(msgs, e.Msg+" "+e.Attrs)
+		}
+	}
+	if len(msgs) != 3 {
+		t.Fatalf("message events kept: %q, want all 3", msgs)
+	}
+	if len(got) != 53 || got[len(got)-1].Msg != "accepted" || !strings.Contains(got[len(got)-2].Attrs, "n=9999") {
+		t.Fatalf("got %d events, last two %+v", len(got), got[len(got)-2:])
+	}
+	if r := m.Recent(2); len(r) != 2 || r[1].Msg != "accepted" {
+		t.Fatalf("Recent(2) = %+v", r)
 	}
 }
 

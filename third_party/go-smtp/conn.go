@@ -1030,6 +1030,18 @@ func (c *Conn) handleBdat(arg string) {
 		// Discard chunk itself without passing it to backend.
 		io.Copy(ioutil.Discard, io.LimitReader(c.text.R, int64(size)))
 
+		// relaybox: tell a backend reading earlier chunks why the message
+		// ended (reset would say ErrDataReset, as for RSET).
+		c.locker.Lock()
+		if c.bdatPipe != nil {
+			c.bdatPipe.CloseWithError(ErrDataTooLarge)
+			c.bdatPipe = nil
+		} else if c.server.ErrorLog != nil {
+			// The first chunk: no backend reader to tell, so say it here.
+			c.server.ErrorLog.Printf("message refused: too large (BDAT chunk of %d bytes, max %d) client=%v",
+				size, c.server.MaxMessageBytes, c.conn.RemoteAddr())
+		}
+		c.locker.Unlock()
 		c.reset()
 		return
 	}
