@@ -15,14 +15,17 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
+	"relaybox/internal/oauth/oauthtest"
 	"relaybox/internal/sink"
 )
 
 // No secret (upstream password, device password or its hash, admin
-// password) appears in any log line, API response, console screen or
-// check-config output, while all of them are in use.
+// password, OAuth client secret, refresh and access tokens) appears in any
+// log line, API response, console screen or check-config output, while all
+// of them are in use.
 func TestE2ENoSecretLeaks(t *testing.T) {
 	const (
 		upstreamPass = "Upstream-S3cret-xyzzy"
@@ -37,6 +40,24 @@ func TestE2ENoSecretLeaks(t *testing.T) {
 	up := startUpstream(t, dir, false, sink.Options{})
 	writeFile(t, filepath.Join(dir, "upstream.pass"), upstreamPass+"\n")
 	writeFile(t, filepath.Join(dir, "admin.pass"), adminPass+"\n")
+	// The second upstream logs in with OAuth and defers at RCPT, so the
+	// message stays queued while its tokens are in use.
+	tokens := oauthtest.Start()
+	defer tokens.Close()
+	tokens.ClientID, tokens.ClientSecret = e2eClientID, e2eSecret
+	tokens.AddRefreshToken(e2eRefresh)
+	tokens.SetRotate(true)
+	oauthUp := startUpstream(t, dir, false, sink.Options{
+		Bearer: func(_, tok string) bool { return tokens.ValidAccess(tok) },
+		Reject: func(stage string) error {
+			if strings.HasPrefix(stage, "rcpt:") {
+				return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+			}
+			return nil
+		},
+	})
+	oauthTail := fmt.Sprintf("[[upstream]]\naddress = %q\ntls = \"starttls\"\nca_file = %q\n", oauthUp.sink.Addr(), oauthUp.caFile) +
+		(&oauthFixture{tokens: tokens, dir: dir}).upstreamOAuth(t, writeFile(t, filepath.Join(dir, "refresh.token"), e2eRefresh+"\n"))
 
 	// The console runs on a pseudo-terminal, as on a USB-serial cable.
 	master, slave, err := pty.Open()
@@ -68,12 +89,13 @@ tls = "starttls"
 ca_file = %q
 username = "relay-user"
 password_file = %q
-`, hash, adminAddr, filepath.Join(dir, "admin.pass"), slave.Name(), up.sink.Addr(), up.caFile, filepath.Join(dir, "upstream.pass"))
+`, hash, adminAddr, filepath.Join(dir, "admin.pass"), slave.Name(), up.sink.Addr(), up.caFile, filepath.Join(dir, "upstream.pass")) + oauthTail
 	cfg := writeFile(t, filepath.Join(dir, "relaybox.toml"), cfgText)
 	p := startRelay(t, cfg, addr)
 
 	// A device authenticates with its password and sends a message; the
-	// upstream does not offer AUTH, so delivery fails and is logged.
+	// first upstream does not offer AUTH, the second takes the OAuth login
+	// but defers the recipient, so delivery fails and is logged.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	py := fmt.Sprintf(`
@@ -118,8 +140,15 @@ s.quit()
 		}
 		seen.Write(out)
 	}
+	// upstream-check: the first upstream fails (no AUTH), the second shows
+	// its token step.
+	out, _ := exec.Command(relayBinary, "upstream-check", "-config", cfg).CombinedOutput()
+	seen.Write(out)
+	if !strings.Contains(string(out), "token      ok (access token fetched") {
+		t.Errorf("upstream-check shows no token step:\n%s", out)
+	}
 	// check-config.
-	out, err := exec.Command(relayBinary, "check-config", "-config", cfg).CombinedOutput()
+	out, err = exec.Command(relayBinary, "check-config", "-config", cfg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("check-config: %v\n%s", err, out)
 	}
@@ -138,10 +167,19 @@ s.quit()
 	seen.WriteString(p.Log())
 
 	all := seen.String()
-	for name, secret := range map[string]string{
+	secrets := map[string]string{
 		"upstream password": upstreamPass, "device password": devicePass,
 		"device password hash": string(hash), "admin password": adminPass,
-	} {
+		"OAuth client secret": e2eSecret, "first refresh token": e2eRefresh,
+	}
+	issued := tokens.Issued()
+	if len(issued) < 2 {
+		t.Fatalf("the OAuth upstream was not used: tokens issued %d", len(issued))
+	}
+	for i, tok := range issued {
+		secrets[fmt.Sprintf("issued token %d", i)] = tok
+	}
+	for name, secret := range secrets {
 		if strings.Contains(all, secret) {
 			t.Errorf("the %s appears in the output", name)
 		}

@@ -62,6 +62,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdQueue(rest, stdout, stderr)
 	case "log":
 		err = cmdLog(rest, stdout, stderr)
+	case "oauth-login":
+		err = cmdOAuthLogin(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "relaybox %s (%s, %s/%s)\n", version, goVersion(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "-help", "--help":
@@ -98,6 +100,7 @@ commands:
   queue          list|dead|show ID|retry [-force] ID|retry-all|retry-dead|delete ID
                  [-config FILE | -admin HOST:PORT] [-json]   the running daemon's queue
   log            [-n N] [-config FILE | -admin HOST:PORT] [-json]   the running daemon's recent events
+  oauth-login    -config FILE [-upstream N]   first OAuth refresh token by device code (the box needs no browser)
   service        install|uninstall|start|stop|restart|status|unit [-config FILE]   run as a systemd / Windows service
   version                         print the version
 
@@ -181,6 +184,11 @@ func warnings(c config.Config) []string {
 	for i, u := range c.Upstream {
 		if u.Insecure {
 			w = append(w, fmt.Sprintf("upstream[%d] (%s) has insecure = true: its certificate is NOT verified", i, u.Address))
+		}
+		if u.IsOAuth() && u.OAuth.Flow == config.FlowRefreshToken {
+			if _, err := os.Stat(u.OAuth.RefreshTokenFile); errors.Is(err, os.ErrNotExist) {
+				w = append(w, fmt.Sprintf("upstream[%d] (%s) has no refresh token yet: run relaybox oauth-login -upstream %d", i, u.Address, i))
+			}
 		}
 	}
 	return w

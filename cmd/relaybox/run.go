@@ -137,11 +137,16 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		log.Warn("open file limit is low: a burst of clients may exhaust it", "limit", soft,
 			"hint", "raise the hard limit (LimitNOFILE=65536 in the systemd unit, or ulimit -Hn)")
 	}
+	tokens, tokenSrcs, err := tokenSources(cfg, log)
+	if err != nil {
+		return nil, usageError{err}
+	}
 	client, err := deliver.NewClient(deliver.ClientOptions{
 		Hostname:  cfg.Hostname,
 		Upstreams: cfg.Upstream,
 		Delivery:  cfg.Delivery,
 		Logger:    log,
+		Tokens:    tokens,
 	})
 	if err != nil {
 		return nil, usageError{err}
@@ -265,6 +270,7 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	d.cancel = cancel
 	d.startConsole(ctx, cmds, client)
 	d.startLED(ctx)
+	d.startTokenRefresh(ctx, tokenSrcs)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()

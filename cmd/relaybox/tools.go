@@ -74,16 +74,28 @@ func cmdUpstreamCheck(args []string, stdout, stderr io.Writer) error {
 	if len(cfg.Upstream) == 0 {
 		return usageError{errors.New("no [[upstream]] in the config: add one (address, tls) and run this again")}
 	}
+	log := newLogger(cfg.Log, stderr)
+	tokens, _, err := tokenSources(cfg, log)
+	if err != nil {
+		return usageError{err}
+	}
 	client, err := deliver.NewClient(deliver.ClientOptions{
 		Hostname: cfg.Hostname, Upstreams: cfg.Upstream, Delivery: cfg.Delivery,
-		Logger: newLogger(cfg.Log, stderr),
+		Logger: log, Tokens: tokens,
 	})
 	if err != nil {
 		return usageError{err}
 	}
 	failed := 0
 	for i := range cfg.Upstream {
-		fmt.Fprintf(stdout, "upstream[%d] %s (tls=%s)\n", i, client.Name(i), cfg.Upstream[i].TLS)
+		auth := ""
+		if u := cfg.Upstream[i]; u.Auth != "" {
+			auth = ", auth=" + u.Auth
+			if u.IsOAuth() {
+				auth += ", oauth flow=" + u.OAuth.Flow
+			}
+		}
+		fmt.Fprintf(stdout, "upstream[%d] %s (tls=%s%s)\n", i, client.Name(i), cfg.Upstream[i].TLS, auth)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.Delivery.ConnectTimeout.D()+cfg.Delivery.CommandTimeout.D())
 		err := client.Check(ctx, i, func(s deliver.Step) {
 			fmt.Fprintf(stdout, "  %-10s %s\n", s.Name, checkStepResult(s))

@@ -129,7 +129,44 @@ type Upstream struct {
 	PasswordFile string `toml:"password_file"` // the secret lives in this file
 	CertFile     string `toml:"cert_file"`     // optional client certificate
 	KeyFile      string `toml:"key_file"`
+	// Auth is the SASL mechanism: "" (PLAIN, else LOGIN, when a password
+	// is set), plain, login, xoauth2 or oauthbearer (with OAuth).
+	Auth  string        `toml:"auth"`
+	OAuth UpstreamOAuth `toml:"oauth,omitempty"`
 }
+
+// UpstreamOAuth is where the access token for XOAUTH2 / OAUTHBEARER comes
+// from ([upstream.oauth]). Secrets are only in the files it names.
+type UpstreamOAuth struct {
+	Flow          string   `toml:"flow"`            // refresh_token | client_credentials | jwt
+	Tenant        string   `toml:"tenant"`          // Microsoft: fills token_url and device_auth_url
+	TokenURL      string   `toml:"token_url"`       // https; for jwt default: the key file's token_uri
+	DeviceAuthURL string   `toml:"device_auth_url"` // for relaybox oauth-login
+	ClientID      string   `toml:"client_id"`
+	Scopes        []string `toml:"scopes"`
+
+	ClientSecretFile   string `toml:"client_secret_file"`   // the application's secret
+	RefreshTokenFile   string `toml:"refresh_token_file"`   // written by oauth-login; rotated tokens are written back
+	CertificateFile    string `toml:"certificate_file"`     // client_credentials with a certificate instead of a secret
+	CertificateKeyFile string `toml:"certificate_key_file"` //   ... and its RSA key
+	ServiceAccountFile string `toml:"service_account_file"` // jwt: Google service-account key (JSON)
+	Subject            string `toml:"subject"`              // jwt: the mailbox to act as
+}
+
+// Values of Upstream.Auth and UpstreamOAuth.Flow.
+const (
+	AuthPlain       = "plain"
+	AuthLogin       = "login"
+	AuthXOAuth2     = "xoauth2"
+	AuthOAuthBearer = "oauthbearer"
+
+	FlowRefreshToken      = "refresh_token"
+	FlowClientCredentials = "client_credentials"
+	FlowJWT               = "jwt"
+)
+
+// IsOAuth reports whether the upstream logs in with a bearer token.
+func (u Upstream) IsOAuth() bool { return u.Auth == AuthXOAuth2 || u.Auth == AuthOAuthBearer }
 
 // Delivery tunes the scheduler.
 type Delivery struct {
@@ -281,6 +318,9 @@ func (c Config) clone() Config {
 		out.Devices[i].Networks = cloneSlice(c.Devices[i].Networks)
 	}
 	out.Upstream = cloneSlice(c.Upstream)
+	for i := range out.Upstream {
+		out.Upstream[i].OAuth.Scopes = cloneSlice(c.Upstream[i].OAuth.Scopes)
+	}
 	return out
 }
 

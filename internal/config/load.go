@@ -357,6 +357,12 @@ func (c *Config) resolvePaths(baseDir string, lines keyIndex) {
 		abs(&u.PasswordFile)
 		abs(&u.CertFile)
 		abs(&u.KeyFile)
+		o := &u.OAuth
+		abs(&o.ClientSecretFile)
+		abs(&o.RefreshTokenFile)
+		abs(&o.CertificateFile)
+		abs(&o.CertificateKeyFile)
+		abs(&o.ServiceAccountFile)
 	}
 	abs(&c.Admin.PasswordFile)
 	if c.Listen.TLSCert != TLSCertAuto {
@@ -377,5 +383,38 @@ func (c *Config) normalize() {
 				u.ServerName = host
 			}
 		}
+		u.OAuth.normalize()
+		if u.OAuth.Flow != "" && u.Auth == "" {
+			u.Auth = AuthXOAuth2 // what Microsoft and Google both document for SMTP
+		}
+		if u.OAuth.Flow == FlowJWT && u.Username == "" {
+			u.Username = u.OAuth.Subject
+		}
+	}
+}
+
+// Microsoft identity platform endpoints, per tenant (ID or domain).
+const msLogin = "https://login.microsoftonline.com/"
+
+// normalize fills the endpoints a tenant implies and the usual scopes.
+func (o *UpstreamOAuth) normalize() {
+	if o.Tenant != "" {
+		if o.TokenURL == "" {
+			o.TokenURL = msLogin + o.Tenant + "/oauth2/v2.0/token"
+		}
+		if o.DeviceAuthURL == "" {
+			o.DeviceAuthURL = msLogin + o.Tenant + "/oauth2/v2.0/devicecode"
+		}
+	}
+	if len(o.Scopes) > 0 {
+		return
+	}
+	switch {
+	case o.Flow == FlowJWT:
+		o.Scopes = []string{"https://mail.google.com/"}
+	case o.Tenant != "" && o.Flow == FlowClientCredentials:
+		o.Scopes = []string{"https://outlook.office365.com/.default"}
+	case o.Tenant != "" && o.Flow == FlowRefreshToken:
+		o.Scopes = []string{"https://outlook.office.com/SMTP.Send", "offline_access"}
 	}
 }

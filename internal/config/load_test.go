@@ -75,6 +75,33 @@ func TestLoadFullExample(t *testing.T) {
 			Address:    "smtp2.example.edu:465",
 			TLS:        TLSImplicit,
 			ServerName: "smtp2.example.edu", // filled in from address
+		}, {
+			Address: "smtp.office365.com:587", TLS: TLSStartTLS, ServerName: "smtp.office365.com",
+			Username: "lab-scanner@example.edu", Auth: AuthXOAuth2,
+			OAuth: UpstreamOAuth{Flow: FlowRefreshToken, Tenant: "example.edu",
+				TokenURL:         "https://login.microsoftonline.com/example.edu/oauth2/v2.0/token",
+				DeviceAuthURL:    "https://login.microsoftonline.com/example.edu/oauth2/v2.0/devicecode",
+				ClientID:         "00000000-0000-0000-0000-000000000000",
+				ClientSecretFile: filepath.Join(exampleDir, "m365-client.secret"),
+				RefreshTokenFile: filepath.Join(exampleDir, "m365-refresh.token"),
+				Scopes:           []string{"https://outlook.office.com/SMTP.Send", "offline_access"}},
+		}, {
+			Address: "smtp.office365.com:587", TLS: TLSStartTLS, ServerName: "smtp.office365.com",
+			Username: "lab-scanner@example.edu", Auth: AuthXOAuth2, // the default with [upstream.oauth]
+			OAuth: UpstreamOAuth{Flow: FlowClientCredentials, Tenant: "example.edu",
+				TokenURL:           "https://login.microsoftonline.com/example.edu/oauth2/v2.0/token", // from tenant
+				DeviceAuthURL:      "https://login.microsoftonline.com/example.edu/oauth2/v2.0/devicecode",
+				ClientID:           "00000000-0000-0000-0000-000000000000",
+				CertificateFile:    filepath.Join(exampleDir, "client.crt"),
+				CertificateKeyFile: filepath.Join(exampleDir, "client.key"),
+				Scopes:             []string{"https://outlook.office365.com/.default"}},
+		}, {
+			Address: "smtp.gmail.com:587", TLS: TLSStartTLS, ServerName: "smtp.gmail.com",
+			Username: "lab-scanner@example.edu", Auth: AuthOAuthBearer, // username from subject
+			OAuth: UpstreamOAuth{Flow: FlowJWT,
+				ServiceAccountFile: filepath.Join(exampleDir, "google-service-account.json"),
+				Subject:            "lab-scanner@example.edu",
+				Scopes:             []string{"https://mail.google.com/"}},
 		}},
 		Delivery: Delivery{
 			Connections:    2,

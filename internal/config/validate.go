@@ -7,7 +7,9 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"unicode"
@@ -366,8 +368,30 @@ func (u Upstream) check(p *problems, key string) {
 	default:
 		p.add(key+".tls", "%q is not a TLS mode; use starttls (port 587), tls (port 465) or none", u.TLS)
 	}
-	if (u.Username == "") != (u.PasswordFile == "") {
-		p.add(key+".password_file", "username and password_file go together; set both or neither")
+	switch u.Auth {
+	case "", AuthPlain, AuthLogin:
+		if (u.Username == "") != (u.PasswordFile == "") {
+			p.add(key+".password_file", "username and password_file go together; set both or neither")
+		}
+		if u.Auth != "" && u.Username == "" {
+			p.add(key+".username", "auth = %q needs username and password_file", u.Auth)
+		}
+		if u.OAuth.Flow != "" {
+			p.add(key+".auth", "%q does not use [upstream.oauth]; set auth = \"xoauth2\" (or \"oauthbearer\") or remove the oauth table", u.Auth)
+		}
+	case AuthXOAuth2, AuthOAuthBearer:
+		if u.Username == "" {
+			p.add(key+".username", "is required with auth = %q: the mailbox to send as, e.g. \"scanner@example.edu\"", u.Auth)
+		}
+		if u.PasswordFile != "" {
+			p.add(key+".password_file", "is not used with auth = %q (the token replaces the password); remove it", u.Auth)
+		}
+		if u.Insecure || u.TLS == TLSNone {
+			p.add(key+".insecure", "auth = %q sends a bearer token and needs verified TLS; remove insecure = true and tls = \"none\"", u.Auth)
+		}
+		u.OAuth.check(p, key+".oauth")
+	default:
+		p.add(key+".auth", "%q is not a mechanism; use plain, login, xoauth2 or oauthbearer (or leave it out: PLAIN, else LOGIN)", u.Auth)
 	}
 	if (u.CertFile == "") != (u.KeyFile == "") {
 		p.add(key+".key_file", "cert_file and key_file go together; set both or neither")
@@ -376,6 +400,77 @@ func (u Upstream) check(p *problems, key string) {
 	checkFile(p, key+".password_file", u.PasswordFile)
 	checkFile(p, key+".cert_file", u.CertFile)
 	checkFile(p, key+".key_file", u.KeyFile)
+}
+
+func (o UpstreamOAuth) check(p *problems, key string) {
+	need := func(k, v, what string) {
+		if v == "" {
+			p.add(key+"."+k, "is required with flow = %q: %s", o.Flow, what)
+		}
+	}
+	switch o.Flow {
+	case FlowRefreshToken:
+		need("client_id", o.ClientID, "the application (client) ID of the app registration")
+		need("refresh_token_file", o.RefreshTokenFile, "the file relaybox oauth-login writes the refresh token to")
+		need("token_url", o.TokenURL, "the token endpoint, or set tenant (Microsoft)")
+		if o.RefreshTokenFile != "" {
+			checkDir(p, key+".refresh_token_file", o.RefreshTokenFile)
+		}
+	case FlowClientCredentials:
+		need("client_id", o.ClientID, "the application (client) ID of the app registration")
+		need("token_url", o.TokenURL, "the token endpoint, or set tenant (Microsoft)")
+		switch {
+		case o.ClientSecretFile == "" && o.CertificateFile == "":
+			p.add(key+".client_secret_file", "flow = \"client_credentials\" needs client_secret_file, or certificate_file and certificate_key_file")
+		case o.ClientSecretFile != "" && o.CertificateFile != "":
+			p.add(key+".certificate_file", "set client_secret_file or certificate_file, not both")
+		case (o.CertificateFile == "") != (o.CertificateKeyFile == ""):
+			p.add(key+".certificate_key_file", "certificate_file and certificate_key_file go together")
+		}
+	case FlowJWT:
+		need("service_account_file", o.ServiceAccountFile, "the JSON key of the Google service account")
+		need("subject", o.Subject, "the mailbox the service account acts as (domain-wide delegation)")
+	case "":
+		p.add(key+".flow", "is required with auth = xoauth2 / oauthbearer: refresh_token, client_credentials or jwt")
+	default:
+		p.add(key+".flow", "%q is not a flow; use refresh_token, client_credentials or jwt", o.Flow)
+	}
+	for k, v := range map[string]string{"token_url": o.TokenURL, "device_auth_url": o.DeviceAuthURL} {
+		if msg := endpointProblem(v); msg != "" {
+			p.add(key+"."+k, "%q %s", v, msg)
+		}
+	}
+	checkFile(p, key+".client_secret_file", o.ClientSecretFile)
+	checkFile(p, key+".certificate_file", o.CertificateFile)
+	checkFile(p, key+".certificate_key_file", o.CertificateKeyFile)
+	checkFile(p, key+".service_account_file", o.ServiceAccountFile)
+}
+
+// endpointProblem requires https, or http to this machine (a test
+// endpoint): token requests carry the application's credentials.
+func endpointProblem(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "":
+		return "is not a URL; write e.g. \"https://login.microsoftonline.com/TENANT/oauth2/v2.0/token\""
+	case u.Scheme == "https":
+		return ""
+	case u.Scheme == "http" && IsLoopback(net.JoinHostPort(u.Hostname(), "0")):
+		return ""
+	}
+	return "must use https: the request carries the application's credentials"
+}
+
+// checkDir checks that the directory of a file relaybox writes exists.
+func checkDir(p *problems, key, path string) {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() {
+		p.add(key, "directory %q does not exist; create it (the file itself is written by relaybox oauth-login)", dir)
+	}
 }
 
 // checkFile only stats the file: secrets are read by whoever uses them, so

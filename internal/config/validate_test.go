@@ -357,3 +357,87 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateUpstreamOAuth(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "client.secret")
+	if err := os.WriteFile(secret, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refresh := filepath.Join(dir, "refresh.token") // need not exist yet
+	ok := UpstreamOAuth{Flow: FlowRefreshToken, TokenURL: "https://login.example.com/token", ClientID: "c", RefreshTokenFile: refresh}
+	for _, tc := range []struct {
+		name string
+		edit func(u *Upstream)
+		key  string // "" = valid
+		msg  string
+	}{
+		{"refresh_token ok", func(u *Upstream) {}, "", ""},
+		{"oauthbearer ok", func(u *Upstream) { u.Auth = AuthOAuthBearer }, "", ""},
+		{"loopback http endpoint", func(u *Upstream) { u.OAuth.TokenURL = "http://127.0.0.1:8080/token" }, "", ""},
+		{"plain http endpoint", func(u *Upstream) { u.OAuth.TokenURL = "http://login.example.com/token" }, "upstream[0].oauth.token_url", "must use https"},
+		{"no username", func(u *Upstream) { u.Username = "" }, "upstream[0].username", "the mailbox to send as"},
+		{"insecure", func(u *Upstream) { u.Insecure = true }, "upstream[0].insecure", "needs verified TLS"},
+		{"tls none", func(u *Upstream) { u.TLS, u.Insecure = TLSNone, true }, "upstream[0].insecure", "needs verified TLS"},
+		{"password too", func(u *Upstream) { u.PasswordFile = secret }, "upstream[0].password_file", "not used with auth"},
+		{"no flow", func(u *Upstream) { u.OAuth = UpstreamOAuth{} }, "upstream[0].oauth.flow", "is required"},
+		{"bad flow", func(u *Upstream) { u.OAuth.Flow = "password" }, "upstream[0].oauth.flow", "not a flow"},
+		{"bad auth", func(u *Upstream) { u.Auth = "cram-md5" }, "upstream[0].auth", "not a mechanism"},
+		{"plain with oauth table", func(u *Upstream) { u.Auth = AuthPlain; u.PasswordFile = secret }, "upstream[0].auth", "does not use [upstream.oauth]"},
+		{"no refresh file", func(u *Upstream) { u.OAuth.RefreshTokenFile = "" }, "upstream[0].oauth.refresh_token_file", "oauth-login"},
+		{"refresh dir missing", func(u *Upstream) { u.OAuth.RefreshTokenFile = filepath.Join(dir, "no", "rt") }, "upstream[0].oauth.refresh_token_file", "does not exist"},
+		{"cc without secret", func(u *Upstream) { u.OAuth.Flow = FlowClientCredentials }, "upstream[0].oauth.client_secret_file", "certificate_file"},
+		{"cc with secret", func(u *Upstream) { u.OAuth.Flow, u.OAuth.ClientSecretFile = FlowClientCredentials, secret }, "", ""},
+		{"cc secret missing", func(u *Upstream) {
+			u.OAuth.Flow, u.OAuth.ClientSecretFile = FlowClientCredentials, filepath.Join(dir, "gone")
+		}, "upstream[0].oauth.client_secret_file", "does not exist"},
+		{"jwt without subject", func(u *Upstream) { u.OAuth = UpstreamOAuth{Flow: FlowJWT, ServiceAccountFile: secret} }, "upstream[0].oauth.subject", "mailbox"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validBase()
+			u := &c.Upstream[0]
+			u.Username, u.Auth, u.OAuth = "scanner@example.edu", AuthXOAuth2, ok
+			tc.edit(u)
+			ps := problemsOf(c.Validate())
+			if tc.key == "" {
+				if len(ps) > 0 {
+					t.Fatalf("want valid, got %v", ps)
+				}
+				return
+			}
+			for _, p := range ps {
+				if p.Key == tc.key && strings.Contains(p.Msg, tc.msg) {
+					return
+				}
+			}
+			t.Fatalf("want %s: ...%s..., got %v", tc.key, tc.msg, ps)
+		})
+	}
+}
+
+func TestParseOAuthDefaults(t *testing.T) {
+	c, err := Parse([]byte(`
+[[upstream]]
+address = "smtp.office365.com:587"
+username = "scanner@example.edu"
+[upstream.oauth]
+flow = "refresh_token"
+tenant = "contoso.onmicrosoft.com"
+client_id = "abc"
+refresh_token_file = "`+filepath.Join(t.TempDir(), "rt")+`"
+`), "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := c.Upstream[0]
+	if u.Auth != AuthXOAuth2 || u.OAuth.TokenURL != "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token" ||
+		u.OAuth.DeviceAuthURL != "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/devicecode" ||
+		!reflect.DeepEqual(u.OAuth.Scopes, []string{"https://outlook.office.com/SMTP.Send", "offline_access"}) {
+		t.Fatalf("defaults not filled: %+v", u)
+	}
+	// An error in the oauth table names its line.
+	_, err = Parse([]byte("[[upstream]]\naddress = \"smtp.office365.com:587\"\nusername = \"a@b\"\n[upstream.oauth]\nflow = \"pasword\"\n"), "test.toml")
+	if err == nil || !strings.Contains(err.Error(), "test.toml:5: upstream[0].oauth.flow") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -28,6 +28,9 @@ type ClientOptions struct {
 	// NetDial opens the TCP connection; default (&net.Dialer{}).DialContext.
 	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger  *slog.Logger
+	// Tokens holds the token source of each upstream whose auth is
+	// xoauth2 or oauthbearer, by index as in Upstreams (nil elsewhere).
+	Tokens []TokenSource
 }
 
 // Defaults for timeouts left at zero, the same as the config's defaults.
@@ -57,6 +60,8 @@ type upstream struct {
 	tls      *tls.Config
 	verified string // how the certificate is checked, for Check
 	password string
+	mech     string      // upstream.auth, lower case; "" = PLAIN else LOGIN
+	tokens   TokenSource // for the bearer mechanisms
 }
 
 var _ Dialer = (*Client)(nil)
@@ -85,6 +90,12 @@ func NewClient(opt ClientOptions) (*Client, error) {
 	for i, u := range opt.Upstreams {
 		up, err := loadUpstream(i, u, roots)
 		if err != nil {
+			return nil, err
+		}
+		if i < len(opt.Tokens) {
+			up.tokens = opt.Tokens[i]
+		}
+		if err := up.checkAuth(); err != nil {
 			return nil, err
 		}
 		if u.Insecure {
@@ -128,7 +139,8 @@ func loadUpstream(i int, u config.Upstream, roots *rootSource) (upstream, error)
 			return up, err
 		}
 	}
-	if u.Username != "" {
+	up.mech = strings.ToLower(u.Auth)
+	if u.Username != "" && !isBearerMech(up.mech) {
 		if u.PasswordFile == "" {
 			return up, fmt.Errorf("deliver: %s.password_file is required when username is set", up.key)
 		}
@@ -142,6 +154,19 @@ func loadUpstream(i int, u config.Upstream, roots *rootSource) (upstream, error)
 		}
 	}
 	return up, nil
+}
+
+// checkAuth refuses a bearer mechanism without its token source, or on a
+// connection whose TLS is not verified: the token is as good as a
+// password for the whole mailbox.
+func (up *upstream) checkAuth() error {
+	if err := checkAuthMode(up.key, up.mech, up.cfg.Username != "", up.tokens != nil); err != nil {
+		return err
+	}
+	if isBearerMech(up.mech) && (up.cfg.Insecure || up.mode == "none") {
+		return fmt.Errorf("deliver: %s.auth = %q sends a bearer token and needs verified TLS; remove insecure = true / tls = \"none\"", up.key, up.mech)
+	}
+	return nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -174,7 +199,7 @@ func (c *Client) Dial(ctx context.Context, i int) (Conn, error) {
 
 // Step is one stage of Check, reported as it finishes.
 type Step struct {
-	Name   string // dial | greeting | ehlo | starttls | tls | auth | quit
+	Name   string // token | dial | greeting | ehlo | starttls | tls | auth | quit
 	Detail string
 	Err    error
 	Took   time.Duration
@@ -232,7 +257,14 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 	}
 
 	start := time.Now()
-	deadline := start.Add(c.connect)
+	if up.tokens != nil && isBearerMech(up.mech) {
+		// Fetched before dialling: a revoked grant is reported as such,
+		// not as whatever the relay makes of a stale token.
+		if e := step(report, "token", func() (string, *Error) { return c.token(ctx, k) }); e != nil {
+			return nil, e
+		}
+	}
+	deadline := time.Now().Add(c.connect)
 	var raw net.Conn
 	if e := step(report, "dial", func() (string, *Error) {
 		dctx, cancel := context.WithDeadline(ctx, deadline)
@@ -376,7 +408,8 @@ func (c *Client) startTLS(ctx context.Context, k *conn, tp *textproto.Conn, raw 
 	})
 }
 
-// auth logs in with PLAIN, or LOGIN where PLAIN is not offered.
+// auth logs in with upstream.auth's mechanism; by default PLAIN, or LOGIN
+// where PLAIN is not offered.
 func (c *Client) auth(ctx context.Context, k *conn, nc net.Conn) (string, *Error) {
 	up := k.up
 	authErr := func(text string) *Error {
@@ -389,9 +422,18 @@ func (c *Client) auth(ctx context.Context, k *conn, nc net.Conn) (string, *Error
 	if !ok {
 		return "", authErr(fmt.Sprintf("upstream does not offer AUTH; remove %s.username or check the relay (many offer AUTH only on port 587)", up.key))
 	}
+	if isBearerMech(up.mech) {
+		return c.bearerAuth(ctx, k, nc, mechs)
+	}
 	var client sasl.Client
 	mech := ""
 	switch {
+	case up.mech == mechLogin && hasWord(mechs, sasl.Login):
+		client, mech = &loginClient{user: up.cfg.Username, pass: up.password}, sasl.Login
+	case up.mech == mechLogin:
+		return "", authErr(fmt.Sprintf("upstream offers AUTH %s, not LOGIN (%s.auth = \"login\")", mechs, up.key))
+	case up.mech == mechPlain && !hasWord(mechs, sasl.Plain):
+		return "", authErr(fmt.Sprintf("upstream offers AUTH %s, not PLAIN (%s.auth = \"plain\")", mechs, up.key))
 	case hasWord(mechs, sasl.Plain):
 		client, mech = sasl.NewPlainClient("", up.cfg.Username, up.password), sasl.Plain
 	case hasWord(mechs, sasl.Login):
@@ -421,6 +463,7 @@ type conn struct {
 	// context's AfterFunc sets it from another goroutine.
 	broken atomic.Bool
 	closed bool
+	token  string // the bearer token this session logs in with
 }
 
 var _ Conn = (*conn)(nil)

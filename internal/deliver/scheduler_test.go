@@ -37,6 +37,10 @@ func TestSchedulerConnectionFailures(t *testing.T) {
 		{"never greets", netErr(up1, "greeting", "no greeting within 30s"), "no greeting within 30s"},
 		{"greets 421", reply(up1, "greeting", 421, "4.3.2", "too busy"), "421 4.3.2 too busy"},
 		{"non-smtp dial error", errors.New("no route to host"), "no route to host"},
+		// OAuth: a refused token and a failed refresh defer the mail, never fail it.
+		{"token refused 535", reply(up1, "auth", 535, "5.7.8", "Username and Password not accepted"), "535 5.7.8 Username and Password not accepted"},
+		{"token refresh failed", &Error{Upstream: up1, Op: "token", Text: "token refresh failed: invalid_grant (run relaybox oauth-login -upstream 0)"},
+			"token refresh failed: invalid_grant (run relaybox oauth-login -upstream 0)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

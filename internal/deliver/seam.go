@@ -14,7 +14,7 @@ import (
 // (Code 0). Permanent is true only for a 5xx reply.
 type Error struct {
 	Upstream  string // "smtp.example.edu:587"
-	Op        string // dial | tls | greeting | ehlo | starttls | auth | mail | rcpt | data | dot | rset
+	Op        string // token | dial | tls | greeting | ehlo | starttls | auth | mail | rcpt | data | dot | rset
 	Code      int    // SMTP code, 0 for network / TLS errors
 	Enhanced  string // "5.1.1", "" if none
 	Text      string // reply text, or a human description of the network error

@@ -25,6 +25,7 @@ import (
 
 	"relaybox/internal/config"
 	"relaybox/internal/selfsign"
+	"relaybox/internal/sink"
 )
 
 // testCert is a self-signed certificate for 127.0.0.1 and localhost, usable
@@ -70,8 +71,11 @@ type upstreamOpts struct {
 	Cert       *testCert
 	ClientCAs  *x509.CertPool // require a client certificate signed by these
 
-	AuthMechs      []string // "PLAIN", "LOGIN"; none: no AUTH offered
+	AuthMechs      []string // "PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"; none: no AUTH offered
 	User, Password string
+	// Bearer decides XOAUTH2 / OAUTHBEARER logins (internal/sink's
+	// server side, error challenge included); logins are kept in Logins.
+	Bearer func(user, token string) bool
 
 	// Hooks run before the reply; a returned *smtp.SMTPError is the reply.
 	// They may sleep to simulate a slow relay. nil accepts.
@@ -89,6 +93,7 @@ type testUpstream struct {
 	opts upstreamOpts
 
 	mu     sync.Mutex
+	logins []sink.BearerLogin
 	msgs   []upstreamMsg
 	events []string
 	conns  int
@@ -144,6 +149,13 @@ func (u *testUpstream) Upstream() config.Upstream {
 		up.Insecure, up.CAFile = true, ""
 	}
 	return up
+}
+
+// Logins are the bearer logins seen so far.
+func (u *testUpstream) Logins() []sink.BearerLogin {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]sink.BearerLogin(nil), u.logins...)
 }
 
 func (u *testUpstream) record(ev string) {
@@ -224,6 +236,16 @@ func (s *fakeSession) Auth(mech string) (sasl.Server, error) {
 		return sasl.NewPlainServer(func(_, user, pass string) error { return check(user, pass) }), nil
 	case sasl.Login:
 		return &loginServer{check: check}, nil
+	case sink.XOAuth2, sink.OAuthBearer:
+		if s.u.opts.Bearer != nil {
+			return sink.NewBearerServer(mech, s.u.opts.Bearer, func(l sink.BearerLogin) {
+				s.u.record("auth " + mech + " " + l.User)
+				s.authOK = l.Accepted
+				s.u.mu.Lock()
+				s.u.logins = append(s.u.logins, l)
+				s.u.mu.Unlock()
+			}), nil
+		}
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }

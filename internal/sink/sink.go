@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -47,6 +48,12 @@ type Options struct {
 	// middlebox that times out would. At "data" part of the body is read
 	// first, so the cut lands mid-transfer. Nothing is recorded.
 	Cut func(stage string) bool
+	// Bearer, when set, makes the sink a relay like smtp.office365.com:
+	// it offers AUTH XOAUTH2 OAUTHBEARER (after STARTTLS), accepts the
+	// tokens Bearer approves, and refuses MAIL before a login with 530.
+	// OnLogin (optional) sees each login attempt.
+	Bearer  func(user, token string) bool
+	OnLogin func(BearerLogin)
 }
 
 // Sink is a running upstream.
@@ -164,10 +171,33 @@ func (s *Sink) Wait(ctx context.Context, n int) ([]Message, error) {
 func (s *Sink) Close() error { return s.Stop() }
 
 type session struct {
-	s    *Sink
-	conn *smtp.Conn
-	from string
-	to   []string
+	s      *Sink
+	conn   *smtp.Conn
+	from   string
+	to     []string
+	authed bool
+}
+
+// AuthMechanisms implements smtp.AuthSession: the bearer mechanisms when
+// Options.Bearer is set, nothing (no AUTH offered) otherwise.
+func (se *session) AuthMechanisms() []string {
+	if se.s.opt.Bearer == nil {
+		return nil
+	}
+	return []string{XOAuth2, OAuthBearer}
+}
+
+// Auth implements smtp.AuthSession.
+func (se *session) Auth(mech string) (sasl.Server, error) {
+	if se.s.opt.Bearer == nil || (mech != XOAuth2 && mech != OAuthBearer) {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return NewBearerServer(mech, se.s.opt.Bearer, func(l BearerLogin) {
+		se.authed = l.Accepted
+		if se.s.opt.OnLogin != nil {
+			se.s.opt.OnLogin(l)
+		}
+	}), nil
 }
 
 func (se *session) reject(stage string) error {
@@ -193,6 +223,9 @@ func (se *session) Reset()        { se.from, se.to = "", nil }
 func (se *session) Logout() error { return nil }
 
 func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+	if se.s.opt.Bearer != nil && !se.authed {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 57}, Message: "Client not authenticated to send mail"}
+	}
 	if err := se.reject("mail"); err != nil {
 		return err
 	}
