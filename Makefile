@@ -40,6 +40,7 @@ unit:
 
 fuzz:
 	GO='$(GO)' scripts/fuzz.sh internal/policy FuzzParseAddress $(FUZZTIME)
+	GO='$(GO)' scripts/fuzz.sh internal/policy FuzzRecipientSMTPUTF8 $(FUZZTIME)
 	GO='$(GO)' scripts/fuzz.sh internal/smtpd FuzzCRLFWriter $(FUZZTIME)
 
 # Longer runs, and the patched go-smtp DATA reader against the original

@@ -87,7 +87,7 @@ func TestBearerMechanisms(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Dial with the fresh token: %v", err)
 			}
-			if _, err := k.Send(testCtx(t), "a@lab", []string{"b@example.edu"}, strings.NewReader("x\r\n")); err != nil {
+			if _, err := k.Send(testCtx(t), Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, strings.NewReader("x\r\n")); err != nil {
 				t.Fatalf("Send: %v", err)
 			}
 			k.Close()

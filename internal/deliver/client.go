@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/textproto"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -349,7 +350,7 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 		if err := k.sc.Hello(c.hostname); err != nil {
 			return "", k.fail(ctx, "ehlo", err, c.command)
 		}
-		return joinExtensions(k.sc.Extension), nil
+		return joinExtensions(k.sc.Extension) + missingExtensions(k.sc.Extension), nil
 	}); e != nil {
 		return nil, e
 	}
@@ -515,12 +516,16 @@ func (k *conn) unusable(op string) *Error {
 	return &Error{Upstream: k.up.cfg.Address, Op: op, Text: "session is unusable after an earlier error"}
 }
 
-// Send implements Conn.
-func (k *conn) Send(ctx context.Context, from string, rcpts []string, body io.Reader) ([]RcptResult, error) {
+// Send implements Conn. Before MAIL it refuses, without uploading, what
+// the upstream said in its EHLO it will not take: a message over its SIZE
+// limit, an 8-bit body without 8BITMIME, a UTF-8 address without SMTPUTF8.
+// Those are permanent (RFC 1870, 6152, 6531: never silently downgraded).
+func (k *conn) Send(ctx context.Context, msg Outgoing, body io.Reader) ([]RcptResult, error) {
 	if k.broken.Load() || k.closed {
 		return nil, k.unusable("mail")
 	}
 	addr := k.up.cfg.Address
+	from, rcpts := msg.From, msg.Rcpts
 	if len(rcpts) == 0 {
 		return nil, &Error{Upstream: addr, Op: "rcpt", Text: "no recipients to send to"}
 	}
@@ -532,22 +537,47 @@ func (k *conn) Send(ctx context.Context, from string, rcpts []string, body io.Re
 			return nil, &Error{Upstream: addr, Op: "mail", Text: fmt.Sprintf("address %q contains CR or LF; not sent", a)}
 		}
 	}
+	if e := k.refuseBeforeMail(msg); e != nil {
+		return nil, e
+	}
 	stop := k.watch(ctx)
 	defer stop()
 
-	var opts *smtp.MailOptions
-	if ok, _ := k.sc.Extension("SMTPUTF8"); ok && !allASCII(addrs) {
-		opts = &smtp.MailOptions{UTF8: true}
+	// go-smtp adds BODY=8BITMIME whenever the upstream offers it, and
+	// SIZE= when the upstream offers SIZE.
+	opts := &smtp.MailOptions{Size: msg.Size}
+	utf8, _ := k.sc.Extension("SMTPUTF8")
+	opts.UTF8 = utf8 && (msg.SMTPUTF8 || !allASCII(addrs))
+
+	results := make([]RcptResult, len(rcpts))
+	var firstTemp, firstPerm *Error
+	sendable := 0
+	for i, to := range rcpts {
+		results[i].Address = to
+		if !utf8 && !allASCII([]string{to}) {
+			e := k.localRefusal("rcpt", 553, "5.6.7", fmt.Sprintf(
+				"not sent to %s: the address is UTF-8 and %s does not offer SMTPUTF8 (RFC 6531 allows no downgrade); ask the relay's admin to enable SMTPUTF8, or use an ASCII address",
+				to, addr))
+			results[i].Err = e
+			if firstPerm == nil {
+				firstPerm = e
+			}
+			continue
+		}
+		sendable++
+	}
+	if sendable == 0 {
+		return results, firstPerm // nothing to open a transaction for
 	}
 	if err := k.sc.Mail(from, opts); err != nil {
 		return nil, k.fail(ctx, "mail", err, k.client.command)
 	}
 
-	results := make([]RcptResult, len(rcpts))
 	accepted := 0
-	var firstTemp, firstPerm *Error
 	for i, to := range rcpts {
-		results[i].Address = to
+		if results[i].Err != nil {
+			continue // refused above
+		}
 		if err := k.sc.Rcpt(to, nil); err != nil {
 			e := k.fail(ctx, "rcpt", err, k.client.command)
 			if k.broken.Load() {
@@ -607,6 +637,36 @@ func (k *conn) Send(ctx context.Context, from string, rcpts []string, body io.Re
 		return results, k.fail(ctx, "dot", err, k.client.data)
 	}
 	return results, nil
+}
+
+// refuseBeforeMail checks msg against what the upstream's EHLO offered.
+func (k *conn) refuseBeforeMail(msg Outgoing) *Error {
+	addr := k.up.cfg.Address
+	if ok, v := k.sc.Extension("SIZE"); ok && msg.Size > 0 {
+		// RFC 1870: SIZE without a number, or 0, means no fixed limit.
+		if limit, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && limit > 0 && msg.Size > limit {
+			return k.localRefusal("mail", 552, "5.3.4", fmt.Sprintf(
+				"not sent: the message is %d bytes and %s accepts at most %d (its EHLO SIZE); nothing was uploaded. Send a smaller file, or ask the relay's admin to raise the limit",
+				msg.Size, addr, limit))
+		}
+	}
+	if ok, _ := k.sc.Extension("8BITMIME"); msg.EightBit && !ok {
+		return k.localRefusal("mail", 554, "5.6.3", fmt.Sprintf(
+			"not sent: the message holds 8-bit text and %s does not offer 8BITMIME; relaybox does not convert it (RFC 6152). Ask the relay's admin to enable 8BITMIME, or set the device to encode its mail (quoted-printable or base64)",
+			addr))
+	}
+	if ok, _ := k.sc.Extension("SMTPUTF8"); !ok && !allASCII([]string{msg.From}) {
+		return k.localRefusal("mail", 553, "5.6.7", fmt.Sprintf(
+			"not sent: the sender %s is a UTF-8 address and %s does not offer SMTPUTF8 (RFC 6531 allows no downgrade); set an ASCII sender (policy.sender) or ask the relay's admin to enable SMTPUTF8",
+			msg.From, addr))
+	}
+	return nil
+}
+
+// localRefusal is a permanent failure relaybox decides from the upstream's
+// EHLO, reported like the reply the upstream would have given.
+func (k *conn) localRefusal(op string, code int, enhanced, text string) *Error {
+	return &Error{Upstream: k.up.cfg.Address, Op: op, Code: code, Enhanced: enhanced, Text: text, Permanent: true}
 }
 
 // Reset implements Conn. After any error that left the session in an

@@ -88,7 +88,7 @@ func TestSendDeliversByteIdentical(t *testing.T) {
 			c := newTestClient(t, 2*time.Second, u.Upstream())
 			k := dial(t, c)
 			body := testBody(200 << 10)
-			res, err := k.Send(testCtx(t), "scanner@lab.example.edu", []string{"prof@example.edu"}, bytes.NewReader(body))
+			res, err := k.Send(testCtx(t), Outgoing{From: "scanner@lab.example.edu", Rcpts: []string{"prof@example.edu"}}, bytes.NewReader(body))
 			if err != nil {
 				t.Fatalf("Send: %v", err)
 			}
@@ -192,7 +192,7 @@ func TestInsecureSkipsVerificationLoudly(t *testing.T) {
 		t.Errorf("no loud warning at NewClient:\n%s", c.logs)
 	}
 	k := dial(t, c)
-	if _, err := k.Send(testCtx(t), "a@lab", []string{"b@example.edu"}, strings.NewReader("x\r\n")); err != nil {
+	if _, err := k.Send(testCtx(t), Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, strings.NewReader("x\r\n")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -221,7 +221,7 @@ func TestAuth(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Dial: %v", err)
 				}
-				_, err = k.Send(testCtx(t), "a@lab", []string{"b@example.edu"}, strings.NewReader("x\r\n"))
+				_, err = k.Send(testCtx(t), Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, strings.NewReader("x\r\n"))
 				k.Close()
 				if err != nil || len(u.Messages()) != 1 {
 					t.Fatalf("Send: %v, %d messages", err, len(u.Messages()))
@@ -264,7 +264,7 @@ func TestPerRecipientResults(t *testing.T) {
 	c := newTestClient(t, 2*time.Second, u.Upstream())
 	k := dial(t, c)
 	rcpts := []string{"gone@example.edu", "full@example.edu", "prof@example.edu"}
-	res, err := k.Send(testCtx(t), "a@lab", rcpts, strings.NewReader("x\r\n"))
+	res, err := k.Send(testCtx(t), Outgoing{From: "a@lab", Rcpts: rcpts}, strings.NewReader("x\r\n"))
 	if err != nil {
 		t.Fatalf("Send: %v", err)
 	}
@@ -294,7 +294,7 @@ func TestAllRecipientsRefusedSkipsData(t *testing.T) {
 	}})
 	c := newTestClient(t, 2*time.Second, u.Upstream())
 	k := dial(t, c)
-	res, err := k.Send(testCtx(t), "a@lab", []string{"gone@example.edu", "busy@example.edu"}, strings.NewReader("x\r\n"))
+	res, err := k.Send(testCtx(t), Outgoing{From: "a@lab", Rcpts: []string{"gone@example.edu", "busy@example.edu"}}, strings.NewReader("x\r\n"))
 	e := asError(t, err)
 	if e.Code != 451 || e.Permanent || len(res) != 2 || res[0].Err.Code != 550 {
 		t.Errorf("err = %v, results %+v", err, res)
@@ -318,7 +318,7 @@ func TestMail4xxKeepsSessionUsable(t *testing.T) {
 	c := newTestClient(t, 2*time.Second, u.Upstream())
 	k := dial(t, c)
 	ctx := testCtx(t)
-	res, err := k.Send(ctx, "a@lab", []string{"b@example.edu"}, strings.NewReader("x\r\n"))
+	res, err := k.Send(ctx, Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, strings.NewReader("x\r\n"))
 	e := asError(t, err)
 	if res != nil || e.Op != "mail" || e.Code != 451 || e.Enhanced != "4.3.0" || e.Permanent {
 		t.Fatalf("err = %v (%+v), results %+v", err, e, res)
@@ -326,7 +326,7 @@ func TestMail4xxKeepsSessionUsable(t *testing.T) {
 	if err := k.Reset(ctx); err != nil {
 		t.Fatalf("Reset: %v", err)
 	}
-	if _, err := k.Send(ctx, "a@lab", []string{"b@example.edu"}, strings.NewReader("x\r\n")); err != nil {
+	if _, err := k.Send(ctx, Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, strings.NewReader("x\r\n")); err != nil {
 		t.Fatalf("second Send: %v", err)
 	}
 	if len(u.Messages()) != 1 || u.Conns() != 1 {
@@ -340,7 +340,7 @@ func TestData552IsPermanent(t *testing.T) {
 	}})
 	c := newTestClient(t, 2*time.Second, u.Upstream())
 	k := dial(t, c)
-	res, err := k.Send(testCtx(t), "a@lab", []string{"b@example.edu"}, strings.NewReader("x\r\n"))
+	res, err := k.Send(testCtx(t), Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, strings.NewReader("x\r\n"))
 	e := asError(t, err)
 	if e.Op != "dot" || e.Code != 552 || !e.Permanent || len(res) != 1 || res[0].Err != nil {
 		t.Errorf("err = %v, results %+v", err, res)
@@ -393,7 +393,7 @@ func TestCutDuringData(t *testing.T) {
 	u := startUpstream(t, upstreamOpts{CutDuringData: true})
 	c := newTestClient(t, 2*time.Second, u.Upstream())
 	k := dial(t, c)
-	_, err := k.Send(testCtx(t), "a@lab", []string{"b@example.edu"}, bytes.NewReader(testBody(2<<20)))
+	_, err := k.Send(testCtx(t), Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, bytes.NewReader(testBody(2<<20)))
 	e := asError(t, err)
 	// bytes.Reader streams through WriteTo, as the spool's reader does: the
 	// failed write must still be blamed on the network, not the body.
@@ -403,7 +403,7 @@ func TestCutDuringData(t *testing.T) {
 	if err := k.Reset(testCtx(t)); err == nil {
 		t.Errorf("Reset on a cut session succeeded")
 	}
-	if _, err := k.Send(testCtx(t), "a@lab", []string{"b@example.edu"}, strings.NewReader("x\r\n")); err == nil {
+	if _, err := k.Send(testCtx(t), Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, strings.NewReader("x\r\n")); err == nil {
 		t.Errorf("Send on a cut session succeeded")
 	}
 }
@@ -419,7 +419,7 @@ func TestBodyReadErrorNeverSendsTheDot(t *testing.T) {
 			u := startUpstream(t, upstreamOpts{})
 			c := newTestClient(t, 2*time.Second, u.Upstream())
 			k := dial(t, c)
-			_, err := k.Send(testCtx(t), "a@lab", []string{"b@example.edu"}, body())
+			_, err := k.Send(testCtx(t), Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, body())
 			if e := asError(t, err); e.Op != "data" || !strings.Contains(e.Text, "reading the message body: spool chunk 3 is corrupt") {
 				t.Errorf("err = %v", err)
 			}
@@ -479,7 +479,7 @@ func TestSessionReuse(t *testing.T) {
 				t.Fatalf("Reset: %v", err)
 			}
 		}
-		if _, err := k.Send(ctx, "a@lab", []string{to}, strings.NewReader("msg "+to+"\r\n")); err != nil {
+		if _, err := k.Send(ctx, Outgoing{From: "a@lab", Rcpts: []string{to}}, strings.NewReader("msg "+to+"\r\n")); err != nil {
 			t.Fatalf("Send %d: %v", i, err)
 		}
 	}
@@ -501,7 +501,7 @@ func TestCancelDuringSend(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := k.Send(ctx, "a@lab", []string{"b@example.edu"}, strings.NewReader("x\r\n"))
+	_, err := k.Send(ctx, Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, strings.NewReader("x\r\n"))
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
 		t.Errorf("err = %v after %v", err, time.Since(start))
 	}
@@ -517,7 +517,7 @@ func TestClientCertificate(t *testing.T) {
 	up.CertFile, up.KeyFile = client.CertFile, client.KeyFile
 	c := newTestClient(t, 2*time.Second, up)
 	k := dial(t, c)
-	if _, err := k.Send(testCtx(t), "a@lab", []string{"b@example.edu"}, strings.NewReader("x\r\n")); err != nil {
+	if _, err := k.Send(testCtx(t), Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, strings.NewReader("x\r\n")); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -15,34 +15,46 @@ import (
 // dots need adding. Finish holds back the body's final CRLF: go-smtp's
 // DataCommand.Close, whose DotWriter has seen no byte, writes "\r\n.\r\n",
 // which supplies it, so the upstream gets the body byte for byte.
+//
+// It also keeps every line within RFC 5322's 998 octets (2.1.1), as
+// Postfix's smtp_line_length_limit does: a longer line is broken by
+// inserting CRLF and a space, so the rest continues on lines that start
+// with a space (a folded header stays one header; base64 ignores the
+// break). The limit counts the octets on the wire before CRLF, a stuffed
+// dot included.
 type dotStuffer struct {
 	w   io.Writer
-	bol bool // the next input byte starts a line
+	col int // octets of the current output line so far; 0 at a line start
 	out []byte
 }
 
-const dotStufferFlush = 32 << 10
+const (
+	dotStufferFlush = 32 << 10
+	// maxLineOctets is RFC 5322's limit for a line, CRLF not counted.
+	maxLineOctets = 998
+)
 
 func newDotStuffer(w io.Writer) *dotStuffer {
-	return &dotStuffer{w: w, bol: true, out: make([]byte, 0, 2*dotStufferFlush)}
+	return &dotStuffer{w: w, out: make([]byte, 0, 2*dotStufferFlush)}
 }
 
 // Write implements io.Writer. It copies runs of lines up to the next one
-// that starts with a dot in one go: only those lines need anything added.
+// that starts with a dot in one go: only those lines, and lines over
+// maxLineOctets, need anything added.
 func (d *dotStuffer) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
-		if d.bol && p[0] == '.' {
+		if d.col == 0 && p[0] == '.' {
 			d.out = append(d.out, '.')
+			d.col = 1
 		}
 		// A run ends after the newline before a dot; a "\n." split across
-		// runs or writes is caught by bol instead.
+		// runs or writes is caught by col instead.
 		run := min(len(p), dotStufferFlush)
 		if i := bytes.Index(p[:run], []byte("\n.")); i >= 0 {
 			run = i + 1
 		}
-		d.out = append(d.out, p[:run]...)
-		d.bol = p[run-1] == '\n'
+		d.appendFolded(p[:run])
 		p = p[run:]
 		if len(d.out) >= dotStufferFlush {
 			if err := d.flush(2); err != nil {
@@ -51,6 +63,38 @@ func (d *dotStuffer) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// appendFolded appends seg, breaking lines at maxLineOctets. It looks for
+// line ends a line's worth at a time (the last LF within the room left),
+// so ordinary text costs one short backward scan per 998 octets.
+func (d *dotStuffer) appendFolded(seg []byte) {
+	for len(seg) > 0 {
+		room := maxLineOctets - d.col
+		if room <= 0 {
+			if seg[0] != '\r' && seg[0] != '\n' {
+				// The line is full and goes on: continue it after a fold.
+				d.out = append(d.out, '\r', '\n', ' ')
+				d.col = 1
+				continue
+			}
+			room = 0 // only its line end may follow
+		}
+		// A line that ends within room octets ends with CRLF within room+2.
+		if j := bytes.LastIndexByte(seg[:min(len(seg), room+2)], '\n'); j >= 0 {
+			d.out = append(d.out, seg[:j+1]...)
+			d.col = 0
+			seg = seg[j+1:]
+			continue
+		}
+		k := min(len(seg), room)
+		if k == 0 { // a CR at the limit, its LF in the next write
+			k = 1
+		}
+		d.out = append(d.out, seg[:k]...)
+		d.col += k
+		seg = seg[k:]
+	}
 }
 
 // flush writes out all but the last keep bytes, which may be the final

@@ -3,13 +3,42 @@ package deliver
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net/textproto"
 	"strings"
 	"testing"
 )
 
+// refFold breaks the lines of a CRLF body as Postfix's
+// smtp_line_length_limit does, the simple way: a line whose octets on the
+// wire (a dot to be stuffed counted) pass maxLineOctets goes on after
+// CRLF and a space.
+func refFold(body string) string {
+	var b strings.Builder
+	lines := strings.SplitAfter(body, "\n")
+	for _, line := range lines {
+		text, end := strings.CutSuffix(line, "\r\n")
+		nl := ""
+		if end {
+			nl = "\r\n"
+		}
+		room := maxLineOctets
+		if strings.HasPrefix(text, ".") {
+			room--
+		}
+		for len(text) > room {
+			b.WriteString(text[:room] + "\r\n ")
+			text = text[room:]
+			room = maxLineOctets - 1
+		}
+		b.WriteString(text + nl)
+	}
+	return b.String()
+}
+
 // The fast path must put exactly the bytes on the wire that net/textproto's
-// DotWriter would, once DataCommand.Close adds its "\r\n.\r\n".
+// DotWriter would, once DataCommand.Close adds its "\r\n.\r\n", given the
+// body with its long lines folded.
 func TestDotStufferMatchesTextproto(t *testing.T) {
 	bodies := []string{
 		"",
@@ -24,13 +53,19 @@ func TestDotStufferMatchesTextproto(t *testing.T) {
 		strings.Repeat("y", dotStufferFlush-2) + "\r\n",
 		strings.Repeat("y", dotStufferFlush-2) + "\r\n.z\r\n",  // "\n." across a run's end
 		strings.Repeat("z", 3*dotStufferFlush+5) + "\r\n.\r\n", // a line longer than a run
+		// Around the 998-octet line limit.
+		strings.Repeat("a", 998) + "\r\n" + strings.Repeat("b", 999) + "\r\n",
+		"." + strings.Repeat("c", 997) + "\r\n." + strings.Repeat("d", 998) + "\r\n",
+		strings.Repeat("e", 997) + "\r\n" + strings.Repeat("f", 5000) + "\r\n.\r\n",
+		strings.Repeat("g", 1996) + "\r\n" + strings.Repeat("h", 1997),
+		strings.Repeat(strings.Repeat("i", 76)+"\r\n", 3000),
 	}
 	for _, body := range bodies {
 		for _, split := range []int{1, 2, 7, 4096, 1 << 20} {
 			var want bytes.Buffer
 			bw := bufio.NewWriter(&want)
 			dw := textproto.NewWriter(bw).DotWriter()
-			dw.Write([]byte(body))
+			dw.Write([]byte(refFold(body)))
 			dw.Close()
 
 			var got bytes.Buffer
@@ -54,5 +89,38 @@ func TestDotStufferMatchesTextproto(t *testing.T) {
 				t.Errorf("body %.40q split %d:\n got %.80q\nwant %.80q", body, split, got.Bytes(), want.Bytes())
 			}
 		}
+	}
+}
+
+// No line on the wire passes 998 octets, whatever the body.
+func TestDotStufferLineLimit(t *testing.T) {
+	body := "Subject: x\r\n\r\n" + strings.Repeat("w", 64<<10) + "\r\n." + strings.Repeat("v", 3000) + "\r\nshort\r\n"
+	var got bytes.Buffer
+	d := newDotStuffer(&got)
+	if _, err := d.Write([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(got.String(), "\r\n") {
+		if len(line) > maxLineOctets {
+			t.Fatalf("line %d has %d octets", i, len(line))
+		}
+	}
+	unfolded := strings.ReplaceAll(got.String(), "\r\n ", "")
+	if !strings.Contains(unfolded, strings.Repeat("w", 64<<10)+"\r\n..") {
+		t.Fatalf("folding lost text")
+	}
+}
+
+func BenchmarkDotStuffer(b *testing.B) {
+	line := append(bytes.Repeat([]byte("0123456789abcdef"), 4), '\r', '\n')
+	body := bytes.Repeat(line, (1<<20)/len(line))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	d := newDotStuffer(io.Discard)
+	for b.Loop() {
+		_, _ = d.Write(body)
 	}
 }

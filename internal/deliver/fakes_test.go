@@ -306,7 +306,8 @@ type fakeConn struct {
 
 func (c *fakeConn) Upstream() string { return c.u.name }
 
-func (c *fakeConn) Send(ctx context.Context, from string, rcpts []string, body io.Reader) ([]RcptResult, error) {
+func (c *fakeConn) Send(ctx context.Context, msg Outgoing, body io.Reader) ([]RcptResult, error) {
+	from, rcpts := msg.From, msg.Rcpts
 	b, err := io.ReadAll(body)
 	if err != nil {
 		return nil, err

@@ -545,7 +545,8 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 			break
 		}
 		w.sess.dirty = true
-		results, sendErr := conn.Send(ctx, fresh.From, pending, body)
+		results, sendErr := conn.Send(ctx, Outgoing{From: fresh.From, Rcpts: pending, Size: fresh.Size,
+			EightBit: fresh.EightBit, SMTPUTF8: fresh.SMTPUTF8}, body)
 		// Closed before any spool write: no read transaction outlives
 		// the attempt.
 		body.Close()

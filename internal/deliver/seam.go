@@ -52,6 +52,19 @@ type RcptResult struct {
 	Err     *Error
 }
 
+// Outgoing is what Send needs to know of one message before its body.
+type Outgoing struct {
+	From  string
+	Rcpts []string // one RcptResult each, in this order
+	// Size is the body's size as stored, announced as SIZE= (RFC 1870).
+	Size int64
+	// EightBit: the body holds octets over 127, so the upstream must offer
+	// 8BITMIME (RFC 6152).
+	EightBit bool
+	// SMTPUTF8: the device asked for SMTPUTF8 (RFC 6531).
+	SMTPUTF8 bool
+}
+
 // Conn is one open, verified session with an upstream relay. It is used by
 // one goroutine at a time.
 type Conn interface {
@@ -61,7 +74,7 @@ type Conn interface {
 	// was not accepted (MAIL, all RCPTs refused, DATA, the final dot, or the
 	// network); it is an *Error. When err is nil, every recipient whose
 	// RcptResult.Err is nil was delivered.
-	Send(ctx context.Context, from string, rcpts []string, body io.Reader) (results []RcptResult, err error)
+	Send(ctx context.Context, msg Outgoing, body io.Reader) (results []RcptResult, err error)
 	// Reset sends RSET so the session can carry the next message.
 	Reset(ctx context.Context) error
 	// Close sends QUIT (best effort) and closes the connection.

@@ -266,6 +266,19 @@ func joinExtensions(has func(name string) (bool, string)) string {
 	return strings.Join(parts, ", ")
 }
 
+// missingExtensions names what Send will refuse for lack of an extension,
+// so upstream-check tells the technician before a message fails.
+func missingExtensions(has func(name string) (bool, string)) string {
+	var b strings.Builder
+	if ok, _ := has("8BITMIME"); !ok {
+		b.WriteString("; no 8BITMIME: messages with 8-bit text will fail (5.6.3)")
+	}
+	if ok, _ := has("SMTPUTF8"); !ok {
+		b.WriteString("; no SMTPUTF8: UTF-8 addresses will fail (5.6.7)")
+	}
+	return b.String()
+}
+
 func hasWord(list, w string) bool {
 	for _, f := range strings.Fields(list) {
 		if strings.EqualFold(f, w) {

@@ -84,6 +84,10 @@ type upstreamOpts struct {
 	OnData func(body []byte) error // the reply after the final dot
 
 	CutDuringData bool // close the connection after reading part of the body
+
+	MaxSize    int64 // advertised as SIZE and enforced; 0: SIZE without a limit
+	No8BITMIME bool  // 8BITMIME not offered
+	SMTPUTF8   bool  // SMTPUTF8 offered
 }
 
 // testUpstream is a running fake relay.
@@ -93,6 +97,7 @@ type testUpstream struct {
 	opts upstreamOpts
 
 	mu     sync.Mutex
+	mails  []smtp.MailOptions // MAIL parameters, in order
 	logins []sink.BearerLogin
 	msgs   []upstreamMsg
 	events []string
@@ -120,6 +125,9 @@ func startUpstream(t testing.TB, opts upstreamOpts) *testUpstream {
 	srv.WriteTimeout = 10 * time.Second
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	srv.AllowInsecureAuth = u.opts.Mode == "none"
+	srv.MaxMessageBytes = opts.MaxSize
+	srv.Disable8BITMIME = opts.No8BITMIME
+	srv.EnableSMTPUTF8 = opts.SMTPUTF8
 	tlsCfg := &tls.Config{Certificates: []tls.Certificate{u.Cert.TLS}}
 	if opts.ClientCAs != nil {
 		tlsCfg.ClientCAs = opts.ClientCAs
@@ -177,6 +185,13 @@ func (u *testUpstream) Events() []string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return append([]string(nil), u.events...)
+}
+
+// Mails returns the parameters of every MAIL so far.
+func (u *testUpstream) Mails() []smtp.MailOptions {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]smtp.MailOptions(nil), u.mails...)
 }
 
 // Conns is the number of TCP connections accepted.
@@ -250,9 +265,12 @@ func (s *fakeSession) Auth(mech string) (sasl.Server, error) {
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
-func (s *fakeSession) Mail(from string, _ *smtp.MailOptions) error {
+func (s *fakeSession) Mail(from string, opts *smtp.MailOptions) error {
 	_, isTLS := s.conn.TLSConnectionState()
 	s.u.record("mail " + from + " tls=" + boolWord(isTLS))
+	s.u.mu.Lock()
+	s.u.mails = append(s.u.mails, *opts)
+	s.u.mu.Unlock()
 	if s.u.opts.User != "" && !s.authOK {
 		return smtp.ErrAuthRequired
 	}

@@ -3,20 +3,25 @@
 // client networks). It is pure: no I/O, no clocks, no globals that change.
 //
 // The parser is deliberately narrower than RFC 5321. Devices on a LAN never
-// need quoted local parts, source routes, IP literals or SMTPUTF8, and each of
-// those is a classic way to trick a relay into forwarding mail elsewhere, so
-// they are refused rather than interpreted. (On the SMTP listener go-smtp
-// strips a source route before this package sees the path, so there the
-// route is ignored and the address after it is judged; callers that pass a
-// raw path get the refusal.)
+// need quoted local parts, source routes or IP literals, and each of those
+// is a classic way to trick a relay into forwarding mail elsewhere, so they
+// are refused rather than interpreted. (On the SMTP listener go-smtp strips
+// a source route before this package sees the path, so there the route is
+// ignored and the address after it is judged; callers that pass a raw path
+// get the refusal.) A UTF-8 local part is accepted only in a transaction
+// whose MAIL carried SMTPUTF8 (RFC 6531), and only if its compatibility
+// form (NFKC) passes the ASCII rules too; domains are always checked and
+// returned in their ASCII (A-label) form.
 package policy
 
 import (
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Length limits from RFC 5321 4.5.3.1.
@@ -74,7 +79,17 @@ func notAllowed(reason string) *RejectError {
 // already stripped; a single surrounding pair is accepted too) and normalises
 // it. Every error is a *RejectError.
 func ParseAddress(s string) (Address, error) {
-	a, rerr := parseAddress(s)
+	a, rerr := parseAddress(s, false)
+	if rerr != nil {
+		return Address{}, rerr
+	}
+	return a, nil
+}
+
+// ParseAddressSMTPUTF8 is ParseAddress for a transaction whose MAIL carried
+// SMTPUTF8: the local part may hold UTF-8 (RFC 6531 3.3).
+func ParseAddressSMTPUTF8(s string) (Address, error) {
+	a, rerr := parseAddress(s, true)
 	if rerr != nil {
 		return Address{}, rerr
 	}
@@ -92,9 +107,17 @@ func ParseSender(s string) (Address, error) {
 	return ParseAddress(s)
 }
 
+// ParseSenderSMTPUTF8 is ParseSender for a MAIL that carried SMTPUTF8.
+func ParseSenderSMTPUTF8(s string) (Address, error) {
+	if s == "" || s == "<>" {
+		return Address{}, nil
+	}
+	return ParseAddressSMTPUTF8(s)
+}
+
 // parseAddress returns a concrete type so that callers inside the package
 // cannot end up with a typed nil inside an error interface.
-func parseAddress(s string) (Address, *RejectError) {
+func parseAddress(s string, smtputf8 bool) (Address, *RejectError) {
 	if len(s) > maxInputLen {
 		return Address{}, badSyntax("address too long")
 	}
@@ -135,7 +158,7 @@ func parseAddress(s string) (Address, *RejectError) {
 	}
 	at := strings.IndexByte(s, '@')
 	local, domain := s[:at], s[at+1:]
-	if rerr := checkLocal(local); rerr != nil {
+	if rerr := checkLocal(local, smtputf8); rerr != nil {
 		return Address{}, rerr
 	}
 	d, rerr := normaliseDomain(domain)
@@ -152,7 +175,13 @@ func parseAddress(s string) (Address, *RejectError) {
 // characters that old MTAs treat as routing ('%' and '!'), and refuses a
 // leading '-' so the address can never be read as a command-line option by a
 // sendmail-style program further down the line.
-func checkLocal(local string) *RejectError {
+//
+// With smtputf8 set, UTF-8 is allowed as well (RFC 6531 3.3), except
+// controls, format characters (bidi overrides, zero-width joiners) and
+// spaces; and the NFKC form must pass the ASCII rules, so that "％" or
+// "＠" (full-width) cannot become a routing character at a later hop that
+// normalises.
+func checkLocal(local string, smtputf8 bool) *RejectError {
 	switch {
 	case local == "":
 		return badSyntax("empty local part")
@@ -167,14 +196,31 @@ func checkLocal(local string) *RejectError {
 	case local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, ".."):
 		return badSyntax("misplaced '.' in the local part")
 	}
+	ascii := true
 	for i := 0; i < len(local); i++ {
 		c := local[i]
 		if c >= utf8.RuneSelf {
-			// Would need SMTPUTF8 (RFC 6531), which relaybox does not offer.
-			return notAllowed("non-ASCII local parts are not accepted (no SMTPUTF8)")
+			ascii = false
+			continue
 		}
 		if c != '.' && !isAtext(c) {
 			return badSyntax("invalid character in the local part")
+		}
+	}
+	if ascii {
+		return nil
+	}
+	if !smtputf8 {
+		return notAllowed("a non-ASCII local part needs SMTPUTF8 on MAIL FROM (RFC 6531)")
+	}
+	for _, r := range local {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.IsSpace(r) || r == utf8.RuneError {
+			return badSyntax("control, format or space character in the local part")
+		}
+	}
+	if folded := norm.NFKC.String(local); folded != local {
+		if rerr := checkLocal(folded, true); rerr != nil {
+			return notAllowed("the local part folds to a form that is not accepted (" + rerr.Reason + ")")
 		}
 	}
 	return nil

@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // seedInputs is every input of the checklist table; the same strings are in
@@ -84,6 +87,51 @@ func FuzzRecipient(f *testing.F) {
 		}
 		if !ok {
 			t.Fatalf("Recipient(%q) accepted %q outside %q", s, a, campusDomains())
+		}
+	})
+}
+
+// FuzzRecipientSMTPUTF8 holds the same line for SMTPUTF8 transactions: the
+// domain is ASCII and listed, and the local part, UTF-8 or not, holds no
+// routing or control character, not even once folded with NFKC.
+func FuzzRecipientSMTPUTF8(f *testing.F) {
+	for _, s := range append(seedInputs(), "ü@campus.test", "jürg.müller@x.dept.campus.test",
+		"a\uff05b@campus.test", "a\u202eb@campus.test", "ü@bücher.campus.test") {
+		f.Add(s)
+	}
+	r := campusRules(f)
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := r.RecipientSMTPUTF8(s)
+		if err != nil {
+			return
+		}
+		out := a.String()
+		for i := 0; i < len(a.Domain); i++ {
+			if c := a.Domain[i]; c >= 0x80 || 'A' <= c && c <= 'Z' {
+				t.Fatalf("RecipientSMTPUTF8(%q) = %q: domain not lower-case ASCII", s, out)
+			}
+		}
+		ok := false
+		for _, d := range campusDomains() {
+			if base, wild := strings.CutPrefix(d, "*."); wild {
+				ok = ok || strings.HasSuffix(a.Domain, "."+base)
+			} else {
+				ok = ok || a.Domain == d
+			}
+		}
+		if !ok {
+			t.Fatalf("RecipientSMTPUTF8(%q) accepted %q outside %q", s, out, campusDomains())
+		}
+		for _, local := range []string{a.Local, norm.NFKC.String(a.Local)} {
+			for _, c := range local {
+				if c < 0x21 || c == 0x7f || strings.ContainsRune(`%!"@[]:\`, c) || unicode.IsControl(c) ||
+					unicode.Is(unicode.Cf, c) || unicode.IsSpace(c) {
+					t.Fatalf("RecipientSMTPUTF8(%q) = %q: forbidden %U in the local part %q", s, out, c, local)
+				}
+			}
+		}
+		if b, err := r.RecipientSMTPUTF8(out); err != nil || b != a {
+			t.Fatalf("RecipientSMTPUTF8(%q) = %q, which re-parses to %#v, %v", s, out, b, err)
 		}
 	})
 }

@@ -51,8 +51,15 @@ func NewRules(recipientDomains []string) (*Rules, error) {
 // Recipient parses s like ParseAddress and accepts it only if its domain is
 // listed. Every error is a *RejectError: 501/553 5.1.3 for syntax and refused
 // forms, 550 5.7.1 for a domain that is not a campus domain.
-func (r *Rules) Recipient(s string) (Address, error) {
-	a, rerr := parseAddress(s)
+func (r *Rules) Recipient(s string) (Address, error) { return r.recipient(s, false) }
+
+// RecipientSMTPUTF8 is Recipient for a transaction whose MAIL carried
+// SMTPUTF8: the local part may hold UTF-8; the domain is checked in its
+// ASCII (A-label) form all the same.
+func (r *Rules) RecipientSMTPUTF8(s string) (Address, error) { return r.recipient(s, true) }
+
+func (r *Rules) recipient(s string, smtputf8 bool) (Address, error) {
+	a, rerr := parseAddress(s, smtputf8)
 	if rerr != nil {
 		return Address{}, rerr
 	}

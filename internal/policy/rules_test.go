@@ -303,3 +303,48 @@ func TestWildcardBoundary(t *testing.T) {
 		}
 	}
 }
+
+// With SMTPUTF8, a UTF-8 local part is accepted; the domain is still
+// checked (and returned) in its A-label form, and what a later hop could
+// fold into a routing character is refused.
+func TestRecipientSMTPUTF8(t *testing.T) {
+	r, err := NewRules([]string{"campus.example", "bücher.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		in, want string
+		code     int
+	}{
+		{"ü@campus.example", "ü@campus.example", 0},
+		{"<jürg.müller@Campus.Example>", "jürg.müller@campus.example", 0},
+		{"ü@bücher.example", "ü@xn--bcher-kva.example", 0},
+		{"ü@xn--bcher-kva.example", "ü@xn--bcher-kva.example", 0},
+		{"ü@evil.example", "", 550},
+		{"ü@cämpus.example", "", 550},                        // a look-alike is another domain
+		{"victim\uff05evil.example@campus.example", "", 553}, // full-width % folds to %
+		{"victim\uff20evil.example@campus.example", "", 553}, // full-width @
+		{"a\u202eb@campus.example", "", 501},                 // bidi override
+		{"a\u200bb@campus.example", "", 501},                 // zero-width space
+		{"a\u00a0b@campus.example", "", 501},                 // no-break space
+		{"a\u0085b@campus.example", "", 501},                 // C1 control
+	} {
+		a, err := r.RecipientSMTPUTF8(tc.in)
+		var re *RejectError
+		switch {
+		case tc.code == 0 && (err != nil || a.String() != tc.want):
+			t.Errorf("RecipientSMTPUTF8(%q) = %q, %v; want %q", tc.in, a, err, tc.want)
+		case tc.code != 0 && (!errors.As(err, &re) || re.Code != tc.code):
+			t.Errorf("RecipientSMTPUTF8(%q) = %q, %v; want code %d", tc.in, a, err, tc.code)
+		}
+	}
+	// Without SMTPUTF8 the same UTF-8 local part is refused, saying why.
+	_, err = r.Recipient("ü@campus.example")
+	var re *RejectError
+	if !errors.As(err, &re) || re.Code != 553 || !strings.Contains(re.Reason, "SMTPUTF8") {
+		t.Errorf("Recipient(ü@campus.example) = %v; want 553 naming SMTPUTF8", err)
+	}
+	if a, err := ParseSenderSMTPUTF8("jürg@lab.campus.example"); err != nil || a.Local != "jürg" {
+		t.Errorf("ParseSenderSMTPUTF8 = %q, %v", a, err)
+	}
+}

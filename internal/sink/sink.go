@@ -54,6 +54,12 @@ type Options struct {
 	// OnLogin (optional) sees each login attempt.
 	Bearer  func(user, token string) bool
 	OnLogin func(BearerLogin)
+	// Extensions the relay offers, to play a particular real one:
+	// SMTPUTF8 (off by default, as on many relays), a SIZE limit in bytes
+	// (0: SIZE without a limit) and 8BITMIME (NoEightBitMIME switches it off).
+	SMTPUTF8       bool
+	MaxSize        int64
+	NoEightBitMIME bool
 }
 
 // Sink is a running upstream.
@@ -100,6 +106,9 @@ func (s *Sink) serve() error {
 	srv.ReadTimeout = time.Minute
 	srv.WriteTimeout = time.Minute
 	srv.ErrorLog = nopLogger{}
+	srv.EnableSMTPUTF8 = s.opt.SMTPUTF8
+	srv.MaxMessageBytes = s.opt.MaxSize
+	srv.Disable8BITMIME = s.opt.NoEightBitMIME
 	var ln net.Listener
 	var err error
 	if s.opt.Implicit {

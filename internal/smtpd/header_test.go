@@ -71,3 +71,38 @@ func TestHeaderWriterBoundsMemory(t *testing.T) {
 		t.Fatalf("output grew too much: %d vs %d", len(got), len(in))
 	}
 }
+
+func TestReceivedProtocol(t *testing.T) {
+	for _, tt := range []struct {
+		ehlo, tls, auth bool
+		want            string
+	}{
+		{false, false, false, "SMTP"},
+		{true, false, false, "ESMTP"},
+		{true, true, false, "ESMTPS"},
+		{true, false, true, "ESMTPA"},
+		{true, true, true, "ESMTPSA"},
+		{false, false, true, "ESMTPA"}, // AUTH after HELO is still an extension
+		{false, true, false, "ESMTPS"},
+	} {
+		if got := receivedProtocol(tt.ehlo, tt.tls, tt.auth); got != tt.want {
+			t.Errorf("receivedProtocol(ehlo=%v, tls=%v, auth=%v) = %s, want %s", tt.ehlo, tt.tls, tt.auth, got, tt.want)
+		}
+	}
+}
+
+func TestHasHighOctet(t *testing.T) {
+	for n := 0; n < 80; n++ {
+		b := bytes.Repeat([]byte("a"), n)
+		if hasHighOctet(b) {
+			t.Fatalf("%d ASCII octets flagged", n)
+		}
+		for i := 0; i < n; i++ {
+			b[i] = 0x80
+			if !hasHighOctet(b) {
+				t.Fatalf("octet %d of %d over 127 not found", i, n)
+			}
+			b[i] = 'a'
+		}
+	}
+}

@@ -83,6 +83,7 @@ func (g *gateListener) Accept() (net.Conn, error) {
 			continue
 		}
 		ic := newIdleConn(c, ip, g.idle, nil, g.log)
+		ic.host = g.host
 		ic.limits = g.slots
 		ic.release = func() { g.slots.release(ic) }
 		g.slots.track(ic)
@@ -151,6 +152,7 @@ type idleConn struct {
 	once    sync.Once
 	log     *slog.Logger
 	client  netip.Addr
+	host    string // our name, for a reply idleConn writes itself
 
 	started bool // at least one byte read
 	mode    eolMode
@@ -180,13 +182,14 @@ const (
 	eolCRLF
 	// eolLFOnly: the client ended its first line with a bare LF. Such
 	// devices end every line, the final "." included, with LF alone, and
-	// go-smtp only ends DATA on CRLF.CRLF, so for this session every bare
-	// LF in a command line or DATA body becomes CRLF before go-smtp sees
-	// it (handOnText). A client that speaks CRLF never gets this
-	// treatment, so "\n.\n" cannot end its DATA (that is the SMTP
-	// smuggling hole; Exim 4.97.1 draws the same line). A BDAT chunk,
-	// counted in bytes, and everything after STARTTLS (phaseRaw) pass
-	// untranslated.
+	// go-smtp only ends DATA on CR+ LF "." CR+ LF, so for this session
+	// every bare LF in a command line or DATA body becomes CRLF before
+	// go-smtp sees it (handOnText), and "\n.\n" ends DATA. A client that
+	// speaks CRLF never gets this treatment, so "\n.\n" cannot end its
+	// DATA (that is the SMTP smuggling hole; Exim 4.97.1 draws the same
+	// line). Smuggling inside an LF session is stopped by the pipelining
+	// rule instead (dropPipelinedAfterBody). A BDAT chunk, counted in
+	// bytes, and everything after STARTTLS (phaseRaw) pass untranslated.
 	eolLFOnly
 )
 

@@ -5,14 +5,19 @@ import (
 	"io"
 )
 
-// crlfWriter turns every bare CR and bare LF into CRLF on the way to w, so
-// the spool only ever holds CRLF line endings (devices send LF alone; a
-// bare CR is the stuff SMTP smuggling is made of). It works on whole slices
-// and keeps one byte of state, so it never allocates per byte.
+// crlfWriter turns every line ending into CRLF on the way to w, so the
+// spool only ever holds CRLF line endings. A run of CRs before an LF is one
+// line ending (BusyBox sendmail sends CR CR LF; Postfix strips every CR
+// before LF too); any other CR and any bare LF each become CRLF (devices
+// send LF alone; a bare CR is the stuff SMTP smuggling is made of). It
+// works on whole slices and keeps a count of CRs as state, so it never
+// allocates per byte.
 type crlfWriter struct {
-	w         io.Writer
-	pendingCR bool // the last byte written was a CR whose partner we have not seen
-	err       error
+	w io.Writer
+	// heldCRs: the last bytes written were this many CRs, not yet passed
+	// on; the next byte decides whether they are one line ending or bare.
+	heldCRs int
+	err     error
 }
 
 var crlf = []byte("\r\n")
@@ -20,17 +25,21 @@ var crlf = []byte("\r\n")
 func newCRLFWriter(w io.Writer) *crlfWriter { return &crlfWriter{w: w} }
 
 // Write implements io.Writer. Clean CRLF text passes through in one write;
-// only a bare CR or LF splits it.
+// only a bare CR or LF, or a CR run, splits it.
 func (c *crlfWriter) Write(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
 	total := len(p)
-	if c.pendingCR && len(p) > 0 {
-		// The CR that ended the previous write was already passed on: its
-		// LF goes out now, and an LF at the start of p is that LF.
-		c.pendingCR = false
-		c.put(crlf[1:])
+	if c.heldCRs > 0 {
+		for len(p) > 0 && p[0] == '\r' {
+			c.heldCRs++
+			p = p[1:]
+		}
+		if len(p) == 0 {
+			return total, nil
+		}
+		c.releaseCRs(p[0] == '\n')
 		if p[0] == '\n' {
 			p = p[1:]
 		}
@@ -55,26 +64,34 @@ func (c *crlfWriter) Write(p []byte) (int, error) {
 		default:
 			i = lf
 		}
-		switch {
-		case p[i] == '\r' && i+1 < len(p) && p[i+1] == '\n':
-			i += 2 // a proper CRLF
-		case p[i] == '\r' && i+1 == len(p):
-			// CR at the end: whether it is bare depends on the next write.
-			c.put(p[start : i+1])
-			c.pendingCR = true
-			start = len(p)
-			i = len(p)
-		case p[i] == '\r': // bare CR
-			c.put(p[start : i+1])
-			c.put(crlf[1:])
-			i++
-			start = i
-		default: // bare LF
+		if p[i] == '\n' { // bare LF
 			c.put(p[start:i])
 			c.put(crlf)
 			i++
 			start = i
+			continue
 		}
+		if i+1 < len(p) && p[i+1] == '\n' {
+			i += 2 // a proper CRLF
+			continue
+		}
+		j := i + 1 // the end of the CR run
+		for j < len(p) && p[j] == '\r' {
+			j++
+		}
+		c.put(p[start:i])
+		if j == len(p) {
+			// CRs at the end: the next write says what they are.
+			c.heldCRs = j - i
+			start = j
+			break
+		}
+		c.heldCRs = j - i
+		c.releaseCRs(p[j] == '\n')
+		if p[j] == '\n' {
+			j++
+		}
+		i, start = j, j
 	}
 	c.put(p[start:])
 	if c.err != nil {
@@ -83,12 +100,22 @@ func (c *crlfWriter) Write(p []byte) (int, error) {
 	return total, nil
 }
 
-// Close completes a trailing bare CR. It does not close w.
-func (c *crlfWriter) Close() error {
-	if c.pendingCR {
-		c.pendingCR = false
-		c.put(crlf[1:])
+// releaseCRs passes on the held CRs: one line ending if an LF follows
+// them (the caller drops that LF), else one per bare CR.
+func (c *crlfWriter) releaseCRs(beforeLF bool) {
+	n := c.heldCRs
+	c.heldCRs = 0
+	if beforeLF {
+		n = 1
 	}
+	for ; n > 0; n-- {
+		c.put(crlf)
+	}
+}
+
+// Close completes trailing bare CRs. It does not close w.
+func (c *crlfWriter) Close() error {
+	c.releaseCRs(false)
 	return c.err
 }
 

@@ -32,7 +32,12 @@ func TestCRLFWriter(t *testing.T) {
 		{"crlf untouched", "a\r\nb\r\n", "a\r\nb\r\n"},
 		{"bare lf", "a\nb\n", "a\r\nb\r\n"},
 		{"bare cr", "a\rb\r", "a\r\nb\r\n"},
-		{"cr cr lf", "a\r\r\n", "a\r\n\r\n"},
+		{"cr cr lf", "a\r\r\n", "a\r\n"},
+		{"busybox lines", "Subject: s\r\r\nTo: t\r\r\n\r\r\nbody\r\r\n", "Subject: s\r\nTo: t\r\n\r\nbody\r\n"},
+		{"long cr run before lf", "a\r\r\r\r\nb", "a\r\nb"},
+		{"cr run then text", "a\r\rb", "a\r\n\r\nb"},
+		{"cr run at end", "a\r\r", "a\r\n\r\n"},
+		{"cr run then lf then lf", "a\r\r\n\n", "a\r\n\r\n"},
 		{"lf cr", "a\n\rb", "a\r\n\r\nb"},
 		{"mixed", "x\r\ny\nz\rw", "x\r\ny\r\nz\r\nw"},
 		{"no newline", "abc", "abc"},
@@ -67,7 +72,7 @@ func TestCRLFWriterOutputHasOnlyCRLF(t *testing.T) {
 }
 
 func FuzzCRLFWriter(f *testing.F) {
-	for _, s := range []string{"", "a\nb", "\r\r\n\n", "a\r\n.\r\n", "\r.\r", "\n.\n"} {
+	for _, s := range []string{"", "a\nb", "\r\r\n\n", "a\r\n.\r\n", "\r.\r", "\n.\n", "a\r\r\r\nb\r\r"} {
 		f.Add(s, 3)
 	}
 	f.Fuzz(func(t *testing.T, in string, split int) {
@@ -82,6 +87,10 @@ func FuzzCRLFWriter(f *testing.F) {
 			if out[i] == '\n' && (i == 0 || out[i-1] != '\r') {
 				t.Fatalf("bare LF at %d in %q", i, out)
 			}
+		}
+		// Where the writes split the input does not matter.
+		if whole := normalize(t, in, 1<<20); whole != out {
+			t.Fatalf("%q: split %d gives %q, one write %q", in, split, out, whole)
 		}
 		// Removing line endings gives the same text on both sides.
 		strip := strings.NewReplacer("\r", "", "\n", "")

@@ -158,6 +158,14 @@ func New(opt Options) (*Server, error) {
 	srv.AllowInsecureAuth = true
 	srv.Domain = opt.Hostname
 	srv.MaxMessageBytes = opt.MaxMessageSize
+	// Body lines have no length limit of their own: nothing on the way to
+	// the spool holds a line in memory, max_message_size bounds the whole,
+	// and deliver folds lines over 998 octets for the upstream. Devices
+	// send long lines (a 5,000-character line is common in HTML mail).
+	srv.MaxDataLineLength = -1
+	// SMTPUTF8 (RFC 6531): UTF-8 local parts once MAIL says so (the policy
+	// checks domains in their A-label form); deliver never downgrades.
+	srv.EnableSMTPUTF8 = true
 	srv.MaxRecipients = opt.MaxRecipients
 	// Read deadlines are renewed per read by idleConn; go-smtp only needs
 	// a bound on writes to a client that stopped reading.

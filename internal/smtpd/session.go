@@ -1,7 +1,9 @@
 package smtpd
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -33,6 +35,7 @@ type session struct {
 	rewritten bool        // from is a configured sender, not the device's own
 	device    *deviceRule // matched at MAIL; nil for an unknown device
 	rcpts     []string
+	utf8      bool // MAIL came with SMTPUTF8 (RFC 6531)
 }
 
 var _ smtp.Session = (*session)(nil)
@@ -47,7 +50,7 @@ var (
 )
 
 func (se *session) Reset() {
-	se.from, se.hasFrom, se.rewritten, se.device, se.rcpts = "", false, false, nil, nil
+	se.from, se.hasFrom, se.rewritten, se.device, se.rcpts, se.utf8 = "", false, false, nil, nil, false
 	se.setInTransaction(false)
 }
 
@@ -76,7 +79,7 @@ func (se *session) Logout() error {
 }
 
 // Mail implements smtp.Session.
-func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	if se.auth.dropped {
 		return errDropped
 	}
@@ -96,7 +99,12 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 		se.s.log.Info("client back under its message rate", "client", se.client.String(),
 			"device", dev.name(), "refused", d.refusedTotal)
 	}
-	addr, err := policy.ParseSender(from)
+	utf8 := opts != nil && opts.UTF8
+	parse := policy.ParseSender
+	if utf8 {
+		parse = policy.ParseSenderSMTPUTF8
+	}
+	addr, err := parse(from)
 	if err != nil {
 		se.s.log.Info("sender refused", "client", se.client.String(), "helo", se.helo, "device", dev.name(),
 			"from", printable(from), "reason", err.Error())
@@ -125,6 +133,7 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 	}
 	se.device = dev
 	se.hasFrom = true
+	se.utf8 = utf8
 	se.setInTransaction(true)
 	return nil
 }
@@ -132,7 +141,11 @@ func (se *session) Mail(from string, _ *smtp.MailOptions) error {
 // Rcpt implements smtp.Session. The policy decides; nothing else may accept
 // a recipient.
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	addr, err := se.s.opt.Rules.Recipient(to)
+	recipient := se.s.opt.Rules.Recipient
+	if se.utf8 {
+		recipient = se.s.opt.Rules.RecipientSMTPUTF8
+	}
+	addr, err := recipient(to)
 	if err != nil {
 		se.s.log.Info("recipient refused", "client", se.client.String(), "helo", se.helo,
 			"to", printable(to), "reason", err.Error())
@@ -167,14 +180,16 @@ func (se *session) Data(r io.Reader) error {
 		Recipients: se.rcpts,
 		AuthUser:   se.auth.user,
 		Device:     se.device.name(),
+		SMTPUTF8:   se.utf8,
 	})
 	if err != nil {
 		return se.storeError("", err)
 	}
 	id := w.ID()
 	_, tls := se.conn.TLSConnectionState()
+	with := receivedProtocol(se.conn.Extended(), tls, se.auth.user != "")
 	hw := newHeaderWriter(w, func(hasID, hasDate bool) []byte {
-		return se.s.addedHeaders(id, se.helo, se.client, tls, start, hasID, hasDate)
+		return se.s.addedHeaders(id, se.helo, se.client, with, start, hasID, hasDate)
 	})
 	if se.rewritten && se.from != "" && se.s.opt.RewriteFromHeader {
 		hw.fromAddr = se.from
@@ -200,10 +215,17 @@ func (se *session) Data(r io.Reader) error {
 	if err != nil {
 		_ = w.Abort()
 		if rr.err != nil {
+			if errors.Is(rr.err, errNUL) {
+				se.s.log.Info("message refused: it contains a NUL byte", "id", id, "client", se.client.String(),
+					"device", se.device.name(),
+					"hint", "the device sends raw binary in the message text; set it to encode attachments (base64)")
+				return errNULReply
+			}
 			if errors.Is(rr.err, smtp.ErrDataTooLarge) {
 				se.s.log.Info("message refused: too large", "id", id, "client", se.client.String(),
 					"max", se.s.opt.MaxMessageSize)
-				return smtp.ErrDataTooLarge
+				return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+					Message: fmt.Sprintf("Message exceeds this relay's size limit of %d bytes (listen.max_message_size); nothing was stored", se.s.opt.MaxMessageSize)}
 			}
 			se.s.log.Info("message abandoned: client went away during DATA", "id", id,
 				"client", se.client.String(), "err", rr.err.Error())
@@ -213,6 +235,9 @@ func (se *session) Data(r io.Reader) error {
 				Message: "Connection problem during DATA, nothing was stored"}
 		}
 		return se.storeError(id, err)
+	}
+	if rr.eightBit {
+		w.MarkEightBit()
 	}
 	// A repeat too many is committed as held, in the same transaction, so
 	// the scheduler never sees it as due.
@@ -293,11 +318,7 @@ func (se *session) storeError(id string, err error) error {
 
 // addedHeaders builds the Received line, and Message-ID / Date when the
 // device left them out (large providers reject mail without them).
-func (s *Server) addedHeaders(id, helo string, ip netip.Addr, tls bool, now time.Time, hasID, hasDate bool) []byte {
-	with := "SMTP"
-	if tls {
-		with = "ESMTPS"
-	}
+func (s *Server) addedHeaders(id, helo string, ip netip.Addr, with string, now time.Time, hasID, hasDate bool) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (relaybox) with %s id %s;\r\n\t%s\r\n",
 		helo, ip.String(), s.opt.Hostname, with, id, now.Format(time.RFC1123Z))
@@ -310,19 +331,83 @@ func (s *Server) addedHeaders(id, helo string, ip netip.Addr, tls bool, now time
 	return []byte(b.String())
 }
 
+// errNUL stops a message at its first NUL byte. NUL is not allowed in SMTP
+// text, not even with 8BITMIME (RFC 5321 2.3.8, RFC 6152 3), and some
+// receivers drop it before looking for the end of DATA, so a forwarded
+// "\r\n\x00.\r\n" could end a message there: such a message is refused
+// whole rather than changed.
+var errNUL = errors.New("smtpd: NUL byte in message")
+
+var errNULReply = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+	Message: "Message contains a NUL byte, which SMTP does not allow; nothing was stored"}
+
+// receivedProtocol is the "with" word of our Received header (RFC 3848):
+// SMTP after HELO, ESMTP after EHLO, with S for TLS and A for a client
+// that authenticated. TLS and AUTH are extensions, so they make it ESMTP
+// even after HELO (AUTH after HELO is accepted from old devices).
+func receivedProtocol(ehlo, tls, auth bool) string {
+	switch {
+	case tls && auth:
+		return "ESMTPSA"
+	case tls:
+		return "ESMTPS"
+	case auth:
+		return "ESMTPA"
+	case ehlo:
+		return "ESMTP"
+	}
+	return "SMTP"
+}
+
 // errReader remembers the reader's error so Data can tell a client that went
-// away (or sent too much) from a spool that failed.
+// away (or sent too much) from a spool that failed, and refuses NUL bytes.
+// It also notes whether the body holds octets over 127 (deliver needs an
+// upstream with 8BITMIME for those).
 type errReader struct {
-	r   io.Reader
-	err error
+	r        io.Reader
+	err      error
+	eightBit bool
 }
 
 func (e *errReader) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
+	if bytes.IndexByte(p[:n], 0) >= 0 {
+		e.err = errNUL
+		return 0, errNUL
+	}
+	if !e.eightBit {
+		e.eightBit = hasHighOctet(p[:n])
+	}
 	if err != nil && err != io.EOF {
 		e.err = err
 	}
 	return n, err
+}
+
+// hasHighOctet reports whether b holds an octet over 127, 32 octets at a
+// time (one test per four words keeps it near memory speed).
+func hasHighOctet(b []byte) bool {
+	const high = 0x8080808080808080
+	for len(b) >= 32 {
+		w := binary.LittleEndian.Uint64(b[0:8]) | binary.LittleEndian.Uint64(b[8:16]) |
+			binary.LittleEndian.Uint64(b[16:24]) | binary.LittleEndian.Uint64(b[24:32])
+		if w&high != 0 {
+			return true
+		}
+		b = b[32:]
+	}
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&high != 0 {
+			return true
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 // printable makes a device's raw argument safe for one log line.

@@ -127,7 +127,13 @@ func TestScanData(t *testing.T) {
 		{"a\r.\r\nb\r\n.\r\n", 11},       // nor "\r.\r\n"
 		{"a\r\n.\rb\r\n.\r\n", 11},       // nor "\r\n.\r" + other
 		{"a\r\n\x00.\r\nb\r\n.\r\n", 13}, // nor a NUL before the dot
-		{"a\r\r\n.\r\nb\r\n.\r\n", 13},   // go-smtp: CR CR LF is no line end
+		{"a\r\r\n.\r\nb\r\n.\r\n", 7},    // CR CR LF is one line end (BusyBox)
+		{"a\r\r\n.\r\r\nb", 8},           // before the dot and after it
+		{".\r\r\r\nQUIT\r\n", 5},         // the run may be long
+		{"a\r\r\n.\r\rb\r\n.\r\n", 13},   // a CR run not before LF is data
+		{"a\r\r.\r\r\nb\r\n.\r\n", 13},   // "\r\r." is not a line start
+		{"a\n.\r\r\nb\r\n.\r\n", 12},     // nor is "\n."
+		{"a\r\r\n.\nb\r\n.\r\n", 12},     // and "." LF is no end
 		{"no end\r\n", 8},
 	}
 	for _, tt := range tests {
@@ -282,8 +288,9 @@ func TestStartTLSSwitchesToRaw(t *testing.T) {
 }
 
 // An LF-only client's lines and body reach go-smtp translated however small
-// its reads, the body ends at the translated end marker, and the pipelined
-// command after it waits for go-smtp's answer to the body.
+// its reads, the body ends at the translated end marker, and the command
+// pipelined after it is dropped, not read: go-smtp reads the end of the
+// session after its answer to the body.
 func TestLFOnlyTranslatedInOneByteReads(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
@@ -321,5 +328,52 @@ func TestLFOnlyTranslatedInOneByteReads(t *testing.T) {
 		t.Fatalf("after the end marker: phase %d, %d bytes queued; want the body phase and QUIT queued", c.stream.phase, c.in.len())
 	}
 	reply("250 queued\r\n")
-	read("QUIT\r\n")
+	if n, err := c.Read(buf[:]); n != 0 || err != io.EOF {
+		t.Fatalf("after the reply to the body: %d bytes, %v; want the pipelined QUIT dropped and io.EOF", n, err)
+	}
+}
+
+// In an LF-only session, bytes that arrive after the end of DATA in a
+// separate write, but before the reply, are dropped too, and the client
+// reads the reply to its message, then a 421.
+func TestLFOnlyPipelinedLaterWriteDropped(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	c := newIdleConn(server, netipLoopback, 0, func() {}, discardLogger())
+	c.host = "relay.test"
+	defer c.Close()
+	go func() {
+		_, _ = io.WriteString(client, "EHLO x\nDATA\nbody\n.\n")
+		_, _ = io.WriteString(client, "MAIL FROM:<ceo@campus.test>\n") // a second write, before any reply
+	}()
+	replies := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(client); replies <- string(b) }()
+	buf := make([]byte, 64)
+	read := func(want string) {
+		t.Helper()
+		var got strings.Builder
+		for got.Len() < len(want) {
+			n, err := c.Read(buf[:min(len(buf), len(want)-got.Len())])
+			if err != nil {
+				t.Fatalf("after %q: %v", got.String(), err)
+			}
+			got.Write(buf[:n])
+		}
+		if got.String() != want {
+			t.Fatalf("read %q, want %q", got.String(), want)
+		}
+	}
+	read("EHLO x\r\n")
+	c.Write([]byte("250 ok\r\n"))
+	read("DATA\r\n")
+	c.Write([]byte("354 go\r\n"))
+	read("body\r\n.\r\n")
+	c.Write([]byte("250 queued\r\n"))
+	if n, err := c.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("after the reply: %d bytes (%q), %v; want io.EOF", n, buf[:n], err)
+	}
+	c.Close()
+	if got := <-replies; !strings.HasSuffix(got, "250 queued\r\n421 4.5.0 relay.test: commands sent before the reply to the message are not accepted from a client that ends lines with bare LF; closing\r\n") {
+		t.Fatalf("client read %q", got)
+	}
 }

@@ -3,7 +3,9 @@ package smtpd
 import (
 	"bytes"
 	"io"
+	"net"
 	"strconv"
+	"time"
 )
 
 // The byte-level half of idleConn's stream handling: reading and
@@ -11,7 +13,9 @@ import (
 // noting the replies go-smtp writes.
 
 // States of go-smtp's dataReader (data.go), which ends DATA only on
-// CRLF "." CRLF; scanData must agree with it byte for byte.
+// CR+ LF "." CR+ LF (a run of CRs before LF is one line ending, for
+// BusyBox sendmail's CR CR LF; a bare LF is none); scanData must agree
+// with it byte for byte.
 const (
 	dataBeginLine = iota
 	dataDot
@@ -43,15 +47,21 @@ func scanData(state *int, b []byte) (n int, end bool) {
 				s = dataDotCR
 			}
 		case dataDotCR:
-			if c == '\n' {
+			switch c {
+			case '\n':
 				*state = dataBeginLine
 				return i + 1, true
+			case '\r':
+			default:
+				s = dataMid
 			}
-			s = dataMid
 		case dataCR:
-			s = dataMid
-			if c == '\n' {
+			switch c {
+			case '\n':
 				s = dataBeginLine
+			case '\r':
+			default:
+				s = dataMid
 			}
 		case dataMid:
 			j := bytes.IndexByte(b[i:], '\r')
@@ -232,13 +242,61 @@ func (c *idleConn) Write(p []byte) (int, error) {
 		c.tlsRecordWritten(p)
 		return c.Conn.Write(p)
 	}
+	st := &c.stream
+	dropped := 0
+	if st.phase == phaseBody && c.reply.count == st.bodyAt && c.mode == eolLFOnly && c.rerr == nil {
+		dropped = c.dropPipelinedAfterBody()
+	}
 	keep := c.noteReplies(p)
 	if len(keep) > 0 {
 		if _, err := c.Conn.Write(keep); err != nil {
 			return 0, err
 		}
 	}
+	if dropped > 0 {
+		_, _ = c.Conn.Write([]byte("421 4.5.0 " + c.host + ": commands sent before the reply to the message are not accepted from a client that ends lines with bare LF; closing\r\n"))
+	}
 	return len(p), nil
+}
+
+// pendingWait is how long dropPipelinedAfterBody waits for bytes the
+// client may already have sent: long enough for what is in flight on a LAN,
+// short enough not to slow an LF-only device noticeably.
+const pendingWait = 2 * time.Millisecond
+
+// dropPipelinedAfterBody runs just before go-smtp's reply to a DATA body in
+// an LF-only session. There "\n.\n" ends DATA, so SMTP smuggling would
+// hide a second transaction after it; an LF-only device does not pipeline
+// (it predates PIPELINING), so any byte it sent before this reply is
+// dropped and the session is closed after the reply (the client is out of
+// step with the replies anyway). Postfix flags the same "improper command
+// pipelining" by looking for pending input before it replies. It returns
+// the number of bytes dropped.
+func (c *idleConn) dropPipelinedAfterBody() int {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(pendingWait))
+	for c.in.len() < 1<<20 {
+		b := c.in.room(4096)
+		n, err := c.Conn.Read(b)
+		c.in.queued(n)
+		if err != nil {
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				c.rerr = err
+			}
+			break
+		}
+	}
+	n := c.in.len()
+	if n == 0 {
+		return 0
+	}
+	c.log.Warn("client that ends lines with bare LF sent more before the reply to its message; dropped it and closing (SMTP smuggling is made of this)",
+		"client", c.client.String(), "bytes", n,
+		"hint", "a device that waits for each reply is not affected; one that pipelines must end lines with CRLF")
+	c.in.consume(n)
+	// go-smtp reads io.EOF next and closes without a reply of its own;
+	// Write sends the 421.
+	c.rerr = io.EOF
+	return n
 }
 
 // noteReplies records the replies in p and returns the bytes to send.

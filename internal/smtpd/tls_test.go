@@ -330,3 +330,36 @@ func TestLoadTLSFiles(t *testing.T) {
 		t.Error("unknown profile accepted")
 	}
 }
+
+// Inside TLS, after AUTH, the Received header says ESMTPSA (RFC 3848).
+func TestReceivedESMTPSA(t *testing.T) {
+	cfg, err := LoadTLS(TLSFiles{Cert: CertAuto, Dir: t.TempDir(), Hostname: "relay.test", Profile: ProfileModern})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, srv := newTestServer(t, defaultTranscriptConfig(), func(o *Options) {
+		o.TLS, o.Auth = cfg, AuthOptions{Mode: "any"}
+	})
+	tc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", serveLoopback(t, srv.ServeTLS), clientTLS(0))
+	if err != nil {
+		t.Fatalf("TLS dial: %v", err)
+	}
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	d := &authDialog{t: t, conn: tc, r: bufio.NewReader(tc)}
+	if got := d.reply(); !strings.HasPrefix(got, "220") {
+		t.Fatalf("greeting = %q", got)
+	}
+	if got := d.cmd("EHLO dev"); !strings.HasPrefix(got, "250") {
+		t.Fatalf("EHLO = %q", got)
+	}
+	if got := d.cmd("AUTH PLAIN AHNjYW5uZXIAc2VjcmV0"); !strings.HasPrefix(got, "235") {
+		t.Fatalf("AUTH = %q", got)
+	}
+	if got := d.sendMail("Subject: signed in\r\n\r\nline"); !strings.HasPrefix(got, "250") {
+		t.Fatalf("end of data = %q", got)
+	}
+	if h := storedHeaders(t, sp); !strings.Contains(h, "with ESMTPSA id") {
+		t.Errorf("stored headers lack \"with ESMTPSA\":\n%s", h)
+	}
+}

@@ -32,6 +32,8 @@ import (
 //	= held 1                  (messages held as repeats)
 //	= from lab@campus.test    (every stored message's envelope sender; "<>" for null)
 //	= device-name scanner-3   (every stored message's device name)
+//	= eight-bit true          (every stored message is marked 8-bit, or not)
+//	= smtputf8 true           (every stored message is marked SMTPUTF8, or not)
 //
 // Options for the listener, before the dialog:
 //
@@ -67,6 +69,8 @@ type transcriptConfig struct {
 	from       *string // nil: not checked
 	deviceName *string
 	authUser   *string
+	eightBit   *bool
+	smtputf8   *bool
 
 	rate        float64
 	burst       int
@@ -170,6 +174,12 @@ func checkStored(t *testing.T, sp *spool.Spool, cfg transcriptConfig) {
 		}
 		if cfg.deviceName != nil && m.Device != *cfg.deviceName {
 			t.Errorf("message %s has device %q, want %q", m.ID, m.Device, *cfg.deviceName)
+		}
+		if cfg.eightBit != nil && m.EightBit != *cfg.eightBit {
+			t.Errorf("message %s: 8-bit mark %v, want %v", m.ID, m.EightBit, *cfg.eightBit)
+		}
+		if cfg.smtputf8 != nil && m.SMTPUTF8 != *cfg.smtputf8 {
+			t.Errorf("message %s: SMTPUTF8 mark %v, want %v", m.ID, m.SMTPUTF8, *cfg.smtputf8)
 		}
 		if cfg.authUser != nil && m.AuthUser != *cfg.authUser {
 			t.Errorf("message %s records AUTH user %q, want %q", m.ID, m.AuthUser, *cfg.authUser)
@@ -286,6 +296,16 @@ func applySetting(t *testing.T, c *transcriptConfig, s string) {
 			c.auth.Users = map[string][]byte{}
 		}
 		c.auth.Users[name] = hashPassword(t, pw)
+	case "eight-bit", "smtputf8":
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			t.Fatalf("setting %q: %v", s, err)
+		}
+		if key == "eight-bit" {
+			c.eightBit = &b
+		} else {
+			c.smtputf8 = &b
+		}
 	case "auth-user":
 		c.authUser = &val
 	case "auth-required":

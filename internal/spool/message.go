@@ -54,19 +54,26 @@ type Envelope struct {
 	Recipients []string `json:"recipients"`  // normalised, policy-checked addresses
 	AuthUser   string   `json:"auth_user,omitempty"`
 	Device     string   `json:"device,omitempty"` // friendly device name, if matched
+	// SMTPUTF8: the device sent MAIL with SMTPUTF8 (RFC 6531); addresses
+	// and headers may hold UTF-8.
+	SMTPUTF8 bool `json:"smtputf8,omitempty"`
 }
 
 // Message is the spool's record of one accepted message. The body is stored
 // separately in chunks and read with Spool.OpenBody.
 type Message struct {
-	ID          string      `json:"id"`
-	Received    time.Time   `json:"received"`
-	ClientAddr  string      `json:"client_addr"`
-	Helo        string      `json:"helo"`
-	From        string      `json:"from"`
-	AuthUser    string      `json:"auth_user,omitempty"`
-	Device      string      `json:"device,omitempty"`
-	Size        int64       `json:"size"`   // body bytes as stored (CRLF, with added headers)
+	ID         string    `json:"id"`
+	Received   time.Time `json:"received"`
+	ClientAddr string    `json:"client_addr"`
+	Helo       string    `json:"helo"`
+	From       string    `json:"from"`
+	AuthUser   string    `json:"auth_user,omitempty"`
+	Device     string    `json:"device,omitempty"`
+	Size       int64     `json:"size"` // body bytes as stored (CRLF, with added headers)
+	// EightBit: the body holds octets over 127, so it needs an upstream
+	// that offers 8BITMIME (RFC 6152). SMTPUTF8: as in Envelope.
+	EightBit    bool        `json:"eight_bit,omitempty"`
+	SMTPUTF8    bool        `json:"smtputf8,omitempty"`
 	Chunks      int         `json:"chunks"` // number of body chunks
 	Recipients  []Recipient `json:"recipients"`
 	State       State       `json:"state"`

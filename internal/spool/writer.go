@@ -39,7 +39,13 @@ type Writer struct {
 	err    error    // sticky: after a failed Write, only Abort is useful
 	done   bool
 	held   string // set by Hold: commit the message as StateHeld with this reply
+	// eightBit is set by MarkEightBit.
+	eightBit bool
 }
+
+// MarkEightBit records that the body holds octets over 127 (the writer of
+// the body knows; the spool does not look at the bytes).
+func (w *Writer) MarkEightBit() { w.eightBit = true }
 
 // Hold makes Commit store the message as StateHeld, with reason as its last
 // reply, in the same transaction: a held message is never due, not even for
@@ -245,6 +251,8 @@ func (w *Writer) Commit() (*Message, error) {
 		AuthUser:    w.env.AuthUser,
 		Device:      w.env.Device,
 		Size:        w.size,
+		EightBit:    w.eightBit,
+		SMTPUTF8:    w.env.SMTPUTF8,
 		Chunks:      w.chunks,
 		Recipients:  make([]Recipient, len(w.env.Recipients)),
 		State:       StateQueued,

@@ -27,6 +27,8 @@ type Conn struct {
 	text   *textproto.Conn
 	server *Server
 	helo   string
+	// relaybox patch: ehlo is set when the client greeted with EHLO or LHLO.
+	ehlo bool
 
 	// Number of errors witnessed on this connection
 	errCount int
@@ -197,6 +199,13 @@ func (c *Conn) Hostname() string {
 	return c.helo
 }
 
+// Extended reports whether the client greeted with EHLO (or LHLO) rather
+// than HELO: the "with" protocol of a Received header (RFC 3848) tells
+// ESMTP from SMTP by it. (relaybox patch)
+func (c *Conn) Extended() bool {
+	return c.ehlo
+}
+
 func (c *Conn) Conn() net.Conn {
 	return c.conn
 }
@@ -228,6 +237,7 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 	// c.helo is populated before NewSession so
 	// NewSession can access it via Conn.Hostname.
 	c.helo = domain
+	c.ehlo = enhanced
 
 	// RFC 5321: "An EHLO command MAY be issued by a client later in the session"
 	if c.session != nil {
@@ -252,9 +262,11 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 
 	caps := []string{
 		"PIPELINING",
-		"8BITMIME",
 		"ENHANCEDSTATUSCODES",
 		"CHUNKING",
+	}
+	if !c.server.Disable8BITMIME {
+		caps = append(caps, "8BITMIME")
 	}
 	if _, isTLS := c.TLSConnectionState(); c.server.TLSConfig != nil && !isTLS {
 		caps = append(caps, "STARTTLS")
@@ -949,6 +961,7 @@ func (c *Conn) handleStartTLS() {
 		c.setSession(nil)
 	}
 	c.helo = ""
+	c.ehlo = false
 	c.didAuth = false
 	c.reset()
 }
@@ -981,6 +994,18 @@ func (c *Conn) handleData(arg string) {
 	if c.server.LMTP {
 		c.handleDataLMTP()
 		return
+	}
+
+	// relaybox patch: body lines have their own limit.
+	if l := c.server.MaxDataLineLength; l != 0 {
+		if l < 0 {
+			l = 0
+		}
+		c.lineLimitReader.LineLimit = l
+		defer func() {
+			c.lineLimitReader.LineLimit = c.server.MaxLineLength
+			c.lineLimitReader.curLineLength = 0 // the body ended with a line
+		}()
 	}
 
 	r := newDataReader(c)

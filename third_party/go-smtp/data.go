@@ -51,6 +51,11 @@ var ErrDataTooLarge = &SMTPError{
 type dataReader struct {
 	r     *bufio.Reader
 	state int
+	// relaybox patch: dotCRs counts the CRs read after a dot at the start
+	// of a line (stateDotCR); heldCRs are those CRs still to be handed on
+	// once they turned out to be data, not the end marker.
+	dotCRs  int
+	heldCRs int
 
 	limited bool
 	n       int64 // Maximum bytes remaining
@@ -81,18 +86,31 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 
 	// Code below is taken from net/textproto with only one modification to
 	// not rewrite CRLF -> LF.
+	//
+	// relaybox patch: a run of CRs before LF is one line ending, so the
+	// end marker is <CR>+<LF>.<CR>+<LF> (BusyBox sendmail ends every line
+	// with CR CR LF; Postfix also strips every CR before LF). A bare LF
+	// still neither ends a line nor DATA: "\n.\n" and "\r.\r\n" are data.
+	// CRs after a line-leading dot that turn out not to end DATA are data
+	// and handed on (textproto drops the first of them).
 
 	// Run data through a simple state machine to
-	// elide leading dots and detect End-of-Data (<CR><LF>.<CR><LF>) line.
+	// elide leading dots and detect End-of-Data (<CR>+<LF>.<CR>+<LF>) line.
 	const (
 		stateBeginLine = iota // beginning of line; initial state; must be zero
 		stateDot              // read . at beginning of line
-		stateDotCR            // read .\r at beginning of line
+		stateDotCR            // read .\r (or more CRs) at beginning of line
 		stateCR               // read \r (possibly at end of line)
 		stateData             // reading data in middle of line
 		stateEOF              // reached .\r\n end marker line
 	)
 	for n < len(b) && r.state != stateEOF {
+		if r.heldCRs > 0 {
+			b[n] = '\r'
+			n++
+			r.heldCRs--
+			continue
+		}
 		if r.state == stateData {
 			// relaybox patch: in the middle of a line every byte but CR
 			// leaves the state as it is, so copy the run up to the next CR
@@ -131,7 +149,7 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 			r.state = stateData
 		case stateDot:
 			if c == '\r' {
-				r.state = stateDotCR
+				r.state, r.dotCRs = stateDotCR, 1
 				continue
 			}
 			r.state = stateData
@@ -140,13 +158,23 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 				r.state = stateEOF
 				continue
 			}
-			r.state = stateData
+			if c == '\r' {
+				r.dotCRs++
+				continue
+			}
+			// Not the end marker: hand on the CRs, then c as after a CR.
+			r.r.UnreadByte()
+			r.heldCRs, r.dotCRs = r.dotCRs, 0
+			r.state = stateCR
+			continue
 		case stateCR:
 			if c == '\n' {
 				r.state = stateBeginLine
 				break
 			}
-			r.state = stateData
+			if c != '\r' {
+				r.state = stateData
+			}
 		case stateData:
 			if c == '\r' {
 				r.state = stateCR

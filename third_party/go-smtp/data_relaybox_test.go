@@ -13,58 +13,36 @@ import (
 	"testing"
 )
 
-// refData is the original go-smtp v0.25.1 dataReader loop.
+// refData is the DATA reader's rule written out a line at a time, as a
+// reference for the bulk loop: a line starts after CR+ LF (a run of CRs
+// before LF is one line ending; a bare LF is not one); a line that is "."
+// then CR+ LF ends DATA; any other line-leading dot is removed (RFC 5321
+// 4.5.2). An input that stops inside a possible end marker hands on
+// nothing of it.
 func refData(in []byte) (out []byte, eof bool) {
-	const (
-		stateBeginLine = iota
-		stateDot
-		stateDotCR
-		stateCR
-		stateData
-		stateEOF
-	)
-	state := stateBeginLine
-	for _, c := range in {
-		if state == stateEOF {
-			break
+	bol := true
+	for i := 0; i < len(in); {
+		if bol && in[i] == '.' {
+			j := i + 1
+			for j < len(in) && in[j] == '\r' {
+				j++
+			}
+			switch {
+			case j == len(in):
+				return out, false
+			case j > i+1 && in[j] == '\n':
+				return out, true
+			}
+			i++ // a stuffed dot
+			bol = false
+			continue
 		}
-		switch state {
-		case stateBeginLine:
-			if c == '.' {
-				state = stateDot
-				continue
-			}
-			if c == '\r' {
-				state = stateCR
-				break
-			}
-			state = stateData
-		case stateDot:
-			if c == '\r' {
-				state = stateDotCR
-				continue
-			}
-			state = stateData
-		case stateDotCR:
-			if c == '\n' {
-				state = stateEOF
-				continue
-			}
-			state = stateData
-		case stateCR:
-			if c == '\n' {
-				state = stateBeginLine
-				break
-			}
-			state = stateData
-		case stateData:
-			if c == '\r' {
-				state = stateCR
-			}
-		}
+		c := in[i]
 		out = append(out, c)
+		bol = c == '\n' && i > 0 && in[i-1] == '\r'
+		i++
 	}
-	return out, state == stateEOF
+	return out, false
 }
 
 func fastData(in []byte, bufSize, readSize int) ([]byte, bool, error) {
@@ -103,6 +81,11 @@ var dataSeeds = []string{
 	"", "a\r\n.\r\n", ".\r\n", "..x\r\n.\r\n", "a\n.\nb\r\n.\r\n", "a\r.\r\nb\r\n.\r\n",
 	"a\r\n.\rb\r\n.\r\n", "x\r\n\x00.\r\nMAIL FROM:<a>\r\n.\r\n", "no end",
 	"line\r\n" + string(bytes.Repeat([]byte("y"), 5000)) + "\r\n.\r\nafter",
+	// CR runs (BusyBox sendmail sends CR CR LF) and the smuggling sequences
+	// built on them.
+	"Subject: a\r\r\n\r\r\nbody\r\r\n.\r\n", "a\r\r\n.\r\r\nafter", "a\r\r\r\n.\r\r\r\n",
+	"a\r\r\n.\rb\r\n.\r\n", "a\r\r\n.\r\rb\r\n.\r\n", "a\r.\r\r\nb\r\n.\r\n",
+	"a\n.\r\r\nb\r\n.\r\n", "a\r\r.\r\nb\r\n.\r\n", "a\r\r\n.\n\r\n.\r\n", ".\r\r", ".\r\rx\r\n.\r\n",
 }
 
 func TestRelayboxDataReaderMatchesOriginal(t *testing.T) {
@@ -206,4 +189,57 @@ func (s *splitReader) Read(p []byte) (int, error) {
 	k := copy(p[:m], s.b)
 	s.b = s.b[k:]
 	return k, nil
+}
+
+// BenchmarkRelayboxDataReader reads a 1 MiB body of 66-byte CRLF lines
+// through the DATA reader, as a device upload does.
+func BenchmarkRelayboxDataReader(b *testing.B) {
+	line := append(bytes.Repeat([]byte("0123456789abcdef"), 4), '\r', '\n')
+	body := append(bytes.Repeat(line, (1<<20)/len(line)), ".\r\n"...)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	src := bytes.NewReader(body)
+	br := bufio.NewReaderSize(src, 4096)
+	p := make([]byte, 32<<10)
+	for b.Loop() {
+		src.Reset(body)
+		br.Reset(src)
+		dr := &dataReader{r: br}
+		for {
+			if _, err := dr.Read(p); err != nil {
+				break
+			}
+		}
+	}
+}
+
+// TestRelayboxDataReaderEnds pins what ends DATA and what the body is, for
+// the line endings devices send and the smuggling sequences built on them.
+func TestRelayboxDataReaderEnds(t *testing.T) {
+	for _, tt := range []struct {
+		in, body string
+		eof      bool
+	}{
+		// BusyBox sendmail fed a CRLF file: every line ends CR CR LF.
+		{"Subject: a\r\r\n\r\r\nbody\r\r\n.\r\n", "Subject: a\r\r\n\r\r\nbody\r\r\n", true},
+		{"a\r\r\n.\r\r\n", "a\r\r\n", true},
+		{".\r\n", "", true},
+		{".\r\r\r\n", "", true},
+		{"a\r\n..b\r\n.\r\n", "a\r\n.b\r\n", true},
+		// Not the end marker: a bare LF is no line ending, and a CR run
+		// not followed by LF is data, handed on whole.
+		{"a\n.\nb", "a\n.\nb", false},
+		{"a\n.\r\nb", "a\n.\r\nb", false},
+		{"a\r\n.\nb", "a\r\n\nb", false},
+		{"a\r.\r\nb", "a\r.\r\nb", false},
+		{"a\r\n.\rb", "a\r\n\rb", false},
+		{"a\r\r\n.\r\rb", "a\r\r\n\r\rb", false},
+		{"a\r\r.\r\r\nb", "a\r\r.\r\r\nb", false},
+		{"a\r\n\x00.\r\nb", "a\r\n\x00.\r\nb", false},
+	} {
+		got, eof, err := fastData([]byte(tt.in), 16, 7)
+		if err != nil || eof != tt.eof || string(got) != tt.body {
+			t.Errorf("%q: body %q eof=%v err=%v; want %q eof=%v", tt.in, got, eof, err, tt.body, tt.eof)
+		}
+	}
 }

@@ -41,6 +41,16 @@ type Server struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 
+	// relaybox patch: MaxDataLineLength bounds a line of a DATA body; 0
+	// keeps MaxLineLength there too (go-smtp's behaviour), a negative value
+	// means no limit (MaxMessageBytes still bounds the whole body). A body
+	// line over the limit ends the session with 500 5.4.0, as before.
+	MaxDataLineLength int
+
+	// relaybox patch: do not advertise 8BITMIME (RFC 6152), for a server
+	// that hands mail on to 7-bit systems (and to test clients against one).
+	Disable8BITMIME bool
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool
