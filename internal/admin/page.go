@@ -61,7 +61,7 @@ const pageRefresh = 5 * time.Second
 // shorter first page on the overview (each has its own list page), so the
 // overview stays well under its 150 KB budget with every list full.
 const (
-	pageLimit     = 100
+	pageLimit     = DefaultLimit
 	overviewShort = 20
 	eventsShown   = 25
 )
@@ -310,32 +310,15 @@ func plainID(id string) bool {
 	return true
 }
 
-// listPage returns up to limit messages in state whose ID sorts after
-// after (queue ids sort by arrival), with the total and the next page's
-// cursor, as the API pages; base is the page whose ?after= the pager
-// links to. A cursor whose message has gone meanwhile still works.
+// listPage is one page of the listing in state, paged exactly as the
+// API pages it (List: ?after=ID, ids sort by arrival, with the total and
+// the next cursor); base is the page whose ?after= the pager links to.
 func (s *Server) listPage(state spool.State, base, after string, limit int) (listView, error) {
-	all, err := s.List(state)
+	p, err := s.List(state, after, limit)
 	if err != nil {
 		return listView{}, err
 	}
-	v := listView{State: state, Base: base, Total: len(all), After: after}
-	start := 0
-	if after != "" {
-		start = len(all)
-		for i, m := range all {
-			if m.ID > after {
-				start = i
-				break
-			}
-		}
-	}
-	end := min(start+limit, len(all))
-	v.Rows = all[start:end]
-	if end < len(all) && end > 0 {
-		v.Next = all[end-1].ID
-	}
-	return v, nil
+	return listView{State: state, Base: base, Rows: p.Messages, Total: p.Total, After: after, Next: p.Next}, nil
 }
 
 func hasPending(m Message) bool {

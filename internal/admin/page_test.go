@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"relaybox/internal/spool"
+	"relaybox/internal/status"
 )
 
 // addRaw commits a message with a header block and envelope of the test's
@@ -336,6 +338,32 @@ func TestMarkupOnlyFromConstants(t *testing.T) {
 			if conv.MatchString(line) {
 				t.Errorf("%s:%d converts to markup: %s", f, i+1, strings.TrimSpace(line))
 			}
+		}
+	}
+}
+
+// What the status model knows of the clock and of a failed reload is on
+// the page: a box without NTP shows wrong ages, and a broken config file
+// keeps the old config running.
+func TestStatusPageClockAndReload(t *testing.T) {
+	f := newFixture(t, "")
+	for _, c := range []struct {
+		synced, known bool
+		want, not     string
+	}{
+		{false, true, "(NOT synchronised: times and ages may be wrong until NTP syncs)", "(synchronised)"},
+		{true, true, "(synchronised)", "NOT synchronised"},
+		{false, false, "2025-03-04 10:00:00Z</dd>", "synchronised"},
+	} {
+		st := status.New(status.Options{Now: f.clk.Now, Version: "test",
+			ClockSynced: func() (bool, bool) { return c.synced, c.known }})
+		st.Started()
+		st.ConfigError(errors.New("relaybox.toml:7: queue.max_size: <bad> is not a size"))
+		f.srv = NewServer(Options{Status: st, Queue: f.sp, Now: f.clk.Now})
+		body := f.page("/")
+		mustHave(t, body, c.want, "The last config reload failed; still running on the previous config: relaybox.toml:7: queue.max_size: &lt;bad&gt; is not a size")
+		if strings.Contains(body, c.not) {
+			t.Errorf("synced=%v known=%v: the page says %q", c.synced, c.known, c.not)
 		}
 	}
 }

@@ -202,8 +202,18 @@ func (p *page) statusBody(v statusView) {
 		up = "starting"
 	}
 	p.dt("uptime", up)
-	p.dt("clock", Stamp(snap.Now))
+	clock := Stamp(snap.Now)
+	switch snap.Clock {
+	case status.ClockSynchronised:
+		clock += " (synchronised)"
+	case status.ClockUnsynchronised:
+		clock += " (NOT synchronised: times and ages may be wrong until NTP syncs)"
+	}
+	p.dt("clock", clock)
 	p.m("</dl>\n")
+	if snap.ConfigError != "" {
+		p.el(`<p class="warning">`, "The last config reload failed; still running on the previous config: "+snap.ConfigError, "</p>\n")
+	}
 	for _, w := range snap.Warnings {
 		p.el(`<p class="warning">`, w, "</p>\n")
 	}

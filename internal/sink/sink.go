@@ -26,6 +26,9 @@ type Message struct {
 	Body []byte
 	TLS  bool // the session was encrypted when DATA was sent
 	At   time.Time
+	// ID is the sink's queue ID, given in its reply ("250 2.0.0 OK:
+	// queued as S000001") as a real relay gives its own.
+	ID string
 }
 
 // Options configure a Sink.
@@ -69,10 +72,13 @@ type Sink struct {
 
 	srvMu sync.Mutex
 	srv   *smtp.Server // nil while stopped
-	ln    net.Listener // srv's; closed by Stop itself (see there)
+	// ln is closed by Stop too: go-smtp's Close misses a listener its
+	// Serve goroutine has not registered yet (Stop right after Start).
+	ln net.Listener
 
 	mu   sync.Mutex
 	msgs []Message
+	seq  int // messages taken, for their IDs
 }
 
 // Start listens on addr ("127.0.0.1:0" for a free port) and serves.
@@ -143,12 +149,11 @@ func (s *Sink) Stop() error {
 	if srv == nil {
 		return nil
 	}
-	err := srv.Close()
-	// go-smtp's Close closes only the listeners its Serve goroutine has
-	// registered already; a Stop right after Start would otherwise leave
-	// this one accepting. (Closed twice, it only says so.)
-	_ = ln.Close()
-	return err
+	ln.Close()
+	if err := srv.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // Restart listens again at the same address with the same options after
@@ -266,15 +271,18 @@ func (se *session) Data(r io.Reader) error {
 	}
 	_, isTLS := se.conn.TLSConnectionState()
 	m := Message{From: se.from, To: append([]string(nil), se.to...), Body: buf.Bytes(), TLS: isTLS, At: time.Now()}
+	se.s.mu.Lock()
+	se.s.seq++
+	m.ID = fmt.Sprintf("S%06d", se.s.seq)
 	if !se.s.opt.Discard {
-		se.s.mu.Lock()
 		se.s.msgs = append(se.s.msgs, m)
-		se.s.mu.Unlock()
 	}
+	se.s.mu.Unlock()
 	if se.s.opt.OnMessage != nil {
 		se.s.opt.OnMessage(m)
 	}
-	return nil
+	// go-smtp sends a 250 "error" as the reply it is.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + m.ID}
 }
 
 type nopLogger struct{}
