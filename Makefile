@@ -59,15 +59,22 @@ clean:
 # dist/ is a directory: without .PHONY, make would call it up to date.
 .PHONY: dist check-dist test-arm
 
-# Static release binaries for linux/arm v6 and v7, linux/arm64, linux/amd64
-# and windows/amd64 in dist/, with SHA256SUMS (scripts/cross-build.sh).
+# Release artifacts in dist/: static binaries for linux/arm v6 and v7,
+# linux/arm64, linux/amd64 and windows/amd64 (scripts/cross-build.sh); the
+# Debian packages relaybox_<version>_{armhf,arm64,amd64}.deb built with nfpm
+# and relaybox-<version>-windows-amd64.zip (scripts/package.sh); SHA256SUMS
+# over all of them.
 dist:
 	VERSION='$(VERSION)' GO='$(GO)' scripts/cross-build.sh dist
+	VERSION='$(VERSION)' GO='$(GO)' scripts/package.sh dist
 
 # Each dist/ binary exists, is under 12 MiB, static, for the right
-# GOOS/GOARCH/GOARM, CGO off, version stamped (scripts/check-dist.sh).
+# GOOS/GOARCH/GOARM, CGO off, version stamped (scripts/check-dist.sh); each
+# package has the right control fields, files, conffiles and scripts, and
+# its binary runs and validates the packaged config (scripts/check-packages.sh).
 check-dist:
 	GO='$(GO)' scripts/check-dist.sh dist
+	GO='$(GO)' scripts/check-packages.sh dist
 
 # The suite (short) under qemu-user as ARMv6 (Pi Zero/1) and arm64; says
 # loudly how to install qemu-user-static when it is missing, and exits 0.

@@ -59,6 +59,8 @@ while read -r name goos goarch goarm magic; do
 	for w in "${want[@]}"; do
 		grep -qE "^[[:space:]]+build[[:space:]]+$w(,|\$)" <<<"$info" || bad "$name: go version -m lacks build $w"
 	done
+	# The packager is a build tool in go.mod, never part of relaybox.
+	! grep -q 'goreleaser' <<<"$info" || bad "$name: links the packaging tool (nfpm); it belongs to make dist only"
 	# -trimpath keeps -ldflags out of the build info, so look for the stamp itself.
 	grep -aqF -- "$VERSION" "$f" || bad "$name: version $VERSION not stamped in (-X main.version)"
 	[ "$ffail" = 1 ] || echo "ok   $name  $size bytes  $goos/$goarch${goarm#-}"

@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # cpu-split.sh - where the CPU goes, per message, on the end-to-end path:
-# relaybox, the shared harness's TLS sink, and the load tool (smtp-source),
+# relaybox, the benchmark's TLS sink (scripts/bench/sink), and the load tool (smtp-source),
 # each in milliseconds of user+system time per message. On a 2-core box the
 # three share the CPU, so the relay's share is what bounds the e2e rate.
 #
 #   scripts/cpu-split.sh [-s SIZE] [-c CONC] [-n N] [-r REPS]
 #
 # Needs smtp-source (Debian package postfix), curl, go; the sink is built
-# from ../shared/bench/sink if needed.
+# from scripts/bench/sink.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-BENCH=${BENCH:-$HERE/../../shared/bench}
 SIZE=1048576 CONC=8 N=200 REPS=3
 while getopts s:c:n:r: o; do
 	case $o in
@@ -20,8 +19,8 @@ while getopts s:c:n:r: o; do
 done
 command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
 make -C "$HERE/.." build >/dev/null
-SINK_BIN=$BENCH/sink/benchsink
-[[ -x $SINK_BIN ]] || (cd "$BENCH/sink" && go build -o benchsink .)
+SINK_BIN=/tmp/relaybox-benchsink
+(cd "$HERE/.." && go build -o "$SINK_BIN" ./scripts/bench/sink)
 OUT=$(mktemp -d /tmp/cpu-split.XXXX)
 export SINK_ADDR=127.0.0.1:2600 SINK_TLS_ADDR=127.0.0.1:2465 SINK_CERT=$OUT/sink.pem
 export RELAY_ADDR=127.0.0.1:2525 RB_ROOT=$OUT/rb

@@ -5,7 +5,7 @@
 #   scripts/diskwrite-bench.sh [--reps 3] [--conc 8] [--n1k 2000] [--n100k 500] [--n1m 200] [--out DIR]
 #
 # Each relay forwards N messages of 1 KiB, 100 KiB and 1 MiB (smtp-source,
-# --conc clients) to the shared benchmark's TLS sink over STARTTLS; the disk's
+# --conc clients) to the benchmark's TLS sink (scripts/bench/sink) over STARTTLS; the disk's
 # sectors-written counter
 # (/proc/diskstats) is read after `sync` before the load and again after
 # the sink has every message and the relay has cleaned up (its queue files
@@ -23,7 +23,7 @@
 # not (20-30 KB per 1 MiB message on this machine).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-BENCH=${BENCH:-$HERE/../../shared/bench}
+SINK_BIN=/tmp/relaybox-benchsink
 REPS=3 CONC=8 N1K=2000 N100K=500 N1M=200 OUT=/tmp/relaybox-diskwrite WARM=1
 while (($#)); do
 	case $1 in
@@ -40,12 +40,12 @@ done
 command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
 command -v smtp-source >/dev/null || { echo "needs smtp-source (apt-get install postfix)" >&2; exit 1; }
 make -C "$HERE/.." build >/dev/null
-(cd "$BENCH/sink" && [[ -x benchsink ]] || go build -o benchsink .)
+(cd "$HERE/.." && go build -o "$SINK_BIN" ./scripts/bench/sink)
 mkdir -p "$OUT"
 DEV=$(basename "$(df --output=source /tmp | tail -1)")
 DEV=${DEV%%[0-9]*} # vda1 -> vda: the whole disk's counter
 export SINK_ADDR=127.0.0.1:2800 SINK_TLS_ADDR=127.0.0.1:2865 SINK_CERT=$OUT/sink.pem
-"$BENCH/sink/benchsink" -listen "$SINK_ADDR" -tls-listen "$SINK_TLS_ADDR" -http 127.0.0.1:2801 \
+"$SINK_BIN" -listen "$SINK_ADDR" -tls-listen "$SINK_TLS_ADDR" -http 127.0.0.1:2801 \
 	-cert-out "$SINK_CERT" >"$OUT/sink.log" 2>&1 &
 SINK=$!
 trap 'kill $SINK 2>/dev/null || true' EXIT
@@ -67,7 +67,7 @@ echo "rep,relay,size,n,disk_bytes_per_msg,process_bytes_per_msg" >"$OUT/diskwrit
 for rep in $(seq "$REPS"); do
 	for relay in postfix relaybox; do
 		if [[ $relay == postfix ]]; then
-			drv=$BENCH/postfix-relay.sh addr=127.0.0.1:2526
+			drv=$HERE/bench/postfix.sh addr=127.0.0.1:2526
 		else
 			drv=$HERE/relaybox-relay.sh addr=127.0.0.1:2525
 		fi

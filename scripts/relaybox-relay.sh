@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# relaybox-relay.sh - run relaybox as a relay driver for the shared benchmark
-# harness (../shared/bench/run-bench.sh), the same contract postfix-relay.sh
+# relaybox-relay.sh - run relaybox as a relay driver for the benchmark
+# runner (scripts/bench/run.sh), the same contract scripts/bench/postfix.sh
 # follows:
 #
 #   relaybox-relay.sh start | stop | pids | status

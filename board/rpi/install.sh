@@ -11,7 +11,8 @@
 #   user and group relaybox               system account, no login, in gpio/dialout if they exist
 #   /etc/relaybox/relaybox.toml           the sample config, only if none is there (root:relaybox 0640)
 #   /var/lib/relaybox                     the spool, relaybox:relaybox 0700
-#   /etc/systemd/system/relaybox.service  from `relaybox service unit`, enabled and (re)started
+#   /etc/systemd/system/relaybox.service  from `relaybox service unit`, enabled; (re)started only
+#                                         once the config no longer holds the sample's placeholders
 set -euo pipefail
 
 die() {
@@ -67,10 +68,8 @@ install -d -m 0700 -o relaybox -g relaybox /var/lib/relaybox
 chown -R relaybox:relaybox /var/lib/relaybox
 
 cfg=/etc/relaybox/relaybox.toml
-new_config=no
 if [ ! -e "$cfg" ]; then
 	install -m 0640 -o root -g relaybox "$here/relaybox.toml" "$cfg"
-	new_config=yes
 	echo "installed the sample config $cfg"
 fi
 
@@ -84,14 +83,20 @@ unit=/etc/systemd/system/relaybox.service
 mv -f "$unit.new" "$unit"
 systemctl daemon-reload
 systemctl enable relaybox.service
+
+# A relay greeting as, relaying for and forwarding to example.edu helps
+# nobody: start only once the sample's placeholders are edited.
+if ! runuser -u relaybox -- /usr/local/bin/relaybox check-config -ready -config "$cfg" >/dev/null 2>&1; then
+	systemctl stop relaybox.service 2>/dev/null || true
+	cat <<MSG
+relaybox is installed and enabled, but NOT started: $cfg still holds the
+sample's placeholders (example.edu). Next:
+  sudoedit $cfg                      # hostname, policy.recipient_domains, [[upstream]] address
+  sudo relaybox check-config -ready -config $cfg
+  sudo systemctl restart relaybox
+MSG
+	exit 0
+fi
 systemctl restart relaybox.service
 echo "relaybox is installed and running:"
 systemctl --no-pager --lines=5 status relaybox.service || true
-
-if [ "$new_config" = yes ]; then
-	cat <<MSG
-
-Next: edit $cfg (hostname, policy.recipient_domains, [[upstream]]),
-then: sudo systemctl restart relaybox
-MSG
-fi

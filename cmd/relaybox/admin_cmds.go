@@ -98,12 +98,15 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	return printStatus(stdout, snap)
 }
 
-const queueUsage = "usage: relaybox queue list | dead | held | show ID | retry [-force] ID | release ID | retry-all | retry-dead | delete ID  [-config FILE] [-admin HOST:PORT] [-json]"
+const queueUsage = "usage: relaybox queue list | dead | held [-limit N] [-after ID] [-all] | show ID | retry [-force] ID | release ID | retry-all | retry-dead | delete ID  [-config FILE] [-admin HOST:PORT] [-json]"
 
 func cmdQueue(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("queue", stderr)
 	af := newAdminFlags(fs)
 	force := fs.Bool("force", false, "retry: also requeue recipients the upstream refused for good (5xx)")
+	limit := fs.Int("limit", admin.DefaultLimit, fmt.Sprintf("list, dead, held: messages per page (1 to %d)", admin.MaxLimit))
+	after := fs.String("after", "", "list, dead, held: start after this message `ID` (the next page)")
+	all := fs.Bool("all", false, "list, dead, held: every page, not just the first")
 	words, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -136,19 +139,25 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 	}
 	switch verb {
 	case "list", "dead", "held":
-		var msgs []admin.Message
-		switch verb {
-		case "list":
-			msgs, err = c.Queue()
-		case "dead":
-			msgs, err = c.Dead()
-		default:
-			msgs, err = c.Held()
+		if *limit < 1 || *limit > admin.MaxLimit {
+			return usageError{fmt.Errorf("-limit %d: want 1 to %d", *limit, admin.MaxLimit)}
 		}
+		get := map[string]func(string, int) (*admin.Page, error){"list": c.Queue, "dead": c.Dead, "held": c.Held}[verb]
+		page, err := get(*after, *limit)
 		if err != nil {
 			return err
 		}
-		return out(map[string]any{"messages": msgs}, func() error { return printMessages(stdout, msgs, verb == "dead") })
+		// -all follows the cursor; each request stays one page, so the
+		// daemon never builds the whole listing at once.
+		for *all && page.Next != "" {
+			more, err := get(page.Next, *limit)
+			if err != nil {
+				return err
+			}
+			page.Messages, page.Next = append(page.Messages, more.Messages...), more.Next
+			page.Total = more.Total
+		}
+		return out(page, func() error { return printPage(stdout, verb, page, *after != "") })
 	case "show":
 		d, err := c.Show(rest[0])
 		if err != nil {
@@ -240,6 +249,29 @@ func printStatus(w io.Writer, s status.Snapshot) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", u.Name, ok, u.ConsecutiveFailures, status.Ago(s.Now, u.LastSuccess), clip(u.LastError, 70))
 	}
 	return tw.Flush()
+}
+
+// printPage prints a page of a listing and, when more follow, how to get
+// the next one.
+func printPage(w io.Writer, verb string, p *admin.Page, paged bool) error {
+	if len(p.Messages) == 0 && paged {
+		_, err := fmt.Fprintf(w, "no more messages (%d in all)\n", p.Total)
+		return err
+	}
+	if err := printMessages(w, p.Messages, verb == "dead"); err != nil {
+		return err
+	}
+	if p.Next == "" && !paged {
+		return nil
+	}
+	_, err := fmt.Fprintf(w, "\n%d shown of %d", len(p.Messages), p.Total)
+	if err == nil && p.Next != "" {
+		_, err = fmt.Fprintf(w, "; next page: relaybox queue %s -after %s (or -all)", verb, p.Next)
+	}
+	if err == nil {
+		_, err = fmt.Fprintln(w)
+	}
+	return err
 }
 
 func printMessages(w io.Writer, msgs []admin.Message, dead bool) error {

@@ -142,6 +142,43 @@ func TestQueueCommands(t *testing.T) {
 	}
 }
 
+// queue list pages: -limit, the footer with the total and the next
+// command, -after for the next page, -all for every page.
+func TestQueueListPages(t *testing.T) {
+	e := newAdminEnv(t, "")
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, e.add("copier@lab.example.edu", fmt.Sprintf("u%d@example.edu", i)))
+	}
+	out, err := run(cmdQueue, "list", "-limit", "2", "-admin", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, out, ids[0], ids[1], "2 shown of 5; next page: relaybox queue list -after "+ids[1])
+	if strings.Contains(out, ids[2]) {
+		t.Errorf("-limit 2 printed a third message:\n%s", out)
+	}
+	out, err = run(cmdQueue, "list", "-limit", "2", "-after", ids[3], "-admin", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, out, ids[4], "1 shown of 5")
+	if strings.Contains(out, "next page") || strings.Contains(out, ids[3]) {
+		t.Errorf("last page:\n%s", out)
+	}
+	out, err = run(cmdQueue, "list", "-limit", "2", "-all", "-json", "-admin", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p admin.Page
+	if err := json.Unmarshal([]byte(out), &p); err != nil || len(p.Messages) != 5 || p.Total != 5 || p.Next != "" {
+		t.Fatalf("-all -json: %v\n%s", err, out)
+	}
+	if _, err := run(cmdQueue, "list", "-limit", "0", "-admin", e.addr); !isUsage(err) {
+		t.Errorf("-limit 0: %v, want a usage error", err)
+	}
+}
+
 func TestQueueDeadCommands(t *testing.T) {
 	e := newAdminEnv(t, "")
 	out, err := run(cmdQueue, "dead", "-admin", e.addr)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -66,10 +67,16 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	level.Set(logLevel(cfg.Log))
+	log := newLogger(cfg.Log, level, stderr, os.Getenv)
+	b, err := build(cfg, config.Source{}, log)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := startDaemon(cfg, log)
+	d, err := startDaemon(b, log, runOptions{level: level, fixed: true})
 	if err != nil {
 		return err
 	}

@@ -184,7 +184,7 @@ func TestE2EDefaultsHoldMail(t *testing.T) {
 		if !p.running() {
 			// Port 2525 may be taken on a shared machine; that is not this
 			// test's subject.
-			if strings.Contains(p.Log(), "address already in use") {
+			if strings.Contains(p.Log(), "another program already listens") {
 				t.Skip("127.0.0.1:2525 is in use here")
 			}
 			t.Fatalf("exited: %v\n%s", p.waitEr, p.Log())

@@ -45,22 +45,43 @@ func tokenSources(cfg config.Config, log *slog.Logger) ([]deliver.TokenSource, [
 		}
 		s, err := oauth.New(oauthOptions(i, u, log))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, upstreamError{i, err}
 		}
 		tokens[i], sources[i] = s, s
 	}
 	return tokens, sources, nil
 }
 
+// upstreamError is a problem with upstream i, so the config error can
+// point at its [[upstream]] table.
+type upstreamError struct {
+	i   int
+	err error
+}
+
+func (e upstreamError) Error() string { return e.err.Error() }
+func (e upstreamError) Unwrap() error { return e.err }
+
+// restartTokenRefresh stops refreshing the previous config's token sources
+// and starts on b's; reloadMu or start-up serialises the calls.
+func (d *daemon) restartTokenRefresh(b *built) {
+	if d.tokenCancel != nil {
+		d.tokenCancel()
+	}
+	ctx, cancel := context.WithCancel(d.ctx)
+	d.tokenCancel = cancel
+	d.startTokenRefresh(ctx, b.cfg, b.oauth)
+}
+
 // startTokenRefresh keeps every upstream's token fresh in the background.
 // A failure shows in the status as that upstream failing, with the
 // reason, before any mail needs the token; recovery clears it.
-func (d *daemon) startTokenRefresh(ctx context.Context, sources []*oauth.Source) {
+func (d *daemon) startTokenRefresh(ctx context.Context, cfg config.Config, sources []*oauth.Source) {
 	for i, s := range sources {
 		if s == nil {
 			continue
 		}
-		name := d.cfg.Upstream[i].Address
+		name := cfg.Upstream[i].Address
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()

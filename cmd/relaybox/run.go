@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,11 +20,11 @@ import (
 	"relaybox/internal/config"
 	"relaybox/internal/deliver"
 	"relaybox/internal/led"
-	"relaybox/internal/policy"
 	"relaybox/internal/service"
 	"relaybox/internal/smtpd"
 	"relaybox/internal/spool"
 	"relaybox/internal/status"
+	"relaybox/internal/systemd"
 	"relaybox/internal/throttle"
 )
 
@@ -35,20 +34,19 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*path)
+	b, log, opts, err := prepareRun(*path, stderr)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.Log, stderr)
 	if !service.Interactive() {
 		// Started by systemd or the Windows service manager.
-		if h, err := service.LogHandler(log.Handler(), logLevel(cfg.Log)); err == nil {
+		if h, err := service.LogHandler(log.Handler(), opts.level); err == nil {
 			log = slog.New(h)
 		} else {
 			log.Warn("service log unavailable", "err", err.Error())
 		}
 		var d *daemon
-		return service.RunService(func() (err error) { d, err = startDaemon(cfg, log); return err },
+		return service.RunService(func() (err error) { d, err = startDaemon(b, log, opts); return err },
 			func() error {
 				if d == nil {
 					return nil
@@ -58,7 +56,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := startDaemon(cfg, log)
+	d, err := startDaemon(b, log, opts)
 	if err != nil {
 		return err
 	}
@@ -67,12 +65,39 @@ func cmdRun(args []string, stderr io.Writer) error {
 	return d.shutdown()
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: logLevel(c)}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+// prepareRun is everything `run` does before it binds a port: load and
+// validate the file, build the daemon's parts from it, set up logging.
+// Every error here is the config's (exit 2).
+func prepareRun(path string, stderr io.Writer) (*built, *slog.Logger, runOptions, error) {
+	cfg, src, err := loadConfigSource(path)
+	if err != nil {
+		return nil, nil, runOptions{}, err
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	level := new(slog.LevelVar)
+	level.Set(logLevel(cfg.Log))
+	log := newLogger(cfg.Log, level, stderr, os.Getenv)
+	b, err := build(cfg, src, log)
+	if err != nil {
+		return nil, nil, runOptions{}, usageError{err}
+	}
+	return b, log, runOptions{path: path, level: level, notify: systemd.NewNotifier(os.Getenv)}, nil
+}
+
+// newLogger writes log lines to w at the level in level (a reload changes
+// it). When w is the journal stream systemd connected to stderr, every line
+// carries its syslog priority, so `journalctl -p warning` works.
+func newLogger(c config.Log, level slog.Leveler, w io.Writer, getenv func(string) string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	mk := func(w io.Writer) slog.Handler {
+		if c.Format == "json" {
+			return slog.NewJSONHandler(w, opts)
+		}
+		return slog.NewTextHandler(w, opts)
+	}
+	if f, ok := w.(*os.File); ok && systemd.IsJournal(f, getenv) {
+		return slog.New(systemd.PriorityHandler(w, mk))
+	}
+	return slog.New(mk(w))
 }
 
 // logLevel is log.level as slog's level; validation has refused any other
@@ -83,17 +108,37 @@ func logLevel(c config.Log) slog.Level {
 	return lvl
 }
 
-// daemon is the wired relay: spool, scheduler and listener.
+// runOptions are what `run` hands the daemon besides its config.
+type runOptions struct {
+	path   string            // -config, re-read by a reload; "" = built-in defaults
+	level  *slog.LevelVar    // log.level, changed by a reload
+	notify *systemd.Notifier // nil outside systemd's Type=notify
+	// fixed: the config was built in code (demo), so there is no file to
+	// reload and a reload refuses instead of falling back to defaults.
+	fixed bool
+}
+
+// daemon is the wired relay: spool, scheduler and listeners.
 type daemon struct {
-	cfg       config.Config
+	opts      runOptions
+	cur       atomic.Pointer[built] // the config running now; a reload swaps it
 	log       *slog.Logger
 	spool     *spool.Spool
 	sched     *deliver.Scheduler
 	smtp      *smtpd.Server
-	listeners []net.Listener
+	listeners []*boundListener // guarded by reloadMu once started
 	status    *status.Model
 	admin     *http.Server // nil when admin.listen is ""
 	adminL    net.Listener
+	inTLS     bool // inbound TLS is on (listen.tls_cert set)
+
+	reloadMu sync.Mutex
+	stopping bool // guarded by reloadMu: shutdown has begun, no more reloads
+	// ctx lives as long as the daemon; tokenCancel stops the background
+	// refresh of the current OAuth token sources (a reload builds new ones).
+	ctx         context.Context
+	tokenCancel context.CancelFunc
+	hup         chan os.Signal
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -101,32 +146,34 @@ type daemon struct {
 	shutErr  error
 }
 
-// startDaemon opens the spool, starts delivery and listens. On error it
-// undoes what it started.
-func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
-	d = &daemon{cfg: cfg, log: log}
-	var upNames []string
-	for _, u := range cfg.Upstream {
-		upNames = append(upNames, u.Address)
-	}
+// boundListener is one open SMTP or SMTPS listener and the setting it
+// came from, so a reload can tell which addresses changed.
+type boundListener struct {
+	key      string // "listen.smtp" or "listen.smtps"
+	addr     string // as configured
+	implicit bool   // SMTPS: TLS from the first byte
+	l        net.Listener
+}
+
+// cfg is the config running now.
+func (d *daemon) cfg() config.Config { return d.cur.Load().cfg }
+
+// startDaemon binds the listeners, opens the spool, starts delivery and
+// serves. On error it undoes what it started and returns one line naming
+// what failed; it never returns a half-started daemon.
+func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err error) {
+	cfg := b.cfg
+	d := &daemon{opts: opts}
+	d.cur.Store(b)
+	// Caught from the start: a SIGHUP that comes while the spool opens must
+	// not stop the relay (Go's default); it reloads once start-up is done.
+	d.hup = make(chan os.Signal, 1)
+	signal.Notify(d.hup, syscall.SIGHUP)
 	warns := warnings(cfg)
-	d.status = status.New(status.Options{Upstreams: upNames, Version: version, Warnings: warns, Queue: d.queueStats})
+	d.status = status.New(status.Options{Upstreams: b.upstreamNames(), Version: version, Warnings: warns, Queue: d.queueStats,
+		ClockSynced: status.KernelClockSynced})
 	log = slog.New(d.status.Handler(log.Handler())) // every log record also lands in the ring of recent events
 	d.log = log
-	rules, err := policy.NewRules(cfg.Policy.RecipientDomains)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("policy.recipient_domains: %w", err)}
-	}
-	nets, err := policy.NetworkRules(cfg.Listen.AllowedNetworks)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("listen.allowed_networks: %w", err)}
-	}
-	var authReq *policy.Networks
-	if len(cfg.Auth.Required) > 0 {
-		if authReq, err = policy.NetworkRules(cfg.Auth.Required); err != nil {
-			return nil, usageError{fmt.Errorf("auth.required: %w", err)}
-		}
-	}
 	for _, w := range warns {
 		log.Warn(w)
 	}
@@ -137,19 +184,39 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		log.Warn("open file limit is low: a burst of clients may exhaust it", "limit", soft,
 			"hint", "raise the hard limit (LimitNOFILE=65536 in the systemd unit, or ulimit -Hn)")
 	}
-	tokens, tokenSrcs, err := tokenSources(cfg, log)
-	if err != nil {
-		return nil, usageError{err}
+	defer func() {
+		if err != nil {
+			signal.Stop(d.hup)
+			d.closeAll()
+		}
+	}()
+
+	// Addresses first: a port taken is the commonest start-up failure,
+	// and finding it costs nothing.
+	for i, addr := range cfg.Listen.SMTP {
+		bl, err := bind(b.src, "listen.smtp", i, addr, false)
+		if err != nil {
+			return nil, err
+		}
+		d.listeners = append(d.listeners, bl)
 	}
-	client, err := deliver.NewClient(deliver.ClientOptions{
-		Hostname:  cfg.Hostname,
-		Upstreams: cfg.Upstream,
-		Delivery:  cfg.Delivery,
-		Logger:    log,
-		Tokens:    tokens,
-	})
-	if err != nil {
-		return nil, usageError{err}
+	for i, addr := range cfg.Listen.SMTPS {
+		bl, err := bind(b.src, "listen.smtps", i, addr, true)
+		if err != nil {
+			return nil, err
+		}
+		d.listeners = append(d.listeners, bl)
+	}
+	adminPass := ""
+	if cfg.Admin.Listen != "" {
+		d.adminL, adminPass, err = admin.Listen(cfg.Admin.Listen, cfg.Admin.PasswordFile)
+		if err != nil {
+			var op *net.OpError
+			if errors.As(err, &op) {
+				return nil, listenError(b.src, "admin.listen", "admin.listen", cfg.Admin.Listen, err)
+			}
+			return nil, startError{b.src.KeyError("admin.password_file", err)}
+		}
 	}
 
 	// Sessions mid-transaction, counted by the listener and read by the
@@ -158,107 +225,42 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 	sp, err := spool.Open(cfg.SpoolPath(), spool.Options{MaxSize: int64(cfg.Queue.MaxSize), Logger: log,
 		Concurrent: func() int { return int(inTx.Load()) }})
 	if err != nil {
-		return nil, err
+		return nil, spoolError(b.src, cfg.SpoolPath(), err)
 	}
 	d.spool = sp
-	defer func() {
-		if err != nil {
-			d.closeAll()
-		}
-	}()
 	st := sp.Stats()
 	log.Info("spool open", "path", cfg.SpoolPath(), "messages", st.Messages, "bytes", st.Bytes, "dead", st.Dead)
 
-	d.sched, err = deliver.NewScheduler(deliver.SchedulerOptions{
-		Store:        deliver.SpoolStore(sp),
-		Dialer:       client,
-		Connections:  cfg.Delivery.Connections,
-		MinBackoff:   cfg.Delivery.MinBackoff.D(),
-		MaxBackoff:   cfg.Delivery.MaxBackoff.D(),
-		IdleClose:    cfg.Delivery.IdleClose.D(),
-		UpstreamHold: cfg.Delivery.UpstreamHold.D(),
-		MaxAge:       cfg.Queue.MaxAge.D(),
-		Notify:       cfg.Queue.Notify,
-		Hostname:     cfg.Hostname,
-		Logger:       log,
-		OnEvent:      func(ev deliver.Event) { d.status.Delivery(ev.Kind) },
-		OnUpstream:   d.status.UpstreamResult,
-	})
+	d.sched, err = deliver.NewScheduler(d.withHooks(b.schedulerOptions()))
 	if err != nil {
-		return nil, err
+		return nil, usageError{err}
 	}
 
-	var inTLS *tls.Config
-	if cfg.Listen.TLSCert != "" {
-		inTLS, err = smtpd.LoadTLS(smtpd.TLSFiles{Cert: cfg.Listen.TLSCert, Key: cfg.Listen.TLSKey, Dir: cfg.TLSDir(),
-			Hostname: cfg.Hostname, Profile: cfg.Listen.TLSProfile})
+	inTLS := b.tls
+	if cfg.Listen.TLSCert == config.TLSCertAuto {
+		inTLS, err = smtpd.LoadTLS(inboundTLSFiles(cfg))
 		if err != nil {
-			return nil, usageError{err}
-		}
-		if cfg.Listen.TLSProfile == config.TLSProfileLegacy {
-			log.Warn("listen.tls_profile = legacy: devices may use TLS 1.0 and 1.1, which are broken; use modern once no device needs them")
+			return nil, startError{b.src.KeyError("listen.tls_cert", err)}
 		}
 	}
-	d.smtp, err = smtpd.New(smtpd.Options{
-		TLS:            inTLS,
-		Hostname:       cfg.Hostname,
-		Rules:          rules,
-		Networks:       nets,
-		Store:          sp,
-		Sender:         cfg.Policy.Sender,
-		MaxMessageSize: int64(cfg.Listen.MaxMessageSize),
-		MaxRecipients:  cfg.Listen.MaxRecipients,
-		MaxConnections: cfg.Listen.MaxConnections,
-		IdleTimeout:    cfg.Listen.IdleTimeout.D(),
-		CommandTimeout: cfg.Listen.CommandTimeout.D(),
-		SessionTimeout: cfg.Listen.SessionTimeout.D(),
-		MinDataRate:    int64(cfg.Listen.MinDataRate),
-		StressTimeout:  cfg.Listen.StressTimeout.D(),
-		Auth:           authOptions(cfg.Auth),
-		AuthRequired:   authReq,
-		AuthGuard:      throttle.New(throttle.Options{Now: time.Now}),
-		InTransaction:  inTx,
-		Logger:         log,
-
-		RewriteFromHeader:    cfg.Policy.RewriteFromHeader,
-		Devices:              smtpdDevices(cfg.Devices),
-		PerClientConnections: cfg.Listen.PerClientConnections,
-		PerClientRate:        cfg.Listen.PerClientRate,
-		PerClientBurst:       cfg.Listen.PerClientBurst,
-		DuplicateMax:         cfg.Duplicates.MaxRepeats,
-		DuplicateWindow:      cfg.Duplicates.Window.D(),
-		OnAccepted:           func(*spool.Message) { d.status.Accepted(); d.sched.Kick() },
-	})
+	if inTLS != nil && cfg.Listen.TLSProfile == config.TLSProfileLegacy {
+		log.Warn("listen.tls_profile = legacy: devices may use TLS 1.0 and 1.1, which are broken; use modern once no device needs them")
+	}
+	d.inTLS = inTLS != nil
+	lopt := b.listenerOptions()
+	lopt.TLS = inTLS
+	lopt.Store = sp
+	lopt.InTransaction = inTx
+	lopt.Logger = log
+	lopt.AuthGuard = throttle.New(throttle.Options{Now: time.Now})
+	lopt.OnAccepted = func(*spool.Message) { d.status.Accepted(); d.sched.Kick() }
+	d.smtp, err = smtpd.New(lopt)
 	if err != nil {
-		return nil, err
-	}
-	for _, addr := range cfg.Listen.SMTP {
-		l, lerr := net.Listen("tcp", addr)
-		if lerr != nil {
-			err = fmt.Errorf("listen.smtp %s: %w%s", addr, lerr, listenHint(lerr))
-			return nil, err
-		}
-		d.listeners = append(d.listeners, l)
-	}
-	for _, addr := range cfg.Listen.SMTPS {
-		l, lerr := net.Listen("tcp", addr)
-		if lerr != nil {
-			err = fmt.Errorf("listen.smtps %s: %w%s", addr, lerr, listenHint(lerr))
-			return nil, err
-		}
-		d.listeners = append(d.listeners, smtpsListener{l})
-	}
-	adminPass := ""
-	if cfg.Admin.Listen != "" {
-		d.adminL, adminPass, err = admin.Listen(cfg.Admin.Listen, cfg.Admin.PasswordFile)
-		if err != nil {
-			err = fmt.Errorf("%w%s", err, listenHint(err))
-			return nil, err
-		}
+		return nil, usageError{err}
 	}
 	// One command layer for the admin API and the serial console.
-	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Kick, Password: adminPass, Logger: log,
-		Hostname: cfg.Hostname, Guard: throttle.New(throttle.Options{Now: time.Now})})
+	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Retry, Password: adminPass, Logger: log,
+		Hostname: cfg.Hostname, Guard: throttle.New(throttle.Options{Now: time.Now}), Reload: d.reload})
 	if d.adminL != nil {
 		// admin.listen may name the box ("relaybox.lab:8025"): clients
 		// then send that name as Host.
@@ -268,9 +270,10 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	d.startConsole(ctx, cmds, client)
+	d.startConsole(ctx, cmds)
 	d.startLED(ctx)
-	d.startTokenRefresh(ctx, tokenSrcs)
+	d.ctx = ctx
+	d.restartTokenRefresh(b)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -278,20 +281,8 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 			log.Error("delivery stopped", "err", err.Error())
 		}
 	}()
-	for _, l := range d.listeners {
-		d.wg.Add(1)
-		go func(l net.Listener) {
-			defer d.wg.Done()
-			serve := d.smtp.Serve
-			if sl, ok := l.(smtpsListener); ok {
-				serve, l = d.smtp.ServeTLS, sl.Listener
-			}
-			if err := serve(l); err != nil {
-				log.Error("listener stopped", "addr", l.Addr().String(), "err", err.Error())
-			}
-		}(l)
-		_, implicit := l.(smtpsListener)
-		log.Info("listening", "addr", l.Addr().String(), "tls", implicit, "starttls", inTLS != nil && !implicit)
+	for _, bl := range d.listeners {
+		d.serve(bl)
 	}
 	if d.admin != nil {
 		d.wg.Add(1)
@@ -303,34 +294,81 @@ func startDaemon(cfg config.Config, log *slog.Logger) (d *daemon, err error) {
 		}()
 		log.Info("admin API listening", "addr", d.adminL.Addr().String(), "auth", adminPass != "")
 	}
+	d.watchReloadSignal()
+	d.startWatchdog(ctx, d.stalled)
 	d.status.Started()
 	log.Info("relaybox started", "version", version, "hostname", cfg.Hostname,
 		"upstreams", len(cfg.Upstream), "recipient_domains", strings.Join(cfg.Policy.RecipientDomains, ","))
+	d.notify(systemd.Ready, "STATUS=relaying")
 	return d, nil
 }
 
-// smtpsListener marks a listen.smtps listener in daemon.listeners: it is
-// served with implicit TLS.
-type smtpsListener struct{ net.Listener }
+// withHooks adds the spool and the daemon's callbacks to the scheduler's
+// options from the config.
+func (d *daemon) withHooks(o deliver.SchedulerOptions) deliver.SchedulerOptions {
+	o.Store = deliver.SpoolStore(d.spool)
+	o.Logger = d.log
+	o.OnEvent = func(ev deliver.Event) { d.status.Delivery(ev.Kind, ev.Reply) }
+	o.OnUpstream = d.status.UpstreamResult
+	return o
+}
 
-func listenHint(err error) string {
-	switch {
-	case errors.Is(err, syscall.EACCES):
-		return " (ports below 1024 need root or CAP_NET_BIND_SERVICE; the service unit grants it)"
-	case errors.Is(err, syscall.EADDRINUSE):
-		return " (another program, perhaps another relaybox or a system MTA, already listens there)"
+// bind opens entry i of the listen.smtp or listen.smtps list.
+func bind(src config.Source, key string, i int, addr string, implicit bool) (*boundListener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, listenError(src, fmt.Sprintf("%s[%d]", key, i), key, addr, err)
 	}
-	return ""
+	return &boundListener{key: key, addr: addr, implicit: implicit, l: &onceListener{Listener: l}}, nil
+}
+
+// serve runs the listener on bl until it is closed.
+func (d *daemon) serve(bl *boundListener) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		serve := d.smtp.Serve
+		if bl.implicit {
+			serve = d.smtp.ServeTLS
+		}
+		if err := serve(bl.l); err != nil {
+			d.log.Error("listener stopped", "addr", bl.l.Addr().String(), "err", err.Error())
+		}
+	}()
+	d.log.Info("listening", "addr", bl.l.Addr().String(), "tls", bl.implicit, "starttls", d.inTLS && !bl.implicit)
+}
+
+func (d *daemon) notify(states ...string) {
+	if err := d.opts.notify.Notify(states...); err != nil {
+		d.log.Warn("cannot tell systemd", "state", strings.Join(states, " "), "err", err.Error())
+	}
 }
 
 // shutdown stops accepting, lets sessions finish within listen.shutdown_grace,
 // stops delivery and closes the spool.
 func (d *daemon) shutdown() error {
 	d.shutOnce.Do(func() {
+		d.notify(systemd.Stopping)
 		d.status.Stopping()
-		d.log.Info("shutting down", "grace", d.cfg.Listen.ShutdownGrace.D().String())
-		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Listen.ShutdownGrace.D())
+		// Ignored, not reset to the default: a SIGHUP while sessions
+		// drain must not kill the relay either.
+		signal.Ignore(syscall.SIGHUP)
+		close(d.hup)
+		// A reload in progress finishes first; later ones are refused, so
+		// the listener list below stays as it is.
+		d.reloadMu.Lock()
+		d.stopping = true
+		d.reloadMu.Unlock()
+		grace := d.cfg().Listen.ShutdownGrace.D()
+		d.log.Info("shutting down", "grace", grace.String())
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
+		// Closed here too, not only by the server's Shutdown: a serve
+		// goroutine not yet in Serve when a signal comes at start-up would
+		// register its listener after Shutdown and accept for ever.
+		for _, bl := range d.listeners {
+			_ = bl.l.Close()
+		}
 		if err := d.smtp.Shutdown(ctx); err != nil {
 			d.log.Warn("listener shutdown", "err", err.Error())
 		}
@@ -345,9 +383,11 @@ func (d *daemon) shutdown() error {
 	return d.shutErr
 }
 
+// closeAll releases what startDaemon opened; it is safe on a daemon that
+// failed half-way.
 func (d *daemon) closeAll() error {
-	for _, l := range d.listeners {
-		_ = l.Close()
+	for _, bl := range d.listeners {
+		_ = bl.l.Close()
 	}
 	if d.adminL != nil {
 		_ = d.adminL.Close() // already closed by Shutdown when it was serving
@@ -369,7 +409,7 @@ func (d *daemon) queueStats() status.QueueStats {
 	}
 	s := d.spool.Stats()
 	return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest,
-		Dead: s.Dead, DeadBytes: s.DeadBytes, Quota: int64(d.cfg.Queue.MaxSize)}
+		Dead: s.Dead, DeadBytes: s.DeadBytes, Quota: int64(d.cfg().Queue.MaxSize)}
 }
 
 // authOptions turns auth.* into the listener's form (smtpd does not import
@@ -383,17 +423,19 @@ func authOptions(a config.Auth) smtpd.AuthOptions {
 }
 
 // startLED drives the status LED from the status model, when led.pin is set.
-// A missing pin is reported once and the relay carries on without it.
+// A missing pin is reported in one line and the relay carries on without
+// it: mail matters more than a light (check-config -probe finds it first).
 func (d *daemon) startLED(ctx context.Context) {
-	if d.cfg.LED.Pin == "" {
+	cfg := d.cfg()
+	if cfg.LED.Pin == "" {
 		return
 	}
-	pin, err := led.OpenPin(d.cfg.LED.Pin)
+	pin, err := led.OpenPin(cfg.LED.Pin)
 	if err != nil {
-		d.log.Warn("status LED disabled", "err", err.Error())
+		d.log.Warn("status LED disabled: cannot open led.pin "+cfg.LED.Pin+"; fix led.pin or leave it empty", "pin", cfg.LED.Pin, "err", err.Error())
 		return
 	}
-	l := led.New(pin, d.cfg.LED.ActiveLow, led.RealClock{})
+	l := led.New(pin, cfg.LED.ActiveLow, led.RealClock{})
 	d.wg.Add(2)
 	go func() {
 		defer d.wg.Done()

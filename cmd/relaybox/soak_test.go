@@ -285,7 +285,7 @@ func (s *sampler) take(t *testing.T, label string) sample {
 	if sm.rss, sm.anon, err = procMem(s.pid); err != nil {
 		t.Fatalf("reading the daemon's memory: %v", err)
 	}
-	if sm.goroutines, err = getGauge(s.admin, "relaybox_go_goroutines"); err != nil {
+	if sm.goroutines, err = getGauge(s.admin, "go_goroutines"); err != nil {
 		t.Fatalf("reading goroutines: %v", err)
 	}
 	if sm.heap, err = getGauge(s.admin, "relaybox_process_heap_bytes"); err != nil {

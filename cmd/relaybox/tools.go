@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -67,25 +68,18 @@ func cmdUpstreamCheck(args []string, stdout, stderr io.Writer) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*path)
+	cfg, src, err := loadConfigSource(*path)
 	if err != nil {
 		return err
 	}
 	if len(cfg.Upstream) == 0 {
 		return usageError{errors.New("no [[upstream]] in the config: add one (address, tls) and run this again")}
 	}
-	log := newLogger(cfg.Log, stderr)
-	tokens, _, err := tokenSources(cfg, log)
+	b, err := build(cfg, src, newLogger(cfg.Log, logLevel(cfg.Log), stderr, os.Getenv))
 	if err != nil {
 		return usageError{err}
 	}
-	client, err := deliver.NewClient(deliver.ClientOptions{
-		Hostname: cfg.Hostname, Upstreams: cfg.Upstream, Delivery: cfg.Delivery,
-		Logger: log, Tokens: tokens,
-	})
-	if err != nil {
-		return usageError{err}
-	}
+	client := b.client
 	failed := 0
 	for i := range cfg.Upstream {
 		auth := ""

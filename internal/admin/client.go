@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,21 +54,39 @@ func (c *Client) Events() ([]status.Event, error) {
 	return r.Events, err
 }
 
-// Queue lists the queued messages, oldest first.
-func (c *Client) Queue() ([]Message, error) { return c.list("/api/queue") }
+// Queue returns a page of the queued messages, oldest first: up to limit
+// (0 = the daemon's default of 100) after the ID after ("" = the start).
+func (c *Client) Queue(after string, limit int) (*Page, error) {
+	return c.list("/api/queue", after, limit)
+}
 
-// Dead lists the dead-letter messages, oldest first.
-func (c *Client) Dead() ([]Message, error) { return c.list("/api/dead") }
+// Dead returns a page of the dead-letter messages, as Queue does.
+func (c *Client) Dead(after string, limit int) (*Page, error) {
+	return c.list("/api/dead", after, limit)
+}
 
-// Held lists repeats held by duplicate detection (release one with Retry).
-func (c *Client) Held() ([]Message, error) { return c.list("/api/held") }
+// Held returns a page of the repeats held by duplicate detection (release
+// one with Retry), as Queue does.
+func (c *Client) Held(after string, limit int) (*Page, error) {
+	return c.list("/api/held", after, limit)
+}
 
-func (c *Client) list(path string) ([]Message, error) {
-	var r struct {
-		Messages []Message `json:"messages"`
+func (c *Client) list(path, after string, limit int) (*Page, error) {
+	q := url.Values{}
+	if after != "" {
+		q.Set("after", after)
 	}
-	err := c.do(http.MethodGet, path, &r)
-	return r.Messages, err
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var p Page
+	if err := c.do(http.MethodGet, path, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // Show returns one message with its headers and history.
@@ -109,6 +128,13 @@ func (c *Client) count(path string) (int, error) {
 	}
 	err := c.do(http.MethodPost, path, &r)
 	return r.Retried, err
+}
+
+// Reload asks the daemon to re-read its config file and apply it.
+func (c *Client) Reload() (ReloadResult, error) {
+	var r ReloadResult
+	err := c.do(http.MethodPost, "/api/reload", &r)
+	return r, err
 }
 
 // Delete removes a message for good.

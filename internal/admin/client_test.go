@@ -29,13 +29,26 @@ func TestClientAgainstServer(t *testing.T) {
 	if err != nil || s.State != status.OK || s.Queue.Messages != 1 || s.Queue.Dead != 1 {
 		t.Fatalf("Status = %+v, %v", s, err)
 	}
-	q, err := c.Queue()
-	if err != nil || len(q) != 1 || q[0].ID != id || q[0].Recipients[0].Address != "a@example.edu" {
+	q, err := c.Queue("", 0)
+	if err != nil || len(q.Messages) != 1 || q.Total != 1 || q.Next != "" || q.Messages[0].ID != id || q.Messages[0].Recipients[0].Address != "a@example.edu" {
 		t.Fatalf("Queue = %+v, %v", q, err)
 	}
-	d, err := c.Dead()
-	if err != nil || len(d) != 1 || d[0].ID != dead || d[0].State != spool.StateDead {
+	d, err := c.Dead("", 0)
+	if err != nil || len(d.Messages) != 1 || d.Messages[0].ID != dead || d.Messages[0].State != spool.StateDead {
 		t.Fatalf("Dead = %+v, %v", d, err)
+	}
+	// A page of one: the cursor leads to the second and last page.
+	id2 := f.add("dev@lab.example.edu", "c@example.edu")
+	q, err = c.Queue("", 1)
+	if err != nil || len(q.Messages) != 1 || q.Total != 2 || q.Next != id {
+		t.Fatalf("Queue(limit 1) = %+v, %v", q, err)
+	}
+	q, err = c.Queue(q.Next, 1)
+	if err != nil || len(q.Messages) != 1 || q.Messages[0].ID != id2 || q.Next != "" {
+		t.Fatalf("Queue(after %s) = %+v, %v", id, q, err)
+	}
+	if err := c.Delete(id2); err != nil {
+		t.Fatal(err)
 	}
 	det, err := c.Show(id)
 	if err != nil || !strings.HasPrefix(det.Headers, "Subject: scan from copier") || det.Attempts != 3 {
@@ -86,7 +99,7 @@ func TestClientNotRelaybox(t *testing.T) {
 		w.Write([]byte("<html>printer admin page</html>"))
 	}))
 	defer hs.Close()
-	_, err := (&Client{Base: hs.URL}).Queue()
+	_, err := (&Client{Base: hs.URL}).Queue("", 0)
 	if err == nil || !strings.Contains(err.Error(), "does not answer like a relaybox daemon") {
 		t.Errorf("foreign server: %v", err)
 	}

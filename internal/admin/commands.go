@@ -76,18 +76,42 @@ func (s *Server) view(m *spool.Message, now time.Time) Message {
 // Status returns the status model's snapshot.
 func (s *Server) Status() status.Snapshot { return s.opt.Status.Snapshot() }
 
-// List returns the messages in state (queued or dead), oldest first.
-func (s *Server) List(state spool.State) ([]Message, error) {
-	msgs, err := s.opt.Queue.List(state)
+// Page sizes for listings: a page of DefaultLimit stays under 64 KB of
+// JSON; MaxLimit bounds what one request may make the daemon hold.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// Page is one page of a listing, oldest first.
+type Page struct {
+	Messages []Message `json:"messages"`
+	Total    int       `json:"total"` // messages in this state in all
+	Limit    int       `json:"limit"`
+	// Next is the cursor for the following page (?after=Next); empty on
+	// the last page.
+	Next string `json:"next,omitempty"`
+}
+
+// List returns up to limit messages in state (queued, dead or held) whose
+// ID sorts after after ("" = the oldest), with the total.
+func (s *Server) List(state spool.State, after string, limit int) (*Page, error) {
+	if limit <= 0 || limit > MaxLimit {
+		limit = DefaultLimit
+	}
+	msgs, total, more, err := s.opt.Queue.Page(state, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("admin: list %s: %w", state, err)
 	}
 	now := s.opt.Now()
-	out := make([]Message, 0, len(msgs))
+	p := &Page{Messages: make([]Message, 0, len(msgs)), Total: total, Limit: limit}
 	for _, m := range msgs {
-		out = append(out, s.view(m, now))
+		p.Messages = append(p.Messages, s.view(m, now))
 	}
-	return out, nil
+	if more && len(msgs) > 0 {
+		p.Next = msgs[len(msgs)-1].ID
+	}
+	return p, nil
 }
 
 // Show returns one message with its header block and history.
@@ -132,7 +156,7 @@ func (s *Server) retry(id string, force bool) (*spool.Message, error) {
 
 // makeDue is the spool update behind every retry; it does not kick.
 func (s *Server) makeDue(id string, force bool) (*spool.Message, error) {
-	now := s.opt.Now()
+	now, run := s.opt.Now(), s.opt.Queue.Run()
 	return s.opt.Queue.Update(id, func(m *spool.Message) error {
 		if m.State == spool.StateHeld {
 			// A repeat a device sent over and over, held by the listener:
@@ -159,7 +183,7 @@ func (s *Server) makeDue(id string, force bool) (*spool.Message, error) {
 				return fmt.Errorf("%w for %s: every recipient was refused for good (%s); fix the cause, then retry with force",
 					ErrNothingToRetry, m.ID, refusal)
 			}
-			m.State, m.Requeued = spool.StateQueued, now
+			m.State, m.Requeued, m.QueuedRun = spool.StateQueued, now, run
 		} else if len(m.Pending()) == 0 {
 			return fmt.Errorf("%w for %s: no recipient is waiting", ErrNothingToRetry, m.ID)
 		}
@@ -199,11 +223,11 @@ func (s *Server) RetryDead() (int, error) {
 	return n, nil
 }
 
+// retryPage is how many records retry-all reads at a time: the whole
+// queue in memory at once cost tens of MiB with 20,000 messages.
+const retryPage = 256
+
 func (s *Server) retryState(state spool.State) (int, error) {
-	msgs, err := s.opt.Queue.List(state)
-	if err != nil {
-		return 0, err
-	}
 	n := 0
 	defer func() {
 		if n > 0 {
@@ -211,21 +235,30 @@ func (s *Server) retryState(state spool.State) (int, error) {
 		}
 		s.log.Info("admin: retry all", "state", string(state), "messages", n)
 	}()
-	for _, m := range msgs {
-		if state == spool.StateQueued && len(m.Pending()) == 0 {
-			continue
-		}
-		_, err := s.makeDue(m.ID, false)
-		switch {
-		case err == nil:
-			n++
-		case errors.Is(err, ErrNothingToRetry), errors.Is(err, spool.ErrNotFound):
-			// Delivered, deleted or refused for good since the listing.
-		default:
+	for after := ""; ; {
+		msgs, _, more, err := s.opt.Queue.Page(state, after, retryPage)
+		if err != nil {
 			return n, err
 		}
+		for _, m := range msgs {
+			after = m.ID
+			if state == spool.StateQueued && len(m.Pending()) == 0 {
+				continue
+			}
+			_, err := s.makeDue(m.ID, false)
+			switch {
+			case err == nil:
+				n++
+			case errors.Is(err, ErrNothingToRetry), errors.Is(err, spool.ErrNotFound):
+				// Delivered, deleted or refused for good since the listing.
+			default:
+				return n, err
+			}
+		}
+		if !more || len(msgs) == 0 {
+			return n, nil
+		}
 	}
-	return n, nil
 }
 
 // Delete removes a message (queued or dead) and its body for good.

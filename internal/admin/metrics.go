@@ -7,6 +7,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"time"
 
 	"relaybox/internal/status"
 )
@@ -19,6 +20,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	var b bytes.Buffer
 	writeMetrics(&b, snap)
 	writeRuntimeMetrics(&b)
+	writeProcessMetrics(&b, s.opt.Started)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write(b.Bytes())
 }
@@ -88,7 +90,9 @@ func writeMetrics(b *bytes.Buffer, snap status.Snapshot) {
 // runtime.ReadMemStats, does not stop the world: a scrape must not stall
 // sessions that are streaming a body.
 var runtimeSamples = [...]struct{ key, name, help string }{
-	{"/sched/goroutines:goroutines", "relaybox_go_goroutines",
+	// go_goroutines is the name every Go exporter uses, so fleet
+	// dashboards and alerts written for other Go services work unchanged.
+	{"/sched/goroutines:goroutines", "go_goroutines",
 		"Goroutines in the daemon; one per open session plus a fixed few, so a rise that stays is a leak."},
 	{"/memory/classes/heap/objects:bytes", "relaybox_process_heap_bytes",
 		"Bytes of heap objects (live, plus dead ones not yet swept)."},
@@ -111,6 +115,20 @@ func writeRuntimeMetrics(b *bytes.Buffer) {
 			continue // not offered by this Go version: leave the family out
 		}
 		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", rs.name, rs.help, rs.name, rs.name, samples[i].Value.Uint64())
+	}
+}
+
+// writeProcessMetrics adds the standard process_* gauges under their
+// conventional names: the start time (a restart shows as a step; the
+// alert "daemon restarted" uses it) and, where the OS tells, the resident
+// memory.
+func writeProcessMetrics(b *bytes.Buffer, started time.Time) {
+	fmt.Fprintf(b, "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"+
+		"# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %s\n",
+		formatFloat(float64(started.UnixMilli())/1000))
+	if rss, ok := residentBytes(); ok {
+		fmt.Fprintf(b, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"+
+			"# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %d\n", rss)
 	}
 }
 

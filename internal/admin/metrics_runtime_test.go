@@ -3,12 +3,15 @@ package admin
 import (
 	"bytes"
 	"regexp"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // The runtime gauges are present, well formed and plausible: a soak test
-// reads relaybox_go_goroutines to detect leaked sessions.
+// reads go_goroutines to detect leaked sessions.
 func TestRuntimeMetrics(t *testing.T) {
 	var b bytes.Buffer
 	writeRuntimeMetrics(&b)
@@ -26,13 +29,13 @@ func TestRuntimeMetrics(t *testing.T) {
 		}
 	}
 	// A goroutine started now must show up in the next scrape.
-	before := gauge(t, "relaybox_go_goroutines")
+	before := gauge(t, "go_goroutines")
 	stop := make(chan struct{})
 	for range 5 {
 		go func() { <-stop }()
 	}
 	defer close(stop)
-	if after := gauge(t, "relaybox_go_goroutines"); after < before+5 {
+	if after := gauge(t, "go_goroutines"); after < before+5 {
 		t.Errorf("goroutines %d -> %d after starting 5", before, after)
 	}
 }
@@ -47,4 +50,24 @@ func gauge(t *testing.T, name string) uint64 {
 	}
 	v, _ := strconv.ParseUint(string(m[1]), 10, 64)
 	return v
+}
+
+// The standard process gauges carry the names fleet dashboards expect.
+func TestProcessMetrics(t *testing.T) {
+	var b bytes.Buffer
+	started := time.Date(2026, 12, 1, 8, 0, 0, 500e6, time.UTC)
+	writeProcessMetrics(&b, started)
+	out := b.String()
+	if !strings.Contains(out, "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds 1796112000.5\n") {
+		t.Errorf("start time missing or wrong:\n%s", out)
+	}
+	if runtime.GOOS == "linux" {
+		m := regexp.MustCompile(`(?m)^process_resident_memory_bytes (\d+)$`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("process_resident_memory_bytes missing:\n%s", out)
+		}
+		if v, _ := strconv.ParseInt(m[1], 10, 64); v < 1<<20 {
+			t.Errorf("resident memory %d bytes: implausible for a Go process", v)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,7 +29,10 @@ import (
 // Queue is what the admin layer needs of the spool; *spool.Spool has it.
 type Queue interface {
 	Get(id string) (*spool.Message, error)
-	List(state spool.State) ([]*spool.Message, error)
+	Page(state spool.State, after string, limit int) (msgs []*spool.Message, total int, more bool, err error)
+	// Run is the spool's run clock, which a requeued dead letter's age
+	// counts from again (spool.Message.QueuedRun).
+	Run() time.Duration
 	Update(id string, fn func(*spool.Message) error) (*spool.Message, error)
 	Delete(id string) error
 	Headers(id string, max int) ([]byte, error)
@@ -38,9 +42,11 @@ var _ Queue = (*spool.Spool)(nil)
 
 // Options configure NewServer.
 type Options struct {
-	Status   *status.Model
-	Queue    Queue
-	Kick     func()           // wakes the scheduler after a retry; may be nil
+	Status *status.Model
+	Queue  Queue
+	// Kick starts a delivery pass after a retry or release, one that dials
+	// at once through any upstream hold (deliver.Scheduler.Retry); may be nil.
+	Kick     func()
 	Now      func() time.Time // default time.Now
 	Password string           // "" = no authentication
 	Logger   *slog.Logger     // default discard
@@ -50,6 +56,18 @@ type Options struct {
 	// Hostname is the box's configured name: a Host the API answers to,
 	// besides its address and localhost.
 	Hostname string
+	Started  time.Time // when the process started (process_start_time_seconds); default: NewServer's time
+	// Reload re-reads the config file and applies it (POST /api/reload);
+	// nil answers 501. An error means the running config was kept.
+	Reload func() (ReloadResult, error)
+}
+
+// ReloadResult is what a config reload did.
+type ReloadResult struct {
+	File string `json:"file"` // the file read; "" for built-in defaults
+	// RestartNeeded names the keys that changed but apply only at the
+	// next start (e.g. "hostname", "admin.listen").
+	RestartNeeded []string `json:"restart_needed,omitempty"`
 }
 
 // Server is the admin HTTP API and command layer. It implements
@@ -67,6 +85,9 @@ var _ http.Handler = (*Server)(nil)
 func NewServer(opt Options) *Server {
 	if opt.Now == nil {
 		opt.Now = time.Now
+	}
+	if opt.Started.IsZero() {
+		opt.Started = opt.Now()
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -90,6 +111,7 @@ func NewServer(opt Options) *Server {
 	s.mux.HandleFunc("POST /api/queue/retry-all", s.auth(s.apiRetryMany(s.RetryAll)))
 	s.mux.HandleFunc("POST /api/dead/retry-all", s.auth(s.apiRetryMany(s.RetryDead)))
 	s.mux.HandleFunc("DELETE /api/queue/{id}", s.auth(s.apiDelete))
+	s.mux.HandleFunc("POST /api/reload", s.auth(s.apiReload))
 	s.mux.HandleFunc("/api/", s.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	}))
@@ -209,14 +231,30 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"events": s.opt.Status.Recent(0)})
 }
 
+// apiList serves one page of a listing: ?limit=N (default DefaultLimit, at
+// most MaxLimit) and ?after=ID, the page's "next" cursor.
 func (s *Server) apiList(state spool.State) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		msgs, err := s.List(state)
+		q := r.URL.Query()
+		limit := DefaultLimit
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > MaxLimit {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("limit=%q: want a number from 1 to %d", v, MaxLimit))
+				return
+			}
+			limit = n
+		}
+		p, err := s.List(state, q.Get("after"), limit)
 		if err != nil {
 			s.fail(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"messages": msgs})
+		// Compact: a page of 100 stays well under 64 KB, which an
+		// indented one did not.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_ = json.NewEncoder(w).Encode(p)
 	}
 }
 
@@ -253,6 +291,21 @@ func (s *Server) apiRetryMany(retry func() (int, error)) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, map[string]int{"retried": n})
 	}
+}
+
+// apiReload answers 200 with what was applied, or 422 with why the file
+// was refused (the daemon keeps running on the config it had).
+func (s *Server) apiReload(w http.ResponseWriter, r *http.Request) {
+	if s.opt.Reload == nil {
+		writeError(w, http.StatusNotImplemented, "this daemon cannot reload its config; restart it")
+		return
+	}
+	res, err := s.opt.Reload()
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, "reload refused, the running config stays: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"relaybox/internal/clocktest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,7 +56,7 @@ const (
 func newFixture(t *testing.T, password string) *fixture {
 	t.Helper()
 	f := &fixture{t: t, clk: clocktest.New(time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC))}
-	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{Now: f.clk.Now, MaxSize: 1 << 20})
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{Now: f.clk.Now, Mono: f.clk.Mono, MaxSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +172,7 @@ func TestQueueListAndShow(t *testing.T) {
 		m.Recipients[1].Address != "b@example.edu" || m.Recipients[1].State != spool.RcptPending || m.NextInSeconds != 3510 {
 		t.Errorf("listed %+v", m)
 	}
-	if code, body := f.do("GET", "/api/dead", ""); code != 200 || len(decode[listing](t, body).Messages) != 0 || !strings.Contains(body, `"messages": []`) {
+	if code, body := f.do("GET", "/api/dead", ""); code != 200 || len(decode[listing](t, body).Messages) != 0 || !strings.Contains(body, `"messages":[]`) {
 		t.Errorf("GET /api/dead: %d %s", code, body)
 	}
 
@@ -253,6 +254,11 @@ func TestRetryRequeuesDead(t *testing.T) {
 	}
 	if m.State != spool.StateQueued || !m.Requeued.Equal(f.clk.Now()) || !m.NextAttempt.Equal(f.clk.Now()) {
 		t.Errorf("requeued message: state %s requeued %v next %v", m.State, m.Requeued, m.NextAttempt)
+	}
+	// Its age starts over on the run clock too, or it would expire again
+	// at once.
+	if m.QueuedRun != f.sp.Run() || m.QueuedRun < time.Hour {
+		t.Errorf("requeued message's run clock %v, spool's %v", m.QueuedRun, f.sp.Run())
 	}
 	want := []spool.RcptState{spool.RcptFailed, spool.RcptPending, spool.RcptPending}
 	for i, r := range m.Recipients {
@@ -352,7 +358,7 @@ var sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-z
 func TestMetrics(t *testing.T) {
 	f := newFixture(t, "")
 	f.st.Accepted()
-	f.st.Delivery("sent")
+	f.st.Delivery("sent", "250 2.0.0 Ok: queued as X1")
 	f.st.UpstreamResult("weird\"name\\x", errors.New("421 busy"))
 	f.add("", "a@example.edu")
 	f.kill(f.add("", "b@example.edu"), "550 no")
@@ -491,5 +497,66 @@ func TestHeldListAndRelease(t *testing.T) {
 	}
 	if f.kicks.Load() != 1 {
 		t.Errorf("kicks = %d, want 1", f.kicks.Load())
+	}
+}
+
+// Listings page: 100 by default with the total and a cursor, each page
+// under 64 KB even with long replies, and a bad limit is refused.
+func TestQueueListPages(t *testing.T) {
+	f := newFixture(t, "")
+	const n = 230
+	reply := "cannot connect to smtp.example.edu:587: dial tcp 192.0.2.10:587: connect: connection refused (is the relay up?)"
+	var ids []string
+	for range n {
+		id := f.add("scanner-third-floor@lab.chemistry.example.edu", "someone.with.a.long.name@department.example.edu")
+		f.update(id, func(m *spool.Message) {
+			m.Device, m.Attempts, m.LastReply = "Ricoh MP C3004 third floor", 7, reply
+			m.NextAttempt = f.clk.Now().Add(time.Hour)
+			m.Recipients[0].Reply = reply
+		})
+		ids = append(ids, id)
+	}
+	var got []string
+	after := ""
+	for page := 0; page < 4; page++ {
+		path := "/api/queue"
+		if after != "" {
+			path += "?after=" + after
+		}
+		code, body := f.do("GET", path, "")
+		if code != 200 {
+			t.Fatalf("GET %s: %d %s", path, code, body)
+		}
+		if len(body) > 64<<10 {
+			t.Errorf("page %d is %d bytes, want at most 64 KB", page, len(body))
+		}
+		if page == 0 {
+			t.Logf("a page of %d is %d bytes", DefaultLimit, len(body))
+		}
+		p := decode[Page](t, body)
+		if p.Total != n || p.Limit != DefaultLimit || len(p.Messages) > DefaultLimit {
+			t.Fatalf("page %d: total %d limit %d, %d messages", page, p.Total, p.Limit, len(p.Messages))
+		}
+		for _, m := range p.Messages {
+			got = append(got, m.ID)
+		}
+		if p.Next == "" {
+			break
+		}
+		if p.Next != got[len(got)-1] {
+			t.Fatalf("next %q is not the page's last ID %q", p.Next, got[len(got)-1])
+		}
+		after = p.Next
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("pages listed %d messages, want all %d in order", len(got), n)
+	}
+	if code, body := f.do("GET", "/api/queue?limit=7", ""); code != 200 || len(decode[Page](t, body).Messages) != 7 {
+		t.Errorf("limit=7: %d %s", code, body)
+	}
+	for _, bad := range []string{"0", "-1", "abc", "1001"} {
+		if code, body := f.do("GET", "/api/dead?limit="+bad, ""); code != 400 || !strings.Contains(body, "from 1 to 1000") {
+			t.Errorf("limit=%s: %d %s", bad, code, body)
+		}
 	}
 }

@@ -64,9 +64,14 @@ func Load(path string) (Config, error) {
 func Parse(data []byte, name string) (Config, error) { return parse(data, name, "") }
 
 func parse(data []byte, name, baseDir string) (Config, error) {
+	c, _, err := parseSource(data, name, baseDir)
+	return c, err
+}
+
+func parseSource(data []byte, name, baseDir string) (Config, Source, error) {
 	c, lines, err := decode(data, name)
 	if err != nil {
-		return Config{}, err
+		return Config{}, Source{}, err
 	}
 	c.resolvePaths(baseDir, lines)
 	c.normalize()
@@ -76,10 +81,40 @@ func parse(data []byte, name, baseDir string) (Config, error) {
 		p.Line = lines.find(p.Key)
 	}
 	if err := joinErrors(ps); err != nil {
-		return Config{}, err
+		return Config{}, Source{}, err
 	}
-	return c, nil
+	return c, Source{file: name, lines: lines}, nil
 }
+
+// Source says where each key of a loaded file is, so a problem found after
+// validation (a file's content, a port already taken) names FILE:LINE too.
+// The zero Source (built-in defaults) names no file.
+type Source struct {
+	file  string
+	lines keyIndex
+}
+
+// LoadSource is Load that also returns where each key is in the file.
+func LoadSource(path string) (Config, Source, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, Source{}, &Error{File: path, Msg: fmt.Sprintf("cannot read the config file: %v; check -config", err), Err: err}
+	}
+	return parseSource(data, path, filepath.Dir(path))
+}
+
+// KeyError is a problem with the setting at key found after validation:
+// an *Error naming the file and line of key, like Load's own errors.
+func (s Source) KeyError(key string, err error) *Error {
+	e := &Error{Key: key, Msg: err.Error(), Err: err}
+	if s.file != "" {
+		e.File, e.Line = s.file, s.lines.find(key)
+	}
+	return e
+}
+
+// File is the config file, "" for built-in defaults.
+func (s Source) File() string { return s.file }
 
 // keyIndex finds the line of a key, or of its nearest ancestor in the file.
 type keyIndex struct {

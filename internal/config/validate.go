@@ -13,6 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"relaybox/internal/policy"
 )
 
 // maxMessageSizeLimit caps listen.max_message_size: larger messages are not
@@ -262,11 +266,18 @@ func (a Auth) check(p *problems) {
 		switch {
 		case u.PasswordHash == RedactedText:
 			p.add(key+".password_hash", "is %q (copied from check-config output?); paste the real bcrypt hash", RedactedText)
-		case !looksLikeBcrypt(u.PasswordHash):
+		case !looksLikeBcrypt(u.PasswordHash) || !bcryptCostOK(u.PasswordHash):
 			// Never echo the value: it may be a plain password typed by mistake.
-			p.add(key+".password_hash", "is not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters); generate one with: htpasswd -nbBC 10 NAME PASSWORD (the part after the colon)")
+			p.add(key+".password_hash", "is not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters); generate one with: relaybox hash-password")
 		}
 	}
+}
+
+// bcryptCostOK asks the bcrypt library itself, which the listener uses to
+// load the hash, so a hash this check passes always loads.
+func bcryptCostOK(h string) bool {
+	_, err := bcrypt.Cost([]byte(h))
+	return err == nil
 }
 
 // looksLikeBcrypt checks the shape "$2b$10$" + 53 characters of bcrypt's
@@ -292,6 +303,10 @@ func (pol Policy) check(p *problems) {
 		key := fmt.Sprintf("policy.recipient_domains[%d]", i)
 		if msg := domainProblem(d); msg != "" {
 			p.add(key, "%q %s", d, msg)
+		} else if _, err := policy.NewRules([]string{d}); err != nil {
+			// The listener's own parser has the last word, so the
+			// daemon never refuses what this check let through.
+			p.add(key, "%s; write a campus domain like \"example.edu\" or \"*.example.edu\"", strings.TrimPrefix(err.Error(), "policy: "))
 		}
 	}
 	if pol.Sender != "" {
@@ -323,8 +338,24 @@ func domainProblem(d string) string {
 	return ""
 }
 
-// addressProblem says what is wrong with a notification or sender address.
+// addressProblem says what is wrong with a notification or sender address:
+// the shape first, in words a technician can act on, then whatever the
+// listener's own parser refuses, so the daemon never refuses it later.
 func addressProblem(a string) string {
+	if msg := addressShape(a); msg != "" {
+		return msg
+	}
+	if _, err := policy.ParseAddress(a); err != nil {
+		var re *policy.RejectError
+		if errors.As(err, &re) {
+			return "is refused: " + re.Reason
+		}
+		return "is refused: " + err.Error()
+	}
+	return ""
+}
+
+func addressShape(a string) string {
 	at := strings.Count(a, "@")
 	switch {
 	case at != 1:

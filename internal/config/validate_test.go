@@ -125,7 +125,7 @@ func TestValidateRules(t *testing.T) {
 		}, "auth.users[1].name", "unique"},
 		{"plain password", func(c *Config) {
 			c.Auth = Auth{Mode: AuthUsers, Users: []AuthUser{{"scanner", "hunter2"}}}
-		}, "auth.users[0].password_hash", "htpasswd"},
+		}, "auth.users[0].password_hash", "relaybox hash-password"},
 		{"md5 hash", func(c *Config) {
 			c.Auth = Auth{Mode: AuthUsers, Users: []AuthUser{{"scanner", "$1$abc$" + strings.Repeat("x", 53)}}}
 		}, "auth.users[0].password_hash", "not a bcrypt hash"},

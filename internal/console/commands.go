@@ -97,14 +97,16 @@ func (s *session) cmdHeld(args []string) error {
 	return s.list(spool.StateHeld)
 }
 
-// list prints the oldest maxRows messages: at 115200 baud a spool of
-// thousands would scroll for minutes, and the oldest are the stuck ones.
+// list prints the oldest maxRows messages and the total: at 115200 baud a
+// spool of thousands would scroll for minutes, and the oldest are the
+// stuck ones. Only that page is read from the spool.
 func (s *session) list(state spool.State) error {
-	msgs, err := s.c.opt.Commands.List(state)
+	page, err := s.c.opt.Commands.List(state, "", maxRows)
 	if err != nil {
 		s.fail(err, "")
 		return nil
 	}
+	msgs := page.Messages
 	dead := state == spool.StateDead
 	if len(msgs) == 0 {
 		switch state {
@@ -122,7 +124,7 @@ func (s *session) list(state spool.State) error {
 		next = ""
 	}
 	s.printf("%-13s %5s %9s %5s %sFROM -> TO\n", "ID", "AGE", "SIZE", "TRIES", next)
-	for _, m := range msgs[:min(len(msgs), maxRows)] {
+	for _, m := range msgs {
 		row := fmt.Sprintf("%-13s %5s %9s %5d ", m.ID, m.Age(),
 			status.FormatBytes(m.Size), m.Attempts)
 		if !dead {
@@ -134,12 +136,15 @@ func (s *session) list(state spool.State) error {
 			s.printf("%s\n", clip(strings.Repeat(" ", 14)+"last reply: "+m.LastReply, width))
 		}
 	}
-	if n := len(msgs) - maxRows; n > 0 {
+	if n := page.Total - len(msgs); n > 0 {
 		cli := "relaybox queue list"
-		if dead {
+		switch state {
+		case spool.StateDead:
 			cli = "relaybox queue dead"
+		case spool.StateHeld:
+			cli = "relaybox queue held"
 		}
-		s.printf("... %d more, use the admin API or `%s`\n", n, cli)
+		s.printf("... %d more of %d: `%s -after %s`\n", n, page.Total, cli, page.Next)
 	}
 	return nil
 }

@@ -55,8 +55,8 @@ func (b Backoff) Next(now time.Time, attempt int, expiry time.Time) time.Time {
 	return t
 }
 
-// queuedSince is where queue.max_age counts from: a manual retry of a dead
-// message gives it a fresh lifetime.
+// queuedSince is where a wall-clock age counts from: a manual retry of a
+// dead message gives it a fresh lifetime.
 func queuedSince(m *spool.Message) time.Time {
 	if m.Requeued.After(m.Received) {
 		return m.Requeued
@@ -64,12 +64,38 @@ func queuedSince(m *spool.Message) time.Time {
 	return m.Received
 }
 
-// expiry is the moment m passes maxAge (zero when maxAge is 0: no expiry).
-func expiry(m *spool.Message, maxAge time.Duration) time.Time {
+// age is how long a message has really waited: the spool's run clock since
+// it was queued (queuedRun), which a jump of the wall clock does not move.
+// A message from before the run clock (queuedRun 0) is aged by the wall
+// clock from since.
+func age(queuedRun time.Duration, since, now time.Time, run time.Duration) time.Duration {
+	if queuedRun > 0 {
+		return run - queuedRun
+	}
+	return now.Sub(since)
+}
+
+// expiryAt is the wall-clock moment a message of that age reaches maxAge,
+// as far as can be told at now (zero when maxAge is 0: no expiry). It only
+// decides when to look again; whether the message expires is expired's.
+func expiryAt(a, maxAge time.Duration, now time.Time) time.Time {
 	if maxAge <= 0 {
 		return time.Time{}
 	}
-	return queuedSince(m).Add(maxAge)
+	return now.Add(maxAge - a)
+}
+
+// expired says whether m is past maxAge: by its real age, and, when the
+// wall clock jumped since it was queued (jumpRun, the run clock when the
+// scheduler saw the jump; 0: none), only once an upstream was dialled for
+// it after the jump. A box that boots with a stale clock and jumps at NTP
+// sync must not dead-letter mail on the strength of the jump, nor for
+// failures (a certificate "not yet valid") the wrong clock caused.
+func expired(m *spool.Message, maxAge time.Duration, now time.Time, run, jumpRun time.Duration) bool {
+	if maxAge <= 0 || age(m.QueuedRun, queuedSince(m), now, run) < maxAge {
+		return false
+	}
+	return jumpRun == 0 || jumpRun <= m.QueuedRun || m.TriedRun > jumpRun
 }
 
 // fmtAge renders an age for a reply a person reads: "5d2h", "3h4m5s".

@@ -59,18 +59,38 @@ func TestBackoffTable(t *testing.T) {
 	}
 }
 
-func TestExpiryCountsFromRequeue(t *testing.T) {
+// expired: a message's age is the run clock since it was queued (a wall
+// clock jump does not move it); an older record without one ages by the
+// wall clock from its receipt or requeue; after a jump, one real attempt
+// first.
+func TestExpired(t *testing.T) {
 	recv := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	m := &spool.Message{Received: recv}
-	if got := expiry(m, time.Hour); !got.Equal(recv.Add(time.Hour)) {
-		t.Errorf("expiry %v", got)
+	const maxAge = 120 * time.Hour
+	cases := []struct {
+		name         string
+		m            spool.Message
+		now          time.Time
+		run, jumpRun time.Duration
+		want         bool
+	}{
+		{"young", spool.Message{Received: recv, QueuedRun: time.Hour}, recv.Add(time.Hour), 2 * time.Hour, 0, false},
+		{"old by the run clock", spool.Message{Received: recv, QueuedRun: time.Hour}, recv.Add(maxAge), time.Hour + maxAge, 0, true},
+		{"wall clock 40 days ahead, run clock not", spool.Message{Received: recv, QueuedRun: time.Hour}, recv.Add(40 * 24 * time.Hour), 3 * time.Hour, 0, false},
+		{"wall clock a day behind, run clock old", spool.Message{Received: recv, QueuedRun: time.Hour}, recv.Add(-24 * time.Hour), time.Hour + maxAge, 0, true},
+		{"old, jump since, no attempt since", spool.Message{Received: recv, QueuedRun: time.Hour, TriedRun: 50 * time.Hour}, recv.Add(maxAge), time.Hour + maxAge, 100 * time.Hour, false},
+		{"old, jump since, an attempt since", spool.Message{Received: recv, QueuedRun: time.Hour, TriedRun: 110 * time.Hour}, recv.Add(maxAge), time.Hour + maxAge, 100 * time.Hour, true},
+		{"old, jump before it was queued", spool.Message{Received: recv, QueuedRun: time.Hour}, recv.Add(maxAge), time.Hour + maxAge, time.Minute, true},
+		{"no run clock: wall age", spool.Message{Received: recv}, recv.Add(maxAge), time.Minute, 0, true},
+		{"no run clock: young by wall", spool.Message{Received: recv}, recv.Add(time.Hour), 500 * time.Hour, 0, false},
+		{"no run clock: from the requeue", spool.Message{Received: recv, Requeued: recv.Add(48 * time.Hour)}, recv.Add(maxAge), 500 * time.Hour, 0, false},
 	}
-	m.Requeued = recv.Add(48 * time.Hour)
-	if got := expiry(m, time.Hour); !got.Equal(m.Requeued.Add(time.Hour)) {
-		t.Errorf("requeued expiry %v", got)
+	for _, tc := range cases {
+		if got := expired(&tc.m, maxAge, tc.now, tc.run, tc.jumpRun); got != tc.want {
+			t.Errorf("%s: expired = %v, want %v", tc.name, got, tc.want)
+		}
 	}
-	if got := expiry(m, 0); !got.IsZero() {
-		t.Errorf("no max age: %v", got)
+	if expired(&spool.Message{Received: recv}, 0, recv.Add(1000*time.Hour), 1000*time.Hour, 0) {
+		t.Error("expired with no max age")
 	}
 }
 

@@ -633,8 +633,16 @@ func (k *conn) Send(ctx context.Context, msg Outgoing, body io.Reader) ([]RcptRe
 		return results, k.fail(ctx, "data", err, k.client.command)
 	}
 	k.nc.SetWriteDeadline(time.Now().Add(k.client.command))
-	if _, err := w.CloseWithResponse(); err != nil {
+	resp, err := w.CloseWithResponse()
+	if err != nil {
 		return results, k.fail(ctx, "dot", err, k.client.data)
+	}
+	// go-smtp has checked the code (250) and hands back the text after it.
+	reply := "250 " + oneLine(resp.StatusText)
+	for i := range results {
+		if results[i].Err == nil {
+			results[i].Reply = reply
+		}
 	}
 	return results, nil
 }

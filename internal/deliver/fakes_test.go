@@ -69,6 +69,7 @@ func (f *fakeStore) Enqueue(env spool.Envelope, body []byte) (*spool.Message, er
 	m := &spool.Message{
 		ID: fmt.Sprintf("M%03d", f.seq), Received: now, ClientAddr: env.ClientAddr, Helo: env.Helo,
 		From: env.From, Size: int64(len(body)), State: spool.StateQueued, NextAttempt: now,
+		QueuedRun: f.clock.Mono() + 1,
 	}
 	for _, r := range env.Recipients {
 		m.Recipients = append(m.Recipients, spool.Recipient{Address: r, State: spool.RcptPending})
@@ -141,10 +142,31 @@ func (f *fakeStore) NextDue() (time.Time, bool) {
 	return t, !t.IsZero()
 }
 
-func (f *fakeStore) List(state spool.State) ([]*spool.Message, error) {
+// Run is the run clock: the fake clock's monotonic side, from 1ns as the
+// spool's is.
+func (f *fakeStore) Run() time.Duration { return f.clock.Mono() + 1 }
+
+func (f *fakeStore) Waiting() []spool.Waiting {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.sorted(func(m *spool.Message) bool { return m.State == state }), nil
+	var out []spool.Waiting
+	for _, m := range f.sorted(func(m *spool.Message) bool { return m.State == spool.StateQueued && len(m.Pending()) > 0 }) {
+		out = append(out, spool.Waiting{ID: m.ID, Since: queuedSince(m), QueuedRun: m.QueuedRun})
+	}
+	return out
+}
+
+func (f *fakeStore) Finished() ([]*spool.Message, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sorted(func(m *spool.Message) bool { return m.State == spool.StateQueued && len(m.Pending()) == 0 }), nil
+}
+
+func (f *fakeStore) Get(id string) (*spool.Message, error) {
+	if m := f.get(id); m != nil {
+		return m, nil
+	}
+	return nil, spool.ErrNotFound
 }
 
 func (f *fakeStore) Update(id string, fn func(*spool.Message) error) (*spool.Message, error) {
@@ -359,10 +381,13 @@ func (c *fakeConn) Close() error {
 func accept(rcpts []string) []RcptResult {
 	out := make([]RcptResult, len(rcpts))
 	for i, r := range rcpts {
-		out[i] = RcptResult{Address: r}
+		out[i] = RcptResult{Address: r, Reply: queuedAs}
 	}
 	return out
 }
+
+// queuedAs is the fake upstream's final reply to DATA.
+const queuedAs = "250 2.0.0 Ok: queued as 4BxQ7"
 
 // noSuchUser is up1 accepting every recipient but addr, which gets 550.
 func noSuchUser(addr string) func(rcpts []string) ([]RcptResult, error) {

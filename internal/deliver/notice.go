@@ -47,7 +47,7 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 		case rr != nil:
 			o = outcome{spool.RcptPending, rr.Reply()}
 		case sendErr == nil && k < len(results):
-			o = outcome{spool.RcptDelivered, ""}
+			o = outcome{spool.RcptDelivered, results[k].Reply}
 		case sendErr == nil:
 			// The client broke its contract; keeping the recipient
 			// risks a duplicate, dropping it risks a loss.
@@ -68,8 +68,9 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 		out[addr] = o
 	}
 	// The reply worth keeping: the message-level one, else what is
-	// holding a recipient back, else why one failed.
-	for _, want := range []spool.RcptState{spool.RcptPending, spool.RcptFailed} {
+	// holding a recipient back, else why one failed, else the upstream's
+	// "queued as" line.
+	for _, want := range []spool.RcptState{spool.RcptPending, spool.RcptFailed, spool.RcptDelivered} {
 		for _, addr := range pending {
 			if lastReply == "" && out[addr].state == want {
 				lastReply = out[addr].reply
@@ -219,11 +220,6 @@ func (s *Scheduler) deferAll(m *spool.Message, p *pass) {
 		p.lastReply = "no upstream available"
 	}
 	add := p.tried
-	if !p.recorded && len(add) == 0 {
-		// Every upstream was held back: still an attempt, so backoff
-		// keeps the message from spinning.
-		add = []spool.Attempt{{At: now, Upstream: p.lastUp, Outcome: "deferred", Reply: p.lastReply}}
-	}
 	var pending []string
 	_, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
 		if err := s.charge(msg, p, add...); err != nil {
@@ -249,12 +245,11 @@ func (s *Scheduler) deferAll(m *spool.Message, p *pass) {
 
 // expire dead-letters a queued message past MaxAge: its pending
 // recipients fail with the age and the last reply.
-func (s *Scheduler) expire(m *spool.Message, now time.Time) {
-	var expired []string
+func (s *Scheduler) expire(m *spool.Message, now time.Time, jumpRun time.Duration) {
+	var gone []string
 	var reply, last, up string
 	updated, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
-		exp := expiry(msg, s.opt.MaxAge)
-		if msg.State != spool.StateQueued || exp.IsZero() || now.Before(exp) {
+		if msg.State != spool.StateQueued || !expired(msg, s.opt.MaxAge, now, s.opt.Store.Run(), jumpRun) {
 			return errGone
 		}
 		last = msg.LastReply
@@ -262,13 +257,13 @@ func (s *Scheduler) expire(m *spool.Message, now time.Time) {
 		if why == "" {
 			why = "no upstream took it"
 		}
-		reply = fmt.Sprintf("expired after %s: %s", fmtAge(now.Sub(queuedSince(msg))), why)
-		expired = expired[:0]
+		reply = fmt.Sprintf("expired after %s: %s", fmtAge(age(msg.QueuedRun, queuedSince(msg), now, s.opt.Store.Run())), why)
+		gone = gone[:0]
 		for i := range msg.Recipients {
 			r := &msg.Recipients[i]
 			if r.State == spool.RcptPending {
 				r.State, r.Reply, r.Updated = spool.RcptFailed, reply, now
-				expired = append(expired, r.Address)
+				gone = append(gone, r.Address)
 			}
 		}
 		msg.State = spool.StateDead
@@ -284,7 +279,7 @@ func (s *Scheduler) expire(m *spool.Message, now time.Time) {
 		}
 		return
 	}
-	s.emit(Event{Time: now, ID: m.ID, Kind: "expired", From: m.From, To: expired, Upstream: up, Reply: reply, Delay: now.Sub(m.Received)})
+	s.emit(Event{Time: now, ID: m.ID, Kind: "expired", From: m.From, To: gone, Upstream: up, Reply: reply, Delay: now.Sub(m.Received)})
 	if last == "" {
 		last = reply
 	}
@@ -294,7 +289,7 @@ func (s *Scheduler) expire(m *spool.Message, now time.Time) {
 // sweep finishes queued messages with no pending recipient, left behind
 // when a Delete failed or the process stopped between two writes.
 func (s *Scheduler) sweep(now time.Time) error {
-	msgs, err := s.opt.Store.List(spool.StateQueued)
+	msgs, err := s.opt.Store.Finished()
 	if err != nil {
 		return fmt.Errorf("deliver: list queue: %w", err)
 	}

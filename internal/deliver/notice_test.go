@@ -225,3 +225,57 @@ func TestSchedulerFinishesLeftovers(t *testing.T) {
 		t.Fatalf("sends %+v", sends)
 	}
 }
+
+// TestSchedulerClockJumps: the wall clock jumping 40 days ahead (a board
+// that booted with a stale clock and met NTP) expires nothing; the message
+// expires once max_age has really passed and it had an attempt after the
+// jump. A clock set back a day does not keep an old message alive.
+func TestSchedulerClockJumps(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1, dialErr: netErr(up1, "tls", "x509: certificate has expired or is not yet valid")})
+	h := newHarness(t, d, func(o *SchedulerOptions) { o.MaxAge = 120 * time.Hour; o.UpstreamHold = time.Minute })
+	m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	h.tick()
+
+	// Four real days pass, then the clock jumps 40 days ahead.
+	h.clock.Add(96 * time.Hour)
+	h.tick()
+	h.clock.Jump(40 * 24 * time.Hour)
+	h.tick()
+	if got := h.store.get(m.ID); got.State != spool.StateQueued {
+		t.Fatalf("a 40-day clock jump dead-lettered the message: %+v", got)
+	}
+	if !strings.Contains(h.logs.String(), "system clock jumped") {
+		t.Errorf("the jump was not logged:\n%s", h.logs)
+	}
+	// A day later in real time it is 5 days old: expired after the
+	// attempt it is due, not before.
+	h.clock.Add(24*time.Hour + time.Minute)
+	tries := h.store.get(m.ID).Attempts
+	h.tick()
+	got := h.store.get(m.ID)
+	if got.State != spool.StateDead || got.Attempts <= tries && got.TriedRun == 0 {
+		t.Fatalf("after 5 real days: %+v", got)
+	}
+	if ev := h.lastEvent(); ev.Kind != "expired" || !strings.HasPrefix(ev.Reply, "expired after 5d0h: ") {
+		t.Fatalf("event %+v, want expired after 5d0h (real age, not 45 days)", ev)
+	}
+
+	// Set back a day: the run clock still says 5 days.
+	m2 := h.store.add("scanner@lab.example.edu", []string{"bob@example.edu"}, schedBody)
+	h.tick()
+	h.clock.Jump(-24 * time.Hour)
+	h.tick()
+	if got := h.store.get(m2.ID); got.State != spool.StateQueued {
+		t.Fatalf("set back a day: %+v", got)
+	}
+	for i := 0; h.store.get(m2.ID).State == spool.StateQueued; i++ {
+		if i > 200 {
+			t.Fatalf("not expired after 5 real days with the clock set back: %+v", h.store.get(m2.ID))
+		}
+		h.clock.Add(time.Hour)
+		h.tick()
+	}
+	if ev := h.lastEvent(); ev.Kind != "expired" || !strings.HasPrefix(ev.Reply, "expired after 5d0h: ") {
+		t.Fatalf("event %+v", ev)
+	}
+}

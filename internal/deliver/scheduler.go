@@ -25,7 +25,15 @@ type Store interface {
 	Due(now time.Time, limit int) ([]*spool.Message, error)
 	// NextDue is the earliest NextAttempt of a queued message.
 	NextDue() (time.Time, bool)
-	List(state spool.State) ([]*spool.Message, error)
+	// Waiting lists the queued messages with a pending recipient, from
+	// the index (no record read); Finished returns the queued ones with
+	// none left.
+	Waiting() []spool.Waiting
+	Finished() ([]*spool.Message, error)
+	Get(id string) (*spool.Message, error)
+	// Run is the spool's run clock (spool.Spool.Run): message ages are
+	// taken from it, never from the wall clock alone.
+	Run() time.Duration
 	// Update runs fn on a fresh copy of the message in one durable
 	// transaction; an error from fn aborts it and is returned. The store
 	// bounds History (spool.Options.HistoryLimit).
@@ -93,15 +101,37 @@ type Scheduler struct {
 	backoff Backoff
 	log     *slog.Logger
 	kick    chan struct{}
+	store   Store // opt.Store, kept apart: Reconfigure reads it while Run may replace opt
 
 	tickMu     sync.Mutex  // one Tick at a time, so the session bound holds
 	heldLogged bool        // guarded by tickMu
 	orphans    atomic.Bool // look for finished messages left behind
+	retry      atomic.Bool // the next Tick forgets the upstream holds (Retry)
+	// skipped is set by a worker that left a due message alone because
+	// every upstream was held back; the Tick then wakes when a hold ends.
+	skipped atomic.Bool
+	// passStep is when the pass in progress started or last finished a
+	// delivery attempt, nil between passes: PassStalled. Times from
+	// time.Now keep their monotonic reading, so a clock jump is no stall.
+	passStep atomic.Pointer[time.Time]
 
 	mu   sync.Mutex
 	idle []*session        // open sessions not in use, most recently used last
 	down map[int]downState // upstream index -> held back until
+
+	// The wall clock and the run clock at the last Tick, to notice a
+	// jump of the wall clock; jumpRun is the run clock when the last jump
+	// was seen (0: none). Guarded by tickMu.
+	lastWall time.Time
+	lastRun  time.Duration
+	jumpRun  atomic.Int64
+	pendMu   sync.Mutex
+	pending  *SchedulerOptions // from Reconfigure; Run applies it between passes
 }
+
+// jumpTolerance is how far the wall clock may drift from the run clock
+// between two passes before it counts as a jump (NTP slews by far less).
+const jumpTolerance = time.Minute
 
 type downState struct {
 	until time.Time
@@ -121,12 +151,73 @@ const batchSize = 256
 
 // NewScheduler checks opt and fills in defaults.
 func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
+	if err := opt.fill(); err != nil {
+		return nil, err
+	}
+	sc := &Scheduler{
+		opt:     opt,
+		backoff: Backoff{Min: opt.MinBackoff, Max: opt.MaxBackoff, Jitter: opt.Jitter},
+		log:     opt.Logger,
+		kick:    make(chan struct{}, 1),
+		store:   opt.Store,
+		down:    make(map[int]downState),
+	}
+	sc.orphans.Store(true) // a crash may have left some
+	return sc, nil
+}
+
+// Reconfigure replaces the options (a config reload: new upstreams,
+// backoff, connections, max age, notify address). It checks them like
+// NewScheduler and returns at once; Run applies them before its next pass,
+// so a pass in flight finishes under the options it started with. Sessions
+// to the old upstreams are closed then, and upstream holds forgotten: the
+// list they indexed may have changed. Store stays as NewScheduler got it.
+func (s *Scheduler) Reconfigure(opt SchedulerOptions) error {
+	opt.Store = s.store
+	if err := opt.fill(); err != nil {
+		return err
+	}
+	s.pendMu.Lock()
+	s.pending = &opt
+	s.pendMu.Unlock()
+	s.Kick()
+	return nil
+}
+
+// applyPending installs the options of the last Reconfigure. Only Run
+// calls it, between passes, so no worker reads s.opt meanwhile.
+func (s *Scheduler) applyPending() {
+	s.pendMu.Lock()
+	p := s.pending
+	s.pending = nil
+	s.pendMu.Unlock()
+	if p == nil {
+		return
+	}
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	s.mu.Lock()
+	s.opt = *p
+	s.log = p.Logger
+	s.backoff = Backoff{Min: p.MinBackoff, Max: p.MaxBackoff, Jitter: p.Jitter}
+	idle := s.idle
+	s.idle = nil
+	s.down = make(map[int]downState)
+	s.heldLogged = false
+	s.mu.Unlock()
+	for _, ss := range idle {
+		ss.conn.Close()
+	}
+}
+
+// fill checks opt and fills in defaults.
+func (opt *SchedulerOptions) fill() error {
 	if opt.Store == nil {
-		return nil, errors.New("deliver: scheduler needs a store")
+		return errors.New("deliver: scheduler needs a store")
 	}
 	if opt.Connections < 0 || opt.MinBackoff < 0 || opt.MaxBackoff < 0 || opt.IdleClose < 0 ||
 		opt.UpstreamHold < 0 || opt.MaxAge < 0 {
-		return nil, errors.New("deliver: negative scheduler option")
+		return errors.New("deliver: negative scheduler option")
 	}
 	if opt.Connections == 0 {
 		opt.Connections = 2
@@ -138,7 +229,7 @@ func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
 		opt.MaxBackoff = time.Hour
 	}
 	if opt.MinBackoff > opt.MaxBackoff {
-		return nil, fmt.Errorf("deliver: min backoff %s above max backoff %s", opt.MinBackoff, opt.MaxBackoff)
+		return fmt.Errorf("deliver: min backoff %s above max backoff %s", opt.MinBackoff, opt.MaxBackoff)
 	}
 	if opt.IdleClose == 0 {
 		opt.IdleClose = 30 * time.Second
@@ -150,7 +241,7 @@ func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
 		opt.MaxAge = 120 * time.Hour
 	}
 	if strings.ContainsAny(opt.Notify, "\r\n<>") {
-		return nil, fmt.Errorf("deliver: notify address %q is not a plain address", opt.Notify)
+		return fmt.Errorf("deliver: notify address %q is not a plain address", opt.Notify)
 	}
 	if opt.Hostname == "" {
 		opt.Hostname, _ = os.Hostname()
@@ -167,15 +258,7 @@ func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	sc := &Scheduler{
-		opt:     opt,
-		backoff: Backoff{Min: opt.MinBackoff, Max: opt.MaxBackoff, Jitter: opt.Jitter},
-		log:     opt.Logger,
-		kick:    make(chan struct{}, 1),
-		down:    make(map[int]downState),
-	}
-	sc.orphans.Store(true) // a crash may have left some
-	return sc, nil
+	return nil
 }
 
 // Kick wakes Run without blocking: new mail, or a manual retry.
@@ -186,12 +269,23 @@ func (s *Scheduler) Kick() {
 	}
 }
 
+// Retry wakes Run for a pass that forgets every upstream hold and dials at
+// once: an operator who asks for a retry has usually just fixed the cause,
+// and a retry answered from a hold would report the old failure again
+// without trying. A dial that fails again holds the upstream anew, with
+// the reply just received.
+func (s *Scheduler) Retry() {
+	s.retry.Store(true)
+	s.Kick()
+}
+
 // Run ticks until ctx is done, sleeping until the next message is due, a
 // session must be closed, or Kick. It closes all sessions on return and
 // returns nil when ctx ends.
 func (s *Scheduler) Run(ctx context.Context) error {
 	defer s.Close()
 	for {
+		s.applyPending()
 		next, err := s.Tick(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -224,6 +318,15 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
+// PassStalled reports whether a delivery pass has gone longer than limit
+// without finishing an attempt; between passes it is false. A watchdog
+// asks it: every attempt is bounded by the client's timeouts, so a longer
+// silence means the scheduler is stuck (usually on storage).
+func (s *Scheduler) PassStalled(now time.Time, limit time.Duration) bool {
+	step := s.passStep.Load()
+	return step != nil && now.Sub(*step) > limit
+}
+
 // Close closes the idle upstream sessions. Sessions in use by a running
 // Tick go back to the pool when it ends.
 func (s *Scheduler) Close() error {
@@ -244,15 +347,39 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 	s.tickMu.Lock()
 	defer s.tickMu.Unlock()
 	now := s.opt.Now()
+	s.noticeJump(now)
+	s.passStep.Store(&now)
+	defer s.passStep.Store(nil)
 	s.closeIdle(now)
 	if s.opt.Dialer == nil || s.opt.Dialer.Count() == 0 {
 		return s.hold(now)
 	}
+	if s.retry.Swap(false) {
+		s.mu.Lock()
+		clear(s.down)
+		s.mu.Unlock()
+	}
+	s.skipped.Store(false)
 	if s.orphans.Load() {
 		if err := s.sweep(now); err != nil {
 			return time.Time{}, err
 		}
 	}
+	// Expiry goes by the messages' real age, not by when they are due: a
+	// wall clock set back leaves NextAttempt in the future.
+	next, err := s.deliverDue(ctx, now)
+	if err != nil {
+		return next, err
+	}
+	expNext, _ := s.expireOld(now, time.Duration(s.jumpRun.Load()))
+	if !expNext.IsZero() && (next.IsZero() || expNext.Before(next)) {
+		next = expNext
+	}
+	return next, nil
+}
+
+// deliverDue delivers every due message and says when to come back.
+func (s *Scheduler) deliverDue(ctx context.Context, now time.Time) (time.Time, error) {
 	seen := make(map[string]bool)
 	for ctx.Err() == nil {
 		due, err := s.opt.Store.Due(now, batchSize)
@@ -269,8 +396,8 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 			}
 			seen[m.ID] = true
 			fresh++
-			if exp := expiry(m, s.opt.MaxAge); !exp.IsZero() && !now.Before(exp) {
-				s.expire(m, now)
+			if s.expired(m, now) {
+				s.expire(m, now, time.Duration(s.jumpRun.Load()))
 				continue
 			}
 			todo = append(todo, m)
@@ -299,37 +426,82 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 			return now, nil
 		}
 	}
-	return now.Add(s.opt.MinBackoff), nil
+	wait := now.Add(s.opt.MinBackoff)
+	if t, ok := s.holdEnd(now); ok && s.skipped.Load() {
+		wait = t // messages wait for an upstream, not for a backoff
+	}
+	return wait, nil
 }
 
 // hold is the Tick without an upstream: nothing is tried, so nothing earns
-// backoff; only expiry runs. The next wake is the first expiry.
+// backoff; only expiry runs. The next wake is the first expiry. Without an
+// upstream no attempt can follow a clock jump, and none is waited for.
 func (s *Scheduler) hold(now time.Time) (time.Time, error) {
-	msgs, err := s.opt.Store.List(spool.StateQueued)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("deliver: list queue: %w", err)
+	next, held := s.expireOld(now, 0)
+	if held > 0 && !s.heldLogged {
+		s.heldLogged = true
+		s.log.Warn(fmt.Sprintf("no upstream configured: %s held", plural(held, "message")))
 	}
-	var next time.Time
-	held := 0
-	for _, m := range msgs {
-		if len(m.Pending()) == 0 {
-			continue
-		}
-		exp := expiry(m, s.opt.MaxAge)
+	return next, nil
+}
+
+// expireOld dead-letters the waiting messages past MaxAge (jumpRun: see
+// expired) and returns how many wait on and when the first of them is due
+// to expire. It works from the index: a queue of 20,000 messages is not
+// read on every pass (each accepted message makes one); only the records of
+// messages old enough are.
+func (s *Scheduler) expireOld(now time.Time, jumpRun time.Duration) (next time.Time, held int) {
+	run := s.opt.Store.Run()
+	for _, w := range s.opt.Store.Waiting() {
+		exp := expiryAt(age(w.QueuedRun, w.Since, now, run), s.opt.MaxAge, now)
 		if !exp.IsZero() && !now.Before(exp) {
-			s.expire(m, now)
-			continue
+			m, err := s.opt.Store.Get(w.ID)
+			if err == nil && expired(m, s.opt.MaxAge, now, run, jumpRun) {
+				s.expire(m, now, jumpRun)
+				continue
+			}
+			// Kept until an attempt after a clock jump (or gone
+			// meanwhile): its next attempt brings the next look.
+			exp = time.Time{}
 		}
 		held++
 		if !exp.IsZero() && (next.IsZero() || exp.Before(next)) {
 			next = exp
 		}
 	}
-	if held > 0 && !s.heldLogged {
-		s.heldLogged = true
-		s.log.Warn(fmt.Sprintf("no upstream configured: %d messages held", held))
+	return next, held
+}
+
+// plural: "1 message", "2 messages".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
 	}
-	return next, nil
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// expired applies the expiry rule (see the function of that name) at now.
+func (s *Scheduler) expired(m *spool.Message, now time.Time) bool {
+	return expired(m, s.opt.MaxAge, now, s.opt.Store.Run(), time.Duration(s.jumpRun.Load()))
+}
+
+// expiry is when m should be looked at for expiry, by its age now.
+func (s *Scheduler) expiry(m *spool.Message, now time.Time) time.Time {
+	return expiryAt(age(m.QueuedRun, queuedSince(m), now, s.opt.Store.Run()), s.opt.MaxAge, now)
+}
+
+// noticeJump compares how far the wall clock and the run clock moved since
+// the last pass; tickMu is held.
+func (s *Scheduler) noticeJump(now time.Time) {
+	run := s.opt.Store.Run()
+	if !s.lastWall.IsZero() {
+		if d := now.Sub(s.lastWall) - (run - s.lastRun); d > jumpTolerance || d < -jumpTolerance {
+			s.jumpRun.Store(int64(run))
+			s.log.Warn("deliver: the system clock jumped; no message expires before one more attempt",
+				"jump", d.Round(time.Second).String())
+		}
+	}
+	s.lastWall, s.lastRun = now, run
 }
 
 // deliverAll runs the messages through up to Connections workers.
@@ -345,6 +517,8 @@ func (s *Scheduler) deliverAll(ctx context.Context, msgs []*spool.Message) {
 		wg.Go(func() {
 			for m := range work {
 				w.deliver(ctx, m)
+				step := s.opt.Now()
+				s.passStep.Store(&step)
 			}
 			w.bg.Wait() // the Tick ends with every delivered message gone
 			s.putIdle(w.sess)
@@ -425,6 +599,19 @@ func (s *Scheduler) isDown(i int, now time.Time) (string, bool) {
 	return d.reply, true
 }
 
+// holdEnd is when the first upstream hold still running at now ends.
+func (s *Scheduler) holdEnd(now time.Time) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t time.Time
+	for _, d := range s.down {
+		if d.until.After(now) && (t.IsZero() || d.until.Before(t)) {
+			t = d.until
+		}
+	}
+	return t, !t.IsZero()
+}
+
 func (s *Scheduler) markDown(i int, now time.Time, err error) {
 	s.mu.Lock()
 	s.down[i] = downState{until: now.Add(s.opt.UpstreamHold), reply: replyOf(err)}
@@ -452,7 +639,8 @@ func (s *Scheduler) charge(msg *spool.Message, p *pass, add ...spool.Attempt) er
 	p.closeOpen(msg, "deferred")
 	if !p.recorded {
 		msg.Attempts++
-		msg.NextAttempt = s.backoff.Next(p.now, msg.Attempts, expiry(msg, s.opt.MaxAge))
+		msg.TriedRun = s.opt.Store.Run()
+		msg.NextAttempt = s.backoff.Next(p.now, msg.Attempts, s.expiry(msg, p.now))
 	}
 	msg.History = append(msg.History, add...)
 	return nil
@@ -571,6 +759,15 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 	}
 	if ctx.Err() != nil && !p.recorded {
 		return // nothing was sent: leave the message as it was
+	}
+	if !p.recorded && len(p.tried) == 0 {
+		// Every upstream is held back after a failed dial for another
+		// message: nothing was tried for this one, so nothing is recorded
+		// (no attempt, no backoff, no log line repeating an old reply).
+		// It stays due and goes out in the first pass after the hold,
+		// or at once on a manual retry.
+		s.skipped.Store(true)
+		return
 	}
 	s.deferAll(m, p)
 }

@@ -49,32 +49,35 @@ func TestSchedulerConnectionFailures(t *testing.T) {
 			m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
 			start := h.clock.Now()
 
-			// Backoff doubles per attempt; while the upstream is held back
-			// the attempt is still recorded but nobody dials.
-			var gaps []time.Duration
-			for range 4 {
+			// Backoff doubles per attempt. While the upstream is held back
+			// nobody dials and nothing is recorded: the due message waits
+			// for the hold to end, not for another backoff step.
+			var wakes []time.Duration
+			for got := h.store.get(m.ID); got.Attempts < 4; got = h.store.get(m.ID) {
 				next := h.tick()
-				got := h.store.get(m.ID)
-				gaps = append(gaps, got.NextAttempt.Sub(h.clock.Now()))
-				if !next.Equal(got.NextAttempt) {
-					t.Fatalf("Tick returned %v, message due %v", next, got.NextAttempt)
-				}
+				wakes = append(wakes, next.Sub(start))
 				h.clock.Set(next)
+				if len(wakes) > 10 {
+					t.Fatalf("no 4th attempt after wakes %v", wakes)
+				}
 			}
-			if want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute}; !slices.Equal(gaps, want) {
-				t.Fatalf("backoff gaps %v, want %v", gaps, want)
+			// Attempts at 0 (next 1m), 3m (next 5m), 6m (next 10m), 10m
+			// (next 18m); held back at 1m (until 3m) and 5m (until 6m).
+			if want := []time.Duration{time.Minute, 3 * time.Minute, 5 * time.Minute, 6 * time.Minute,
+				10 * time.Minute, 18 * time.Minute}; !slices.Equal(wakes, want) {
+				t.Fatalf("wakes %v, want %v", wakes, want)
 			}
 			got := h.store.get(m.ID)
 			if got.Attempts != 4 || got.State != spool.StateQueued || got.LastReply != tc.reply {
-				t.Fatalf("after 4 ticks: attempts %d state %s last reply %q", got.Attempts, got.State, got.LastReply)
+				t.Fatalf("after 4 attempts: attempts %d state %s last reply %q", got.Attempts, got.State, got.LastReply)
 			}
 			if len(got.History) != 4 || got.History[0].Upstream != up1 || got.History[0].Outcome != "deferred" {
 				t.Fatalf("history %+v", got.History)
 			}
 			dials, _, _, open, _, sends := d.stats()
-			// Dialled at 0 and 3m (held back at 1m), and at 7m (hold ended at 6m).
-			if dials[up1] != 3 || open != 0 || len(sends) != 0 {
-				t.Fatalf("dials %v open %d sends %d; want 3 dials (hold respected), nothing open or sent", dials, open, len(sends))
+			// One dial per recorded attempt: a hold never records one.
+			if dials[up1] != 4 || open != 0 || len(sends) != 0 {
+				t.Fatalf("dials %v open %d sends %d; want 4 dials (hold respected), nothing open or sent", dials, open, len(sends))
 			}
 			if k := h.kinds(); len(k) != 4 || k[0] != "deferred:alice@example.edu" {
 				t.Fatalf("events %v", k)
@@ -466,7 +469,7 @@ func TestSchedulerLogLine(t *testing.T) {
 		}
 	}
 	want := []*regexp.Regexp{
-		regexp.MustCompile(`^time=\S+ level=INFO msg=message id=M001 event=sent from=scanner@lab\.example\.edu to=a@example\.edu,b@example\.edu upstream=relay1\.example\.edu:587 reply="" delay=1m30s$`),
+		regexp.MustCompile(`^time=\S+ level=INFO msg=message id=M001 event=sent from=scanner@lab\.example\.edu to=a@example\.edu,b@example\.edu upstream=relay1\.example\.edu:587 reply="250 2\.0\.0 Ok: queued as 4BxQ7" delay=1m30s$`),
 		regexp.MustCompile(`^time=\S+ level=WARN msg=message id=M001 event=deferred from=scanner@lab\.example\.edu to=c@example\.edu upstream=relay1\.example\.edu:587 reply="451 4\.3\.0 try \\"later\\"" delay=1m30s$`),
 	}
 	if len(events) != len(want) {
@@ -475,6 +478,14 @@ func TestSchedulerLogLine(t *testing.T) {
 	for i, re := range want {
 		if !re.MatchString(events[i]) {
 			t.Errorf("line %d:\n%s\ndoes not match\n%s", i, events[i], re)
+		}
+	}
+	// The record keeps the upstream's queue ID for the delivered
+	// recipients: queue show and the API read it from there.
+	m := h.store.get("M001")
+	for _, r := range m.Recipients[:2] {
+		if r.State != spool.RcptDelivered || r.Reply != queuedAs {
+			t.Errorf("recipient %+v, want delivered with %q", r, queuedAs)
 		}
 	}
 }
@@ -598,5 +609,65 @@ func TestSchedulerWithSpool(t *testing.T) {
 	if n := sends[len(sends)-1]; n.from != "" || !strings.Contains(n.body, "Subject: Undelivered mail: Scan from copier 3\r\n") ||
 		strings.Contains(n.body, "scan data line") {
 		t.Fatalf("notice as sent:\n%s", n.body)
+	}
+}
+
+// TestSchedulerRetryDialsThroughHold: a manual retry forgets the upstream's
+// hold and dials at once. Upstream still down: one fresh dial, its reply
+// recorded, and the other due message is left alone, not charged an attempt
+// nobody made. Upstream back: everything goes out in that pass.
+func TestSchedulerRetryDialsThroughHold(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1, dialErr: netErr(up1, "dial", "connection refused")})
+	h := newHarness(t, d, func(o *SchedulerOptions) { o.Connections = 1; o.UpstreamHold = 10 * time.Minute })
+	m1 := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	m2 := h.store.add("scanner@lab.example.edu", []string{"bob@example.edu"}, schedBody)
+	h.tick() // m1 dials and fails; m2 finds the upstream held
+	if a1, a2 := h.store.get(m1.ID).Attempts, h.store.get(m2.ID).Attempts; a1 != 1 || a2 != 0 {
+		t.Fatalf("attempts %d %d, want 1 0 (no attempt recorded without a dial)", a1, a2)
+	}
+	makeDue := func() {
+		for _, m := range []*spool.Message{m1, m2} {
+			h.store.Update(m.ID, func(msg *spool.Message) error { msg.NextAttempt = h.clock.Now(); return nil })
+		}
+	}
+
+	// Still down, with a new cause: the retry dials once and says so.
+	h.clock.Add(10 * time.Second)
+	d.set(0, func(u *fakeUp) { u.dialErr = netErr(up1, "dial", "no route to host") })
+	makeDue()
+	h.sched.Retry()
+	next := h.tick()
+	dials, _, _, _, _, _ := d.stats()
+	if dials[up1] != 2 {
+		t.Fatalf("dials %v after retry, want a fresh dial", dials)
+	}
+	if got := h.store.get(m1.ID); got.Attempts != 2 || got.LastReply != "no route to host" {
+		t.Fatalf("m1 attempts %d last reply %q, want 2 and the reply of the dial just made", got.Attempts, got.LastReply)
+	}
+	if got := h.store.get(m2.ID); got.Attempts != 0 || len(got.History) != 0 {
+		t.Fatalf("m2 charged an attempt nobody made: %+v", got)
+	}
+	if want := h.clock.Now().Add(10 * time.Minute); !next.Equal(want) {
+		t.Fatalf("next wake %v, want the end of the new hold %v", next, want)
+	}
+	for _, k := range h.kinds() {
+		if k == "deferred:bob@example.edu" {
+			t.Fatalf("deferred event for a message nothing was tried for: %v", h.kinds())
+		}
+	}
+
+	// Back up: without Retry the hold still stands...
+	h.clock.Add(10 * time.Second)
+	d.set(0, func(u *fakeUp) { u.dialErr = nil })
+	makeDue()
+	h.tick()
+	if h.store.count() != 2 {
+		t.Fatalf("delivered through a hold without a retry")
+	}
+	// ...and the retry delivers both at once.
+	h.sched.Retry()
+	h.tick()
+	if h.store.count() != 0 {
+		t.Fatalf("%d messages left after a retry with the upstream back", h.store.count())
 	}
 }

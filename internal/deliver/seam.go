@@ -50,6 +50,10 @@ func (e *Error) Reply() string {
 type RcptResult struct {
 	Address string
 	Err     *Error
+	// Reply is, for a recipient delivered by a successful Send, the
+	// upstream's final reply to the message ("250 2.0.0 Ok: queued as
+	// 4Bx…"): its queue ID is how campus IT follows a message further.
+	Reply string
 }
 
 // Outgoing is what Send needs to know of one message before its body.

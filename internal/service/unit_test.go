@@ -23,6 +23,11 @@ func TestSystemdUnit(t *testing.T) {
 		"\nUser=relaybox\n",
 		"\nRestart=on-failure\n",
 		"\nRestartPreventExitStatus=2\n",
+		"\nType=notify\n",
+		"\nNotifyAccess=main\n",
+		"\nExecReload=/bin/kill -HUP $MAINPID\n",
+		"\nWatchdogSec=2min\n",
+		"\nWatchdogSignal=SIGKILL\n",
 		"\nTimeoutStopSec=75\n",
 		"\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n",
 		"\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\n",
@@ -78,31 +83,36 @@ func TestSystemdUnitQuoting(t *testing.T) {
 	}
 }
 
-// board/linux/relaybox.service is what people install by hand; it must be
-// exactly what `relaybox service install` writes for the default paths.
+// board/linux/relaybox.service is what people install by hand, and
+// packaging/deb/relaybox.service what the .deb ships: each must be exactly
+// what `relaybox service install` / `service unit` writes for its paths.
 func TestBoardUnitMatchesGenerated(t *testing.T) {
-	o := Options{
-		Executable:    "/usr/local/bin/relaybox",
-		ConfigPath:    "/etc/relaybox/relaybox.toml",
-		DataDir:       "/var/lib/relaybox",
-		User:          "relaybox",
-		ShutdownGrace: 30 * time.Second,
-	}
-	unit, err := SystemdUnit(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join("..", "..", "board", "linux", "relaybox.service")
-	if *update {
-		if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+	for _, c := range []struct{ exe, file string }{
+		{"/usr/local/bin/relaybox", filepath.Join("..", "..", "board", "linux", "relaybox.service")},
+		{"/usr/bin/relaybox", filepath.Join("..", "..", "packaging", "deb", "relaybox.service")},
+	} {
+		o := Options{
+			Executable:    c.exe,
+			ConfigPath:    "/etc/relaybox/relaybox.toml",
+			DataDir:       "/var/lib/relaybox",
+			User:          "relaybox",
+			ShutdownGrace: 30 * time.Second,
+		}
+		unit, err := SystemdUnit(o)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != unit {
-		t.Fatalf("%s differs from SystemdUnit; review the change, then run go test ./internal/service -run BoardUnit -update", path)
+		if *update {
+			if err := os.WriteFile(c.file, []byte(unit), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := os.ReadFile(c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != unit {
+			t.Errorf("%s differs from SystemdUnit; review the change, then run go test ./internal/service -run BoardUnit -update", c.file)
+		}
 	}
 }

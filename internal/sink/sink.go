@@ -26,6 +26,9 @@ type Message struct {
 	Body []byte
 	TLS  bool // the session was encrypted when DATA was sent
 	At   time.Time
+	// ID is the sink's queue ID, given in its reply ("250 2.0.0 OK:
+	// queued as S000001") as a real relay gives its own.
+	ID string
 }
 
 // Options configure a Sink.
@@ -69,9 +72,13 @@ type Sink struct {
 
 	srvMu sync.Mutex
 	srv   *smtp.Server // nil while stopped
+	// ln is closed by Stop too: go-smtp's Close misses a listener its
+	// Serve goroutine has not registered yet (Stop right after Start).
+	ln net.Listener
 
 	mu   sync.Mutex
 	msgs []Message
+	seq  int // messages taken, for their IDs
 }
 
 // Start listens on addr ("127.0.0.1:0" for a free port) and serves.
@@ -119,7 +126,7 @@ func (s *Sink) serve() error {
 		return fmt.Errorf("sink: listen %s: %w", s.addr, err)
 	}
 	s.addr = ln.Addr().String()
-	s.srv = srv
+	s.srv, s.ln = srv, ln
 	go func() { _ = srv.Serve(ln) }()
 	return nil
 }
@@ -136,13 +143,17 @@ func (s *Sink) Addr() string {
 // does nothing.
 func (s *Sink) Stop() error {
 	s.srvMu.Lock()
-	srv := s.srv
-	s.srv = nil
+	srv, ln := s.srv, s.ln
+	s.srv, s.ln = nil, nil
 	s.srvMu.Unlock()
 	if srv == nil {
 		return nil
 	}
-	return srv.Close()
+	ln.Close()
+	if err := srv.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // Restart listens again at the same address with the same options after
@@ -260,15 +271,18 @@ func (se *session) Data(r io.Reader) error {
 	}
 	_, isTLS := se.conn.TLSConnectionState()
 	m := Message{From: se.from, To: append([]string(nil), se.to...), Body: buf.Bytes(), TLS: isTLS, At: time.Now()}
+	se.s.mu.Lock()
+	se.s.seq++
+	m.ID = fmt.Sprintf("S%06d", se.s.seq)
 	if !se.s.opt.Discard {
-		se.s.mu.Lock()
 		se.s.msgs = append(se.s.msgs, m)
-		se.s.mu.Unlock()
 	}
+	se.s.mu.Unlock()
 	if se.s.opt.OnMessage != nil {
 		se.s.opt.OnMessage(m)
 	}
-	return nil
+	// go-smtp sends a 250 "error" as the reply it is.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + m.ID}
 }
 
 type nopLogger struct{}

@@ -57,6 +57,39 @@ func TestStopRestart(t *testing.T) {
 	}
 }
 
+// The reply to DATA names the sink's queue ID, as a campus relay's does.
+func TestQueuedAsReply(t *testing.T) {
+	s, err := Start("127.0.0.1:0", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("dev@campus.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("alice@campus.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Subject: one\r\n\r\nx\r\n"))
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := s.Messages()
+	if len(msgs) != 1 || msgs[0].ID != "S000001" || resp.StatusText != "2.0.0 OK: queued as S000001" {
+		t.Fatalf("reply %q, messages %+v", resp.StatusText, msgs)
+	}
+}
+
 // Cut drops the connection without a reply and records nothing.
 func TestCut(t *testing.T) {
 	for _, stage := range []string{"mail", "rcpt:alice@campus.test", "data"} {

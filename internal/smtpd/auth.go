@@ -138,7 +138,7 @@ var errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode
 // needsAuth reports whether MAIL must wait for AUTH, and logs it once per
 // client a minute.
 func (se *session) needsAuth() bool {
-	if se.auth.ok || se.s.opt.AuthRequired == nil || !se.s.opt.AuthRequired.Allowed(se.client) {
+	if se.auth.ok || se.l.opt.AuthRequired == nil || !se.l.opt.AuthRequired.Allowed(se.client) {
 		return false
 	}
 	if r := se.s.reports.Note("authreq", se.client); r.Log {
@@ -167,7 +167,7 @@ var _ smtp.AuthSession = (*session)(nil)
 // AuthMechanisms implements smtp.AuthSession: what EHLO advertises. go-smtp
 // omits the AUTH line when this is empty.
 func (se *session) AuthMechanisms() []string {
-	switch se.s.auth.mode {
+	switch se.l.auth.mode {
 	case AuthAny:
 		return []string{sasl.Plain, sasl.Login, mechCRAMMD5}
 	case AuthUsers:
@@ -179,7 +179,7 @@ func (se *session) AuthMechanisms() []string {
 // Auth implements smtp.AuthSession. go-smtp calls it for any AUTH after
 // HELO or EHLO, advertised or not, which is what old devices need.
 func (se *session) Auth(mech string) (sasl.Server, error) {
-	mode := se.s.auth.mode
+	mode := se.l.auth.mode
 	if mode == AuthOff {
 		se.s.log.Info("device tried AUTH; refused because auth.mode is off", "client", se.client.String(),
 			"helo", se.helo, "mech", printable(mech),
@@ -218,7 +218,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 // authenticate decides one complete set of credentials. It logs the user
 // name, never the password.
 func (se *session) authenticate(mech, authz, user, password string) error {
-	a := se.s.auth
+	a := se.l.auth
 	if a.mode == AuthAny {
 		se.auth.ok, se.auth.user = true, printable(user)
 		se.s.log.Info("device authenticated", "client", se.client.String(), "helo", se.helo,

@@ -43,8 +43,8 @@ func TestAuthGuessesLimitedAcrossConnections(t *testing.T) {
 	c := defaultTranscriptConfig()
 	c.auth = AuthOptions{Mode: AuthUsers, Users: map[string][]byte{"scanner": hashPassword(t, pw)}}
 	_, srv, addr := startTestServer(t, c, func(o *Options) { o.AuthGuard = guard })
-	real := srv.auth.compare
-	srv.auth.compare = func(h, p []byte) error { checks.Add(1); return real(h, p) }
+	real := srv.cur.Load().auth.compare
+	srv.cur.Load().auth.compare = func(h, p []byte) error { checks.Add(1); return real(h, p) }
 
 	refused := 0
 	for range 10 { // ten connections, three guesses each

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 
 	"relaybox/internal/policy"
@@ -79,6 +80,15 @@ func (ds devices) match(ip netip.Addr, authUser string) *deviceRule {
 }
 
 // name is the device's name for a log line; "" for an unknown device.
+// attr is the device=NAME log attribute; for a client that matched no
+// [[device]] it is empty, which slog leaves out (no device="").
+func (d *deviceRule) attr() slog.Attr {
+	if d == nil {
+		return slog.Attr{}
+	}
+	return slog.String("device", d.Name)
+}
+
 func (d *deviceRule) name() string {
 	if d == nil {
 		return ""

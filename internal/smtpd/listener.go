@@ -68,7 +68,7 @@ func (g *gateListener) Accept() (net.Conn, error) {
 			continue
 		case refusedClient, refusedShare:
 			if r := g.reports.Note("client", ip); r.Log {
-				limit := g.slots.perClient
+				limit := int(g.slots.perClient.Load())
 				hint := "a device stuck in a reconnect loop; raise listen.per_client_connections if it is only busy"
 				if verdict == refusedShare {
 					limit = max(1, g.slots.max/4)

@@ -87,13 +87,10 @@ type Options struct {
 
 // Server is the LAN SMTP listener.
 type Server struct {
-	opt     Options
+	opt     Options // as New got them; the fields Reconfigure changes are read from cur
 	smtp    *smtp.Server
 	log     *slog.Logger
-	auth    *authenticator
-	devices devices
-	rate    *rateLimiter
-	dupes   *dupTracker
+	cur     atomic.Pointer[live]
 	guard   *throttle.Guard
 	slots   *slots
 	reports *throttle.Reports
@@ -101,6 +98,77 @@ type Server struct {
 	// inData counts sessions inside DATA, so Shutdown can wait for their
 	// commits before the caller closes the spool.
 	inData sync.WaitGroup
+}
+
+// live is the part of a Server that Reconfigure replaces. Each session
+// takes the one current when it connects and keeps it to its end, so a
+// reload never changes the rules under a transaction in flight.
+type live struct {
+	opt     Options
+	auth    *authenticator
+	devices devices
+	rate    *rateLimiter
+	dupes   *dupTracker
+}
+
+// newLive checks the options Reconfigure may change and builds their state.
+// prev, when set, lends its rate buckets and duplicate history to a new
+// live whose limits did not change, so a reload does not forgive a flood.
+func newLive(opt Options, prev *live) (*live, error) {
+	if opt.Rules == nil || opt.Networks == nil {
+		return nil, errors.New("smtpd: Rules and Networks are required")
+	}
+	auth, err := newAuthenticator(opt.Auth)
+	if err != nil {
+		return nil, err
+	}
+	devs, err := newDevices(opt.Devices)
+	if err != nil {
+		return nil, err
+	}
+	if opt.Sender != "" {
+		if _, err := policy.ParseAddress(opt.Sender); err != nil {
+			return nil, fmt.Errorf("smtpd: sender %q: %w", opt.Sender, err)
+		}
+	}
+	if opt.PerClientRate < 0 || opt.PerClientBurst < 0 || opt.PerClientConnections < 0 ||
+		opt.DuplicateMax < 0 || opt.DuplicateWindow < 0 {
+		return nil, errors.New("smtpd: flood and duplicate limits must not be negative")
+	}
+	l := &live{opt: opt, auth: auth, devices: devs}
+	if prev != nil && prev.opt.PerClientRate == opt.PerClientRate && prev.opt.PerClientBurst == opt.PerClientBurst {
+		l.rate = prev.rate
+	} else {
+		l.rate = newRateLimiter(opt.PerClientRate, opt.PerClientBurst, opt.Now)
+	}
+	if prev != nil && prev.opt.DuplicateMax == opt.DuplicateMax && prev.opt.DuplicateWindow == opt.DuplicateWindow {
+		l.dupes = prev.dupes
+	} else {
+		l.dupes = newDupTracker(opt.DuplicateMax, opt.DuplicateWindow, opt.Now)
+	}
+	return l, nil
+}
+
+// Reconfigure replaces the policy while the listener runs: Rules, Networks,
+// Sender, RewriteFromHeader, Devices, Auth, AuthRequired, the flood limits
+// and the duplicate limits of opt. New connections get them; open sessions finish
+// under the ones they started with. The other fields (Hostname, Store,
+// TLS, sizes, timeouts, hooks) stay as New set them.
+func (s *Server) Reconfigure(opt Options) error {
+	cur := s.cur.Load()
+	next := cur.opt
+	next.Rules, next.Networks = opt.Rules, opt.Networks
+	next.Sender, next.RewriteFromHeader = opt.Sender, opt.RewriteFromHeader
+	next.Devices, next.Auth, next.AuthRequired = opt.Devices, opt.Auth, opt.AuthRequired
+	next.PerClientConnections, next.PerClientRate, next.PerClientBurst = opt.PerClientConnections, opt.PerClientRate, opt.PerClientBurst
+	next.DuplicateMax, next.DuplicateWindow = opt.DuplicateMax, opt.DuplicateWindow
+	l, err := newLive(next, cur)
+	if err != nil {
+		return err
+	}
+	s.slots.perClient.Store(int64(next.PerClientConnections))
+	s.cur.Store(l)
+	return nil
 }
 
 // New checks the options and builds a Server.
@@ -123,35 +191,21 @@ func New(opt Options) (*Server, error) {
 	if opt.Hostname == "" {
 		opt.Hostname = "relaybox"
 	}
-	auth, err := newAuthenticator(opt.Auth)
-	if err != nil {
-		return nil, err
-	}
-	devs, err := newDevices(opt.Devices)
-	if err != nil {
-		return nil, err
-	}
-	if opt.Sender != "" {
-		if _, err := policy.ParseAddress(opt.Sender); err != nil {
-			return nil, fmt.Errorf("smtpd: sender %q: %w", opt.Sender, err)
-		}
-	}
-	if opt.PerClientRate < 0 || opt.PerClientBurst < 0 || opt.PerClientConnections < 0 ||
-		opt.DuplicateMax < 0 || opt.DuplicateWindow < 0 {
-		return nil, errors.New("smtpd: flood and duplicate limits must not be negative")
-	}
 	if opt.AuthGuard == nil {
 		opt.AuthGuard = throttle.New(throttle.Options{Now: opt.Now})
+	}
+	l, err := newLive(opt, nil)
+	if err != nil {
+		return nil, err
 	}
 	reports := throttle.NewReports(time.Minute, opt.Now)
 	t := Timeouts{Idle: opt.IdleTimeout, Command: opt.CommandTimeout, Session: opt.SessionTimeout,
 		MinDataRate: opt.MinDataRate, Stress: opt.StressTimeout}
 	t.defaults()
-	s := &Server{opt: opt, log: opt.Logger, auth: auth, devices: devs, guard: opt.AuthGuard, reports: reports,
-		slots: &slots{t: t, max: opt.MaxConnections, perClient: opt.PerClientConnections,
-			log: opt.Logger, reports: reports, now: opt.Now},
-		rate:  newRateLimiter(opt.PerClientRate, opt.PerClientBurst, opt.Now),
-		dupes: newDupTracker(opt.DuplicateMax, opt.DuplicateWindow, opt.Now)}
+	s := &Server{opt: opt, log: opt.Logger, guard: opt.AuthGuard, reports: reports,
+		slots: &slots{t: t, max: opt.MaxConnections, log: opt.Logger, reports: reports, now: opt.Now}}
+	s.slots.perClient.Store(int64(opt.PerClientConnections))
+	s.cur.Store(l)
 	srv := smtp.NewServer(&backend{s: s})
 	// The LAN listener is plaintext by design and devices send their
 	// credentials in clear; without this go-smtp refuses AUTH with 523.
@@ -196,7 +250,7 @@ func (s *Server) serve(l net.Listener, implicit *tls.Config) error {
 	g := &gateListener{
 		tls:      implicit,
 		Listener: l,
-		allowed:  func(ip netip.Addr) bool { return s.opt.Networks.Allowed(ip) },
+		allowed:  func(ip netip.Addr) bool { return s.cur.Load().opt.Networks.Allowed(ip) },
 		slots:    s.slots,
 		idle:     s.opt.IdleTimeout,
 		host:     s.opt.Hostname,
@@ -242,6 +296,7 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	return &session{
 		s:      b.s,
+		l:      b.s.cur.Load(),
 		conn:   c,
 		client: ip,
 		helo:   policy.SanitizeHelo(c.Hostname()),

@@ -22,6 +22,7 @@ import (
 // session is one device connection (go-smtp calls it after HELO/EHLO).
 type session struct {
 	s      *Server
+	l      *live // the policy current when the client connected
 	conn   *smtp.Conn
 	client netip.Addr
 	helo   string // sanitised: safe for logs and the Received header
@@ -87,17 +88,17 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errAuthRequired
 	}
 	se.Reset()
-	dev := se.s.devices.match(se.client, se.auth.user)
-	if d := se.s.rate.allow(se.client); !d.ok {
+	dev := se.l.devices.match(se.client, se.auth.user)
+	if d := se.l.rate.allow(se.client); !d.ok {
 		if d.firstRefusal {
 			se.s.log.Warn("messages refused: client over its message rate", "client", se.client.String(),
-				"device", dev.name(), "rate", se.s.opt.PerClientRate, "burst", se.s.opt.PerClientBurst,
+				dev.attr(), "rate", se.l.opt.PerClientRate, "burst", se.l.opt.PerClientBurst,
 				"hint", "a device stuck in a loop; raise listen.per_client_rate if it is only busy")
 		}
 		return errRate
 	} else if d.refusedTotal > 0 {
 		se.s.log.Info("client back under its message rate", "client", se.client.String(),
-			"device", dev.name(), "refused", d.refusedTotal)
+			dev.attr(), "refused", d.refusedTotal)
 	}
 	utf8 := opts != nil && opts.UTF8
 	parse := policy.ParseSender
@@ -106,12 +107,12 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	addr, err := parse(from)
 	if err != nil {
-		se.s.log.Info("sender refused", "client", se.client.String(), "helo", se.helo, "device", dev.name(),
+		se.s.log.Info("sender refused", "client", se.client.String(), "helo", se.helo, dev.attr(),
 			"from", printable(from), "reason", err.Error())
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
 			Message: "Sender address rejected: " + err.Error()}
 	}
-	rewrite := se.s.opt.Sender
+	rewrite := se.l.opt.Sender
 	if dev != nil && dev.Sender != "" {
 		rewrite = dev.Sender
 	}
@@ -119,12 +120,12 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		// deviceConn added this domain to a sender the device sent bare.
 		if rewrite == "" {
 			se.s.log.Info("sender refused: no domain and no sender rewrite configured", "client", se.client.String(),
-				"helo", se.helo, "device", dev.name(), "from", addr.Local,
+				"helo", se.helo, dev.attr(), "from", addr.Local,
 				"hint", "set policy.sender, or a [[device]] entry with a sender for this device")
 			return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
 				Message: "Sender address " + addr.Local + " has no domain; the relay admin can set policy.sender or a [[device]] sender for this device"}
 		}
-		se.s.log.Info("sender without a domain rewritten", "client", se.client.String(), "device", dev.name(),
+		se.s.log.Info("sender without a domain rewritten", "client", se.client.String(), dev.attr(),
 			"from", addr.Local, "to", rewrite)
 	}
 	se.from = addr.String()
@@ -141,9 +142,9 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 // Rcpt implements smtp.Session. The policy decides; nothing else may accept
 // a recipient.
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	recipient := se.s.opt.Rules.Recipient
+	recipient := se.l.opt.Rules.Recipient
 	if se.utf8 {
-		recipient = se.s.opt.Rules.RecipientSMTPUTF8
+		recipient = se.l.opt.Rules.RecipientSMTPUTF8
 	}
 	addr, err := recipient(to)
 	if err != nil {
@@ -191,14 +192,14 @@ func (se *session) Data(r io.Reader) error {
 	hw := newHeaderWriter(w, func(hasID, hasDate bool) []byte {
 		return se.s.addedHeaders(id, se.helo, se.client, with, start, hasID, hasDate)
 	})
-	if se.rewritten && se.from != "" && se.s.opt.RewriteFromHeader {
+	if se.rewritten && se.from != "" && se.l.opt.RewriteFromHeader {
 		hw.fromAddr = se.from
 	}
 	// The duplicate check hashes what the device sent, normalised, without
 	// the headers added here (they differ for every copy).
 	var body hash.Hash
 	var cw *crlfWriter
-	if se.s.dupes != nil {
+	if se.l.dupes != nil {
 		body = sha256.New()
 		cw = newCRLFWriter(io.MultiWriter(hw, body))
 	} else {
@@ -255,17 +256,17 @@ func (se *session) Data(r io.Reader) error {
 	}
 	if hw.fromOld != "" {
 		se.s.log.Info("From header rewritten", "id", msg.ID, "client", se.client.String(),
-			"device", se.device.name(), "from", printable(hw.fromOld), "to", se.from)
+			se.device.attr(), "from", printable(hw.fromOld), "to", se.from)
 	}
 	se.s.log.Info("accepted", "id", msg.ID, "event", "accepted", "from", msg.From,
 		"to", strings.Join(se.rcpts, ","), "client", se.client.String(), "helo", se.helo,
-		"device", se.device.name(), "size", msg.Size,
+		se.device.attr(), "size", msg.Size,
 		"delay", se.s.opt.Now().Sub(start).Round(time.Millisecond).String())
 	reply := "OK: queued as " + msg.ID
 	if hold != nil {
 		reply += " (held: repeated message)"
 		se.s.log.Warn("held repeated message", "id", msg.ID, "event", "held", "client", se.client.String(),
-			"device", se.device.name(), "from", msg.From, "copy", hold.copy, "within", se.s.opt.DuplicateWindow.String(),
+			se.device.attr(), "from", msg.From, "copy", hold.copy, "within", se.l.opt.DuplicateWindow.String(),
 			"body_sha256", hold.hashPrefix,
 			"hint", "the device is resending one message; fix it, then release or delete the held copies")
 	}
@@ -287,13 +288,13 @@ type repeat struct {
 // 250: the message is safe in the spool, and a refusal would only make it
 // send again.
 func (se *session) repeatToHold(body [sha256.Size]byte) *repeat {
-	v := se.s.dupes.record(dupKeyOf(se.client, se.device.name(), se.from, se.rcpts, body))
+	v := se.l.dupes.record(dupKeyOf(se.client, se.device.name(), se.from, se.rcpts, body))
 	if !v.hold {
 		return nil
 	}
 	r := &repeat{copy: v.copy, hashPrefix: hex.EncodeToString(body[:6])}
 	r.reason = fmt.Sprintf("held: copy #%d of the same message from %s since %s (more than %d within %s; body sha256 %s); release it to deliver",
-		v.copy, se.who(), v.since.UTC().Format(time.RFC3339), se.s.opt.DuplicateMax, se.s.opt.DuplicateWindow.String(), r.hashPrefix)
+		v.copy, se.who(), v.since.UTC().Format(time.RFC3339), se.l.opt.DuplicateMax, se.l.opt.DuplicateWindow.String(), r.hashPrefix)
 	return r
 }
 

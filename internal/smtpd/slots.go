@@ -22,8 +22,8 @@ import (
 // longer full.
 type slots struct {
 	t         Timeouts
-	max       int // all clients together
-	perClient int // one client address; 0 = no limit of its own
+	max       int          // all clients together
+	perClient atomic.Int64 // one client address; 0 = no limit of its own (a reload may change it)
 	log       *slog.Logger
 	reports   *throttle.Reports
 	now       func() time.Time
@@ -62,7 +62,7 @@ func (s *slots) admit(ip netip.Addr) (admission, int) {
 	case s.active >= s.max:
 		s.startStress(now)
 		return refusedFull, open
-	case s.perClient > 0 && open >= s.perClient:
+	case s.perClient.Load() > 0 && open >= int(s.perClient.Load()):
 		return refusedClient, open
 	case s.stressed.Load() && open >= max(1, s.max/4):
 		return refusedShare, open

@@ -58,7 +58,17 @@ func (s *Spool) openBody(id string) (*bodyReader, error) {
 // come back empty (an empty body is one empty piece).
 func (r *bodyReader) load() error {
 	done := false
-	err := r.s.view(func(tx *bbolt.Tx) error {
+	err := r.s.view(func(tx *bbolt.Tx) (err error) {
+		// Open checks the pages start-up reads, not the bodies (openDB):
+		// bbolt panics on a damaged body page, and that must cost this
+		// message, not the relay.
+		defer func() {
+			if p := recover(); p != nil {
+				err = &spoolError{msg: fmt.Sprintf("spool: body of %s is damaged (%v): the message cannot be sent; "+
+					"look at it with relaybox queue show %s and delete it, and check the storage", r.id, p, r.id),
+					kind: ErrDamaged, cause: fmt.Errorf("bbolt panicked: %v", p)}
+			}
+		}()
 		key := chunkKey(r.id, r.next)
 		// Schema 3 keeps chunks next to the record; older spools in body.
 		for _, b := range []*bbolt.Bucket{tx.Bucket(bucketMsgs), tx.Bucket(bucketBody)} {

@@ -57,6 +57,15 @@ func await(done <-chan error, err error) error {
 	return <-done
 }
 
+// CommitStalled reports whether the committer has been inside one commit
+// for longer than limit: a storage device that stopped answering (an SD
+// card hanging in fsync). A committer waiting for work is not stalled. It
+// is cheap enough for a watchdog to ask every few seconds.
+func (s *Spool) CommitStalled(limit time.Duration) bool {
+	since := s.commitSince.Load()
+	return since != nil && s.opt.Now().Sub(*since) > limit
+}
+
 // run is the committer. It takes everything queued so far as one batch
 // without waiting for more (a lone writer pays one fsync, not a timer), and
 // whatever arrives during that fsync becomes the next batch. We do not use
@@ -79,7 +88,10 @@ func (s *Spool) run() {
 		if len(batch) == 0 && closing {
 			return
 		}
+		started := s.opt.Now()
+		s.commitSince.Store(&started)
 		s.commitBatch(batch)
+		s.commitSince.Store(nil)
 		clear(batch) // drop references to finished requests and their buffers
 		spare = batch
 	}
@@ -165,6 +177,7 @@ func (s *Spool) commitBatch(batch []*request) {
 		failed := -1
 		var ferr error
 		start := time.Now()
+		saved := s.runSaved
 		err := s.db.Update(func(tx *bbolt.Tx) error {
 			s.freed = s.freed[:0] // a rerun starts over
 			for i, r := range batch {
@@ -173,8 +186,16 @@ func (s *Spool) commitBatch(batch []*request) {
 					return err
 				}
 			}
+			// Riding on a commit that happens anyway costs no extra
+			// write of its own.
+			if s.Run()-saved >= runSaveEvery {
+				return s.saveRun(tx)
+			}
 			return nil
 		})
+		if err != nil {
+			s.runSaved = saved // not stored after all
+		}
 		if failed >= 0 {
 			batch[failed].done <- ferr
 			batch = append(batch[:failed], batch[failed+1:]...)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"relaybox/internal/clocktest"
 )
 
 func TestGroupCommit(t *testing.T) {
@@ -311,5 +313,32 @@ func TestBufferBudget(t *testing.T) {
 	w.Abort()
 	if n := s.bufsHeld.Load(); n != 0 {
 		t.Errorf("%d chunk buffers still counted after Abort", n)
+	}
+}
+
+// A commit that does not finish (storage hanging in fsync) shows as
+// stalled once it has run past the limit; an idle committer never does.
+func TestCommitStalled(t *testing.T) {
+	clk := clocktest.New(time.Unix(1e9, 0))
+	s := openAt(t, tempPath(t), Options{Now: clk.Now})
+	if s.CommitStalled(time.Minute) {
+		t.Fatal("idle committer reported stalled")
+	}
+	release := blockCommitter(t, s)
+	clk.Add(30 * time.Second)
+	if s.CommitStalled(time.Minute) {
+		t.Fatal("stalled after 30s with a 1m limit")
+	}
+	clk.Add(time.Minute)
+	if !s.CommitStalled(time.Minute) {
+		t.Fatal("a commit running 90s is not reported stalled")
+	}
+	release()
+	// The caller is answered inside the batch, just before it ends.
+	for deadline := time.Now().Add(5 * time.Second); s.CommitStalled(time.Minute); {
+		if time.Now().After(deadline) {
+			t.Fatal("still stalled after the commit finished")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -82,6 +82,15 @@ type Message struct {
 	LastReply   string      `json:"last_reply,omitempty"`
 	History     []Attempt   `json:"history,omitempty"` // most recent last, bounded
 	Requeued    time.Time   `json:"requeued,omitzero"` // set by a manual retry of a dead message; max_age counts from here then
+	// QueuedRun is the spool's run clock (Spool.Run) when the message was
+	// queued, or requeued from the dead letters: its age is Run() minus
+	// this, which a wall-clock jump does not change. 0: written before
+	// the run clock existed (its age is then taken from the wall clock).
+	QueuedRun time.Duration `json:"queued_run,omitempty"`
+	// TriedRun is the run clock at the last attempt that dialled an
+	// upstream: after a clock jump a message expires only once it has had
+	// one.
+	TriedRun time.Duration `json:"tried_run,omitempty"`
 }
 
 // Pending returns the addresses still waiting for delivery.

@@ -3,13 +3,17 @@ package spool
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.etcd.io/bbolt"
+
+	"relaybox/internal/clocktest"
 )
 
 // spoolFile makes a closed spool with a few messages and returns its bytes
@@ -131,4 +135,130 @@ func TestCheck(t *testing.T) {
 	if err := s.Check(); err != nil {
 		t.Errorf("Check of a healthy spool: %v", err)
 	}
+}
+
+// Close leaves a saved freelist, so the next Open neither walks every page
+// to rebuild it nor checks the bodies; a spool that was not closed (a
+// crash: here a copy of an open one) has none and takes the long way.
+func TestCloseSavesFreelist(t *testing.T) {
+	path := tempPath(t)
+	s := openAt(t, path, Options{})
+	put(t, s, testEnv(), bytes.Repeat([]byte("x"), 100_000))
+	if freelistSynced(path) {
+		t.Fatal("an open spool's file claims a saved freelist")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !freelistSynced(path) {
+		t.Fatal("no saved freelist after Close")
+	}
+	s = openAt(t, path, Options{})
+	m := put(t, s, testEnv(), []byte("y"))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashed := filepath.Join(t.TempDir(), "spool.db")
+	if err := os.WriteFile(crashed, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if freelistSynced(crashed) {
+		t.Fatal("a spool copied while open claims a saved freelist")
+	}
+	c, err := Open(crashed, Options{})
+	if err != nil {
+		t.Fatalf("open after a crash: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Get(m.ID); err != nil {
+		t.Fatalf("message committed before the crash: %v", err)
+	}
+}
+
+// The run clock sums the time the spool was open over every run: Close
+// saves it, and a commit saves it every runSaveEvery, so a crash loses at
+// most that. Messages carry it as QueuedRun.
+func TestRunClock(t *testing.T) {
+	clk := newClock()
+	path := tempPath(t)
+	s := openAt(t, path, Options{Now: clk.Now, Mono: clk.Mono})
+	if s.Run() <= 0 {
+		t.Fatalf("Run() = %v, want > 0 (0 means unknown)", s.Run())
+	}
+	clk.Add(2 * time.Hour)
+	m := put(t, s, testEnv(), []byte("x"))
+	if m.QueuedRun != s.Run() || m.QueuedRun < 2*time.Hour {
+		t.Fatalf("QueuedRun %v, Run %v", m.QueuedRun, s.Run())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clk.Jump(30 * 24 * time.Hour) // the box was off, or its clock stepped: neither counts
+	clk2 := clocktest.New(clk.Now())
+	s = openAt(t, path, Options{Now: clk2.Now, Mono: clk2.Mono})
+	if r := s.Run(); r < 2*time.Hour || r > 2*time.Hour+time.Second {
+		t.Fatalf("after a restart Run() = %v, want 2h as saved", r)
+	}
+	// A commit after runSaveEvery saves it; a crash then loses less.
+	clk2.Add(runSaveEvery + time.Minute)
+	put(t, s, testEnv(), []byte("y"))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashed := filepath.Join(t.TempDir(), "spool.db")
+	if err := os.WriteFile(crashed, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(crashed, Options{Mono: clocktest.New(clk.Now()).Mono})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if r := c.Run(); r < 2*time.Hour+runSaveEvery {
+		t.Fatalf("after a crash Run() = %v, want at least %v", r, 2*time.Hour+runSaveEvery)
+	}
+}
+
+// After a clean shutdown Open does not read the bodies; a damaged body
+// page is then found when the message is read, as an error for that
+// message (never a panic), while the rest of the spool works.
+func TestDamagedBodyAfterCleanClose(t *testing.T) {
+	path := tempPath(t)
+	s := openAt(t, path, Options{})
+	bad := put(t, s, testEnv(), bytes.Repeat([]byte("b"), 100_000))
+	good := put(t, s, testEnv(), bytes.Repeat([]byte("g"), 100_000))
+	var root int64
+	s.db.View(func(tx *bbolt.Tx) error {
+		root = int64(tx.Bucket(bucketMsgs).Bucket(chunkKey(bad.ID, 0)).Root())
+		return nil
+	})
+	pageSize := int64(s.db.Info().PageSize)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xa5}, int(pageSize)), root*pageSize); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	s = openAt(t, path, Options{})
+	_, err = io.ReadAll(s.BodyOf(mustGet(t, s, bad.ID)))
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "body of "+bad.ID+" is damaged") {
+		t.Fatalf("reading the damaged body: %v", err)
+	}
+	assertBody(t, s, good.ID, bytes.Repeat([]byte("g"), 100_000))
+}
+
+func mustGet(t *testing.T, s *Spool, id string) *Message {
+	t.Helper()
+	m, err := s.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

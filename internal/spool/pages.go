@@ -113,6 +113,17 @@ func (s *Spool) dropAll() {
 	})
 }
 
+// adviseAll sets the access advice of the whole mapping (adviseRandom),
+// inside a read transaction for the reason dropAll gives.
+func (s *Spool) adviseAll(random bool) {
+	s.db.View(func(tx *bbolt.Tx) error {
+		if tx.Size() > 0 {
+			adviseRandom(s.db.Info().Data, uintptr(tx.Size()), random)
+		}
+		return nil
+	})
+}
+
 // Chunk pages in the page cache. The kernel charges a process for each
 // page cache folio its writes make dirty, in whole folios (write_bytes in
 // /proc/PID/io, what iotop shows). Filesystems with large folios (ext4

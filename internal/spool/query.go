@@ -46,6 +46,55 @@ func (s *Spool) List(state State) ([]*Message, error) {
 		func(m *Message) bool { return m.State == state })
 }
 
+// Page returns up to limit messages in state whose ID sorts after after
+// ("" = from the start), oldest first, and how many messages are in state
+// in all. more says whether messages follow the page. Only the page's
+// records are read: a listing of a 22,000-message spool costs what its
+// page costs, not the whole queue in memory.
+func (s *Spool) Page(state State, after string, limit int) (msgs []*Message, total int, more bool, err error) {
+	ids := s.selectIDs(func(e entry) bool { return e.state == state })
+	total = len(ids)
+	start, _ := slices.BinarySearch(ids, after)
+	if start < len(ids) && ids[start] == after {
+		start++
+	}
+	ids = ids[start:]
+	if limit > 0 && len(ids) > limit {
+		ids, more = ids[:limit], true
+	}
+	msgs, err = s.fetch(ids, 0, func(m *Message) bool { return m.State == state })
+	return msgs, total, more, err
+}
+
+// Waiting is a queued message with a pending recipient as the index knows
+// it: enough to find the ones due to expire without reading any record.
+type Waiting struct {
+	ID        string
+	Since     time.Time     // Received, or Requeued when later
+	QueuedRun time.Duration // Message.QueuedRun
+}
+
+// Waiting lists the queued messages with a pending recipient, from memory.
+func (s *Spool) Waiting() []Waiting {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Waiting
+	for id, e := range s.index {
+		if e.state == StateQueued && e.pending {
+			out = append(out, Waiting{ID: id, Since: e.since, QueuedRun: e.queuedRun})
+		}
+	}
+	return out
+}
+
+// Finished returns the queued messages with no pending recipient left
+// (a delete that failed, or a stop between two writes), reading only
+// their records.
+func (s *Spool) Finished() ([]*Message, error) {
+	return s.fetch(s.selectIDs(func(e entry) bool { return e.state == StateQueued && !e.pending }), 0,
+		func(m *Message) bool { return m.State == StateQueued && len(m.Pending()) == 0 })
+}
+
 // Due returns up to limit (0 = no limit) queued messages whose NextAttempt
 // has come and that still have a pending recipient, oldest first.
 func (s *Spool) Due(now time.Time, limit int) ([]*Message, error) {
@@ -111,8 +160,17 @@ func (s *Spool) fetch(ids []string, limit int, keep func(*Message) bool) ([]*Mes
 	if err != nil {
 		return nil, fmt.Errorf("spool: list: %w", err)
 	}
+	if len(ids) >= trimAfter {
+		// The records read stay mapped, as our resident memory, until
+		// the next commit trims them; a relay paged through while idle
+		// would keep the whole queue's records mapped.
+		s.dropAll()
+	}
 	return out, nil
 }
+
+// trimAfter: a read of this many records or more trims the mapping.
+const trimAfter = 32
 
 // Update reads the message, lets fn change it and stores it, all in one
 // group-committed transaction; it returns the stored message once durable.
@@ -178,6 +236,15 @@ func (s *Spool) Delete(id string) error {
 	})
 	// Already prefixed: ErrNotFound, ErrClosed or the commit's own error.
 	return err
+}
+
+// SetMaxSize changes the quota (a config reload). Messages already stored
+// are never touched: a lower quota only refuses new ones until delivery
+// brings the spool under it.
+func (s *Spool) SetMaxSize(n int64) {
+	s.mu.Lock()
+	s.opt.MaxSize = n
+	s.mu.Unlock()
 }
 
 // Stats returns a snapshot from memory; it never touches the file.

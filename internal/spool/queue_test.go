@@ -230,3 +230,46 @@ func TestWriterHold(t *testing.T) {
 		t.Fatalf("List(held) = %d messages", len(held))
 	}
 }
+
+// Page walks a state's messages in ID order, limit at a time, with the
+// total, and skips other states.
+func TestPage(t *testing.T) {
+	clk := newClock()
+	s := openAt(t, tempPath(t), Options{Now: clk.Now})
+	var queued []string
+	for i := range 7 {
+		m := put(t, s, testEnv("a@example.edu"), []byte("x"))
+		clk.Add(time.Second)
+		if i == 3 {
+			if _, err := s.Update(m.ID, func(x *Message) error { x.State = StateDead; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		queued = append(queued, m.ID)
+	}
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		msgs, total, more, err := s.Page(StateQueued, after, 4)
+		if err != nil || total != 6 || pages > 2 {
+			t.Fatalf("Page(%q): total %d err %v pages %d", after, total, err, pages)
+		}
+		got = append(got, ids(msgs)...)
+		if !more {
+			break
+		}
+		after = msgs[len(msgs)-1].ID
+	}
+	if !slices.Equal(got, queued) {
+		t.Fatalf("pages gave %v, want %v", got, queued)
+	}
+	// A cursor that names a message gone since (or never there) still works.
+	msgs, _, more, err := s.Page(StateQueued, queued[1]+"0", 10)
+	if err != nil || more || !slices.Equal(ids(msgs), queued[2:]) {
+		t.Fatalf("after a vanished ID: %v more %v err %v", ids(msgs), more, err)
+	}
+	if msgs, total, _, _ := s.Page(StateDead, "", 10); total != 1 || len(msgs) != 1 {
+		t.Fatalf("dead page: %d of %d", len(msgs), total)
+	}
+}

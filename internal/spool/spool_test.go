@@ -384,3 +384,15 @@ func TestOpenPermissions(t *testing.T) {
 		}
 	}
 }
+
+// SetMaxSize (a config reload) moves the quota both ways at once.
+func TestSetMaxSize(t *testing.T) {
+	s := openAt(t, tempPath(t), Options{MaxSize: 10000, ChunkSize: 1024})
+	put(t, s, testEnv(), make([]byte, 6000))
+	s.SetMaxSize(5000)
+	if _, err := s.Create(testEnv()); !errors.Is(err, ErrQuota) {
+		t.Fatalf("Create over the lowered quota: %v, want ErrQuota", err)
+	}
+	s.SetMaxSize(20000)
+	put(t, s, testEnv(), make([]byte, 6000))
+}

@@ -257,6 +257,7 @@ func (w *Writer) Commit() (*Message, error) {
 		Recipients:  make([]Recipient, len(w.env.Recipients)),
 		State:       StateQueued,
 		NextAttempt: w.received,
+		QueuedRun:   w.s.Run(),
 	}
 	if w.held != "" {
 		m.State, m.LastReply = StateHeld, w.held

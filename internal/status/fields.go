@@ -35,6 +35,12 @@ func (s Snapshot) Fields() []Field {
 	c := s.Counters
 	f = append(f, Field{"counters", fmt.Sprintf("accepted %d, delivered %d, deferred %d, failed %d, expired %d",
 		c.Accepted, c.Delivered, c.Deferred, c.Failed, c.Expired)})
+	if s.Clock == ClockUnsynchronised {
+		f = append(f, Field{"clock", "not synchronised (no NTP yet?): message ages use the relay's own run clock, but TLS to the upstream fails while the date is wrong"})
+	}
+	if s.ConfigError != "" {
+		f = append(f, Field{"config", "reload failed, running on the previous config: " + s.ConfigError})
+	}
 	for _, w := range s.Warnings {
 		f = append(f, Field{"warning", w})
 	}

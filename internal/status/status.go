@@ -73,9 +73,15 @@ type Snapshot struct {
 	Queue      QueueStats `json:"queue"`
 	Counters   Counters   `json:"counters"`
 	Warnings   []string   `json:"warnings,omitempty"` // standing configuration warnings
-	Version    string     `json:"version"`
-	Started    time.Time  `json:"started,omitzero"`
-	Now        time.Time  `json:"now"` // the daemon's clock, so readers compute ages like it does
+	// Clock is whether the system clock is synchronised: synchronised,
+	// not synchronised, or unknown.
+	Clock string `json:"clock"`
+	// ConfigError is why the last config reload failed ("" after a good
+	// one); the relay keeps running on the config it had.
+	ConfigError string    `json:"config_error,omitempty"`
+	Version     string    `json:"version"`
+	Started     time.Time `json:"started,omitzero"`
+	Now         time.Time `json:"now"` // the daemon's clock, so readers compute ages like it does
 }
 
 // Options configure New. Zero values take the documented defaults.
@@ -95,7 +101,26 @@ type Options struct {
 	// (default 30m).
 	FailingAfter time.Duration
 	RingSize     int // recent log events kept, and as many message events (default 300)
+	// DeferredRate: when at least this share of the delivery outcomes
+	// (sent or deferred) in the last DeferredWindow were deferred, and
+	// there were DeferredMin of them or more, the relay is degraded. An
+	// upstream that answers 4xx to one message in ten never fails long
+	// enough to count as down, yet delays mail. Default 0.05, 15m, 20.
+	DeferredRate   float64
+	DeferredWindow time.Duration
+	DeferredMin    int
+	// ClockSynced says whether the system clock is synchronised (NTP);
+	// known false: cannot tell. Nil: not asked (KernelClockSynced asks
+	// the kernel).
+	ClockSynced func() (synced, known bool)
 }
+
+// Clock states as Snapshot.Clock says them.
+const (
+	ClockSynchronised   = "synchronised"
+	ClockUnsynchronised = "not synchronised"
+	ClockUnknown        = "unknown"
+)
 
 // quotaFailingPercent is how full the spool may get before the relay is
 // failing: beyond it devices are about to get 452 for every message.
@@ -111,6 +136,7 @@ type Model struct {
 	startedAt time.Time
 	spoolErr  string
 	spoolAt   time.Time
+	configErr string
 	ups       []Upstream
 	counters  Counters
 	state     State
@@ -118,6 +144,16 @@ type Model struct {
 	ring      ring // recent log events other than message events
 	msgRing   ring // recent message events (accepted, sent, deferred, ...)
 	eventSeq  uint64
+	// recent counts sent and deferred outcomes per minute over
+	// DeferredWindow, for the deferred-rate rule.
+	recent       []outcomeBucket
+	lastDeferred string // reply of the latest deferral
+}
+
+// outcomeBucket counts the delivery outcomes of one minute.
+type outcomeBucket struct {
+	minute         int64 // Unix minute
+	sent, deferred int
 }
 
 // New builds a Model in the starting state.
@@ -134,8 +170,18 @@ func New(opt Options) *Model {
 	if opt.RingSize <= 0 {
 		opt.RingSize = 300
 	}
+	if opt.DeferredRate <= 0 {
+		opt.DeferredRate = 0.05
+	}
+	if opt.DeferredWindow < time.Minute {
+		opt.DeferredWindow = 15 * time.Minute
+	}
+	if opt.DeferredMin <= 0 {
+		opt.DeferredMin = 20
+	}
 	opt.Warnings = append([]string(nil), opt.Warnings...)
-	m := &Model{opt: opt, state: Starting, since: opt.Now(), ring: newRing(opt.RingSize), msgRing: newRing(opt.RingSize)}
+	m := &Model{opt: opt, state: Starting, since: opt.Now(), ring: newRing(opt.RingSize), msgRing: newRing(opt.RingSize),
+		recent: make([]outcomeBucket, int(opt.DeferredWindow/time.Minute))}
 	for _, name := range opt.Upstreams {
 		m.ups = append(m.ups, Upstream{Name: name, Up: true})
 	}
@@ -165,20 +211,47 @@ func (m *Model) Accepted() {
 }
 
 // Delivery counts one message event by the scheduler's kind: sent,
-// deferred, failed or expired. Other kinds are ignored.
-func (m *Model) Delivery(kind string) {
+// deferred, failed or expired, with the upstream's reply. Other kinds are
+// ignored.
+func (m *Model) Delivery(kind, reply string) {
+	now := m.opt.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch kind {
 	case "sent":
 		m.counters.Delivered++
+		m.bucket(now).sent++
 	case "deferred":
 		m.counters.Deferred++
+		m.bucket(now).deferred++
+		m.lastDeferred = oneLine(reply)
 	case "failed":
 		m.counters.Failed++
 	case "expired":
 		m.counters.Expired++
 	}
+}
+
+// bucket is the outcome count of now's minute; m.mu is held.
+func (m *Model) bucket(now time.Time) *outcomeBucket {
+	minute := now.Unix() / 60
+	b := &m.recent[int(minute%int64(len(m.recent)))]
+	if b.minute != minute {
+		*b = outcomeBucket{minute: minute}
+	}
+	return b
+}
+
+// recentOutcomes sums the buckets of the last DeferredWindow; m.mu is held.
+func (m *Model) recentOutcomes(now time.Time) (sent, deferred int) {
+	minute := now.Unix() / 60
+	for _, b := range m.recent {
+		if b.minute <= minute && minute-b.minute < int64(len(m.recent)) {
+			sent += b.sent
+			deferred += b.deferred
+		}
+	}
+	return sent, deferred
 }
 
 // UpstreamResult records the outcome of using upstream name: nil means it
@@ -246,6 +319,30 @@ func (m *Model) SpoolOK() {
 	m.spoolErr, m.spoolAt = "", time.Time{}
 }
 
+// Reconfigured takes a reloaded config's upstream list and warnings. An
+// upstream still listed keeps what the model knows of it; one no longer
+// listed is forgotten. It clears a previous reload error.
+func (m *Model) Reconfigured(upstreams, warnings []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ups []Upstream
+	for _, name := range upstreams {
+		ups = append(ups, *m.upstream(name))
+	}
+	m.ups = ups
+	m.opt.Upstreams = append([]string(nil), upstreams...)
+	m.opt.Warnings = append([]string(nil), warnings...)
+	m.configErr = ""
+}
+
+// ConfigError records why a config reload failed; readers show it until a
+// reload succeeds.
+func (m *Model) ConfigError(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.configErr = oneLine(err.Error())
+}
+
 // Snapshot evaluates the state now and returns a copy of the model.
 func (m *Model) Snapshot() Snapshot {
 	var q QueueStats
@@ -259,9 +356,18 @@ func (m *Model) Snapshot() Snapshot {
 	} else {
 		q.OldestAgeSeconds = 0
 	}
+	clock := ClockUnknown
+	if m.opt.ClockSynced != nil {
+		switch synced, known := m.opt.ClockSynced(); {
+		case known && synced:
+			clock = ClockSynchronised
+		case known:
+			clock = ClockUnsynchronised
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	state, reason := m.evaluate(now, q)
+	state, reason := m.evaluate(now, q, clock)
 	if state != m.state {
 		m.state, m.since = state, now
 	}
@@ -274,15 +380,18 @@ func (m *Model) Snapshot() Snapshot {
 		Queue:      q,
 		Counters:   m.counters,
 		Warnings:   append([]string(nil), m.opt.Warnings...),
-		Version:    m.opt.Version,
-		Started:    m.startedAt,
-		Now:        now,
+		Clock:      clock,
+
+		ConfigError: m.configErr,
+		Version:     m.opt.Version,
+		Started:     m.startedAt,
+		Now:         now,
 	}
 }
 
 // evaluate applies the state rules; m.mu is held. When several causes
 // apply, the reason names each, worst first.
-func (m *Model) evaluate(now time.Time, q QueueStats) (State, string) {
+func (m *Model) evaluate(now time.Time, q QueueStats, clock string) (State, string) {
 	switch {
 	case m.stopping:
 		return Stopping, "shutting down"
@@ -329,9 +438,18 @@ func (m *Model) evaluate(now time.Time, q QueueStats) (State, string) {
 	}
 	for _, u := range m.ups {
 		if u.ConsecutiveFailures >= m.opt.DegradedAfter {
-			degraded = append(degraded, fmt.Sprintf("upstream %s failing for %s: %s",
-				u.Name, FormatDuration(now.Sub(u.FailingSince)), u.LastError))
+			why := fmt.Sprintf("upstream %s failing for %s: %s", u.Name, FormatDuration(now.Sub(u.FailingSince)), u.LastError)
+			if clock == ClockUnsynchronised && strings.Contains(u.LastError, "certificate") {
+				why += " (the system clock is not synchronised: a wrong date fails certificate checks; check NTP)"
+			}
+			degraded = append(degraded, why)
 		}
+	}
+	if sent, deferred := m.recentOutcomes(now); sent+deferred >= m.opt.DeferredMin &&
+		float64(deferred) >= m.opt.DeferredRate*float64(sent+deferred) {
+		degraded = append(degraded, fmt.Sprintf("%d of %d deliveries in the last %s deferred (%d%%, threshold %d%%); last reply: %s",
+			deferred, sent+deferred, FormatDuration(m.opt.DeferredWindow), deferred*100/(sent+deferred),
+			int(m.opt.DeferredRate*100+0.5), m.lastDeferred))
 	}
 	switch {
 	case len(failing) > 0:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"relaybox/internal/clocktest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -176,7 +177,7 @@ func TestCountersAndUnknownUpstream(t *testing.T) {
 	m.Accepted()
 	m.Accepted()
 	for _, k := range []string{"sent", "sent", "sent", "deferred", "failed", "expired", "bogus"} {
-		m.Delivery(k)
+		m.Delivery(k, "")
 	}
 	m.UpstreamResult("other:25", errors.New("boom\r\n\x1b[2Jinjected"))
 	snap := m.Snapshot()
@@ -313,5 +314,79 @@ func TestSnapshotFields(t *testing.T) {
 	}
 	if g := strings.Join(got, " "); g != "state version queue dead counters" {
 		t.Errorf("idle Fields labels = %q, want state version queue dead counters", g)
+	}
+}
+
+// A flaky upstream that defers one message in ten never stays down, but the
+// relay reads degraded, with the share and the last reply, until the
+// window has passed.
+func TestDeferredRateDegrades(t *testing.T) {
+	c := newFakeClock()
+	m := New(Options{Now: c.Now, Upstreams: []string{up1}})
+	m.Started()
+	for i := range 18 {
+		if i%6 == 0 {
+			c.Add(time.Minute)
+		}
+		m.UpstreamResult(up1, nil)
+		m.Delivery("sent", "250 2.0.0 Ok: queued as Q1")
+	}
+	m.Delivery("deferred", "451 4.7.1 try again\r\n\x1b[2J")
+	if snap := m.Snapshot(); snap.State != OK {
+		t.Fatalf("19 outcomes (below the minimum of 20): %s %q", snap.State, snap.Reason)
+	}
+	m.Delivery("deferred", "451 4.7.1 try again later")
+	snap := m.Snapshot()
+	want := "2 of 20 deliveries in the last 15m deferred (10%, threshold 5%); last reply: 451 4.7.1 try again later"
+	if snap.State != Degraded || snap.Reason != want {
+		t.Fatalf("state %s %q, want degraded %q", snap.State, snap.Reason, want)
+	}
+	// Clean deliveries dilute the share below the threshold.
+	for range 20 {
+		m.Delivery("sent", "250 ok")
+	}
+	if snap := m.Snapshot(); snap.State != Degraded {
+		t.Fatalf("2 of 40 deferred (5%%): %s %q, want still degraded", snap.State, snap.Reason)
+	}
+	m.Delivery("sent", "250 ok")
+	if snap := m.Snapshot(); snap.State != OK {
+		t.Fatalf("2 of 41 deferred: %s %q, want ok", snap.State, snap.Reason)
+	}
+	// Old outcomes leave the window.
+	m.Delivery("deferred", "451 x")
+	m.Delivery("deferred", "451 x")
+	c.Add(16 * time.Minute)
+	if snap := m.Snapshot(); snap.State != OK {
+		t.Fatalf("after the window: %s %q", snap.State, snap.Reason)
+	}
+}
+
+// The clock's synchronisation shows in the snapshot and its fields, and a
+// certificate failure while it is off says to look at NTP.
+func TestClockSynced(t *testing.T) {
+	synced := false
+	m := New(Options{Upstreams: []string{up1}, ClockSynced: func() (bool, bool) { return synced, true }})
+	m.Started()
+	m.UpstreamResult(up1, replyErr{"x509: certificate has expired or is not yet valid"})
+	snap := m.Snapshot()
+	if snap.Clock != ClockUnsynchronised || !strings.Contains(snap.Reason, "system clock is not synchronised") {
+		t.Fatalf("clock %q reason %q", snap.Clock, snap.Reason)
+	}
+	found := false
+	for _, f := range snap.Fields() {
+		found = found || f.Label == "clock"
+	}
+	if !found {
+		t.Error("no clock line in the fields")
+	}
+	synced = true
+	if snap := m.Snapshot(); snap.Clock != ClockSynchronised || strings.Contains(snap.Reason, "system clock") {
+		t.Fatalf("synced: clock %q reason %q", snap.Clock, snap.Reason)
+	}
+	if snap := New(Options{}).Snapshot(); snap.Clock != ClockUnknown {
+		t.Errorf("not asked: %q", snap.Clock)
+	}
+	if _, known := KernelClockSynced(); !known && runtime.GOOS == "linux" {
+		t.Error("adjtimex did not answer on Linux")
 	}
 }
