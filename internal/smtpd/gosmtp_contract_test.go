@@ -321,33 +321,48 @@ func TestGoSMTPParsesCommandsAsSplitCommand(t *testing.T) {
 	}
 }
 
-// Assumption 5: the replies that say what go-smtp reads next are 354 to
-// DATA, 334 to AUTH without an initial response and 220 to STARTTLS.
-func TestGoSMTPRepliesThatChangeWhatFollows(t *testing.T) {
+// tlsContractServer is contractServer with STARTTLS offered; say sends
+// a line and returns the final line of the reply to it.
+func tlsContractServer(t *testing.T) (c net.Conn, rc *recConn, say func(line string) string) {
+	t.Helper()
 	cfg, err := LoadTLS(TLSFiles{Cert: CertAuto, Dir: t.TempDir(), Hostname: "contract.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := contractServer(t, &contractBackend{}, readAny, func(s *smtp.Server) { s.TLSConfig = cfg })
+	c, rc = contractServer(t, &contractBackend{}, readAny, func(s *smtp.Server) { s.TLSConfig = cfg })
 	br := bufio.NewReader(c)
-	say := func(line string) string {
+	readFinal := func() string {
 		t.Helper()
-		if _, err := io.WriteString(c, line+"\r\n"); err != nil {
-			t.Fatal(err)
-		}
 		for {
 			l, err := br.ReadString('\n')
 			if err != nil {
-				t.Fatalf("after %q: %v", line, err)
+				t.Fatalf("reading a reply: %v", err)
+			}
+			// A reply written after a TLS alert record arrives behind it.
+			if i := strings.Index(l, "550 "); i > 0 {
+				l = l[i:]
 			}
 			if len(l) < 4 || l[3] != '-' {
 				return l
 			}
 		}
 	}
-	if _, err := br.ReadString('\n'); err != nil {
-		t.Fatal(err)
+	readFinal() // the greeting
+	return c, rc, func(line string) string {
+		t.Helper()
+		if line != "" {
+			if _, err := io.WriteString(c, line+"\r\n"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return readFinal()
 	}
+}
+
+// Assumption 5: the replies that say what go-smtp reads next are 354 to
+// DATA, 334 to AUTH without an initial response and 220 to STARTTLS.
+func TestGoSMTPRepliesThatChangeWhatFollows(t *testing.T) {
+	c, _, say := tlsContractServer(t)
 	for _, step := range []struct{ send, want string }{
 		{"EHLO device", "250 "},
 		{"AUTH PLAIN", "334 "},
@@ -543,44 +558,17 @@ func TestGoSMTPRefusesWhatDevicesSend(t *testing.T) {
 // plaintext reply (a digit first, in a write of its own) and carries on in
 // plaintext; deviceConn.Write closes the session on that reply.
 func TestGoSMTPFailedStartTLSGoesOnInPlaintext(t *testing.T) {
-	cfg, err := LoadTLS(TLSFiles{Cert: CertAuto, Dir: t.TempDir(), Hostname: "contract.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, rc := contractServer(t, &contractBackend{}, readAny, func(s *smtp.Server) { s.TLSConfig = cfg })
-	br := bufio.NewReader(c)
-	readFinal := func() string {
-		t.Helper()
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatalf("reading a reply: %v", err)
-			}
-			if i := strings.LastIndex(l, "\x15\x03"); i >= 0 { // behind a TLS alert record
-				l = l[i:]
-				if j := strings.IndexAny(l, "0123456789"); j >= 0 && strings.HasPrefix(l[j:], "550") {
-					l = l[j:]
-				}
-			}
-			if len(l) < 4 || l[3] != '-' {
-				return l
-			}
-		}
-	}
-	readFinal()
-	_, _ = io.WriteString(c, "EHLO device\r\n")
-	readFinal()
-	_, _ = io.WriteString(c, "STARTTLS\r\n")
-	if r := readFinal(); !strings.HasPrefix(r, "220 ") {
+	c, rc, say := tlsContractServer(t)
+	say("EHLO device")
+	if r := say("STARTTLS"); !strings.HasPrefix(r, "220 ") {
 		t.Fatalf("STARTTLS: %q", r)
 	}
 	// Five bytes that are no TLS record: the handshake fails at once.
 	_, _ = io.WriteString(c, "\x00\x00\x00\x00\x00")
-	if r := readFinal(); !strings.HasPrefix(r, "550 ") {
+	if r := say(""); !strings.HasPrefix(r, "550 ") {
 		t.Fatalf("assumption 10: after a failed handshake go-smtp said %q, want a plaintext 550", r)
 	}
-	_, _ = io.WriteString(c, "NOOP\r\n")
-	if r := readFinal(); !strings.HasPrefix(r, "250 ") {
+	if r := say("NOOP"); !strings.HasPrefix(r, "250 ") {
 		t.Errorf("assumption 10: the session did not go on in plaintext: NOOP got %q", r)
 	}
 	rc.mu.Lock()
