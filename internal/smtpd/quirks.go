@@ -77,8 +77,9 @@ import (
 //     exists for these.
 //  10. A failed STARTTLS handshake gets a plaintext reply (a digit first)
 //     and the session goes on in plaintext; deviceConn closes instead.
-//  11. On a read error or io.EOF it closes without writing a reply
-//     (dropPipelinedAfterBody writes its 421 itself).
+//  11. On io.EOF from Read it closes without writing a reply, so
+//     dropPipelinedAfterBody ends a session with io.EOF and writes its own
+//     421; another read error gets go-smtp's 421 first.
 //  12. With Server.ReadTimeout 0 it sets no read deadline (deviceConn owns
 //     them), and it ends a session whose command line passes 2000 bytes,
 //     so maxCommandLine bytes are always enough to look at one.
