@@ -3,11 +3,13 @@ package sink
 import (
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -150,5 +152,55 @@ func TestStopRightAfterStart(t *testing.T) {
 			c.Close()
 			t.Fatalf("round %d: a sink stopped right after its start still accepts connections", i)
 		}
+	}
+}
+
+// With User set, MAIL waits for a PLAIN or LOGIN login with the right
+// password; Trace keeps the dialogue, and each message its MAIL parameters.
+func TestPasswordAuthAndTrace(t *testing.T) {
+	s, err := Start("127.0.0.1:0", Options{AuthMechs: []string{"PLAIN", "LOGIN"}, User: "alice", Password: "pw",
+		InsecureAuth: true, Trace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var se *smtp.SMTPError
+	if err := c.Mail("dev@campus.test", nil); !errors.As(err, &se) || se.Code != 502 {
+		t.Fatalf("MAIL before login = %v, want 502", err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "alice", "wrong")); !errors.As(err, &se) || se.Code != 535 {
+		t.Fatalf("wrong password = %v, want 535", err)
+	}
+	if err := c.Auth(sasl.NewLoginClient("alice", "pw")); err != nil {
+		t.Fatalf("LOGIN: %v", err)
+	}
+	if err := c.Mail("dev@campus.test", &smtp.MailOptions{Size: 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("bob@campus.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Subject: a\r\n\r\nx\r\n"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ehlo tls=no", "mail dev@campus.test tls=no", "auth PLAIN alice", "auth LOGIN alice",
+		"mail dev@campus.test tls=no", "rcpt bob@campus.test", "data"}
+	// go-smtp may reset the session after the client has its reply: a
+	// "reset" may follow or not yet.
+	if got := s.Events(); len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Errorf("events = %q\nwant     %q", got, want)
+	}
+	if m := s.Messages(); len(m) != 1 || m[0].Mail.Size != 20 || s.Conns() != 1 {
+		t.Errorf("messages %+v over %d connections", m, s.Conns())
 	}
 }
