@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"relaybox/internal/spool"
+	"relaybox/internal/text"
 )
 
 // noticeHeaderMax bounds how much of the original header a notice quotes.
@@ -63,11 +64,11 @@ func buildNotice(host, to string, m *spool.Message, lastReply string, hdr []byte
 	line("")
 	for _, r := range m.Recipients {
 		if r.State == spool.RcptFailed {
-			line("  <%s>: %s", r.Address, flatLine(r.Reply))
+			line("  <%s>: %s", r.Address, text.OneLine(r.Reply))
 		}
 	}
 	line("")
-	line("Last reply from the upstream relay: %s", flatLine(lastReply))
+	line("Last reply from the upstream relay: %s", text.OneLine(lastReply))
 	line("")
 	line("The message is kept in the dead-letter list: see it with")
 	line("\"relaybox queue show %s\", send it again with \"relaybox queue retry %s\".", m.ID, m.ID)
@@ -85,6 +86,11 @@ func buildNotice(host, to string, m *spool.Message, lastReply string, hdr []byte
 	}
 	return b.Bytes()
 }
+
+// subjectMax bounds, in octets, the original subject quoted in the
+// notice's own Subject field: a limit on the header line as sent, so it
+// counts bytes (cut back to whole runes), not the runes text.Clip counts.
+const subjectMax = 200
 
 // subjectOf finds the Subject field in a header block and unfolds it.
 func subjectOf(hdr []byte) string {
@@ -106,15 +112,9 @@ func subjectOf(hdr []byte) string {
 			sub = append([]byte{}, bytes.TrimSpace(l[8:])...)
 		}
 	}
-	const max = 200
-	s := flatLine(string(sub))
-	if len(s) > max {
-		s = strings.ToValidUTF8(s[:max], "")
+	s := text.OneLine(string(sub))
+	if len(s) > subjectMax {
+		s = strings.ToValidUTF8(s[:subjectMax], "")
 	}
 	return s
-}
-
-// flatLine keeps a reply from breaking the notice's lines.
-func flatLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }

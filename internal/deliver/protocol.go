@@ -12,6 +12,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"relaybox/internal/text"
 )
 
 // Protocol helpers shared by the session code in client.go: the LOGIN
@@ -98,15 +100,13 @@ func hasWord(list, w string) bool {
 	return false
 }
 
-func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
-
 // replyError maps an SMTP reply to an Error. Permanent only for 5xx.
 func replyError(addr, op string, se *smtp.SMTPError) *Error {
 	enh := ""
 	if ec := se.EnhancedCode; ec != smtp.EnhancedCodeNotSet && ec != smtp.NoEnhancedCode {
 		enh = fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2])
 	}
-	return &Error{Upstream: addr, Op: op, Code: se.Code, Enhanced: enh, Text: oneLine(se.Message),
+	return &Error{Upstream: addr, Op: op, Code: se.Code, Enhanced: enh, Text: text.OneLine(se.Message),
 		Permanent: se.Code >= 500 && se.Code < 600, Err: se}
 }
 

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"relaybox/internal/text"
 )
 
 // State is the overall health of the relay.
@@ -224,7 +226,7 @@ func (m *Model) Delivery(kind, reply string) {
 	case "deferred":
 		m.counters.Deferred++
 		m.bucket(now).deferred++
-		m.lastDeferred = oneLine(reply)
+		m.lastDeferred = text.OneLine(reply)
 	case "failed":
 		m.counters.Failed++
 	case "expired":
@@ -290,10 +292,10 @@ func errText(err error) string {
 	var r interface{ Reply() string }
 	if errors.As(err, &r) {
 		if s := r.Reply(); s != "" {
-			return oneLine(s)
+			return text.OneLine(s)
 		}
 	}
-	return oneLine(err.Error())
+	return text.OneLine(err.Error())
 }
 
 // SpoolError makes the relay failing until SpoolOK: mail cannot be kept
@@ -309,7 +311,7 @@ func (m *Model) SpoolError(err error) {
 	if m.spoolErr == "" {
 		m.spoolAt = now
 	}
-	m.spoolErr = oneLine(err.Error())
+	m.spoolErr = text.OneLine(err.Error())
 }
 
 // SpoolOK clears a spool error after a successful spool write.
@@ -340,7 +342,7 @@ func (m *Model) Reconfigured(upstreams, warnings []string) {
 func (m *Model) ConfigError(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.configErr = oneLine(err.Error())
+	m.configErr = text.OneLine(err.Error())
 }
 
 // Snapshot evaluates the state now and returns a copy of the model.
@@ -515,17 +517,4 @@ func FormatBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
-}
-
-// oneLine keeps a reply on one line, since readers print it in tables and
-// on a serial terminal.
-// Control characters become spaces: a device-supplied string must not
-// drive a terminal.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return ' '
-		}
-		return r
-	}, s)), " ")
 }
