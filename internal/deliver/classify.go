@@ -1,6 +1,10 @@
 package deliver
 
-import "errors"
+import (
+	"errors"
+
+	"relaybox/internal/spool"
+)
 
 // connLevel reports whether err says the upstream itself is unusable (so
 // the next one is tried at once) rather than that this message had a problem.
@@ -17,14 +21,18 @@ func connLevel(err error) bool {
 	return e.Code == 421
 }
 
-// replyOf renders any error as a one-line reply for the spool and logs.
-func replyOf(err error) string {
+// outcomeOf records any error as an outcome for the spool: an *Error keeps
+// its codes and whether it is permanent; any other error is temporary.
+func outcomeOf(err error) spool.Outcome {
 	var e *Error
 	if errors.As(err, &e) {
-		return e.Reply()
+		return e.Outcome()
 	}
 	if err == nil {
-		return ""
+		return spool.Outcome{}
 	}
-	return err.Error()
+	return spool.Outcome{Text: err.Error()}
 }
+
+// replyOf renders any error as a one-line reply for the spool and logs.
+func replyOf(err error) string { return outcomeOf(err).Reply() }

@@ -64,7 +64,7 @@ func buildNotice(host, to string, m *spool.Message, lastReply string, hdr []byte
 	line("")
 	for _, r := range m.Recipients {
 		if r.State == spool.RcptFailed {
-			line("  <%s>: %s", r.Address, text.OneLine(r.Reply))
+			line("  <%s>: %s", r.Address, text.OneLine(r.Reply()))
 		}
 	}
 	line("")

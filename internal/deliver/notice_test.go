@@ -39,7 +39,7 @@ func TestBuildNotice(t *testing.T) {
 		ID: "Q1", From: "scanner@lab.example.edu", Received: now.Add(-120 * time.Hour),
 		Recipients: []spool.Recipient{
 			{Address: "alice@example.edu", State: spool.RcptDelivered},
-			{Address: "bob@example.edu", State: spool.RcptFailed, Reply: "550 5.1.1 no such\r\nuser"},
+			{Address: "bob@example.edu", State: spool.RcptFailed, Outcome: spool.Outcome{Permanent: true, Code: 550, Enhanced: "5.1.1", Text: "no such\r\nuser"}},
 		},
 	}
 	hdr := []byte("Received: from printer\r\n\tby relaybox\r\nSubject: Scan\r\n\r\nbody\r\n")

@@ -10,22 +10,23 @@ import (
 	"time"
 
 	"relaybox/internal/spool"
+	"relaybox/internal/status"
 )
 
 // outcome is what one attempt did to one recipient.
 type outcome struct {
 	state spool.RcptState
-	reply string
+	last  spool.Outcome
 }
 
 // pass is the state of one delivery attempt across failovers.
 type pass struct {
-	now       time.Time
-	recorded  bool            // Attempts and NextAttempt already written
-	open      string          // upstream whose History entry awaits its outcome
-	tried     []spool.Attempt // failed connects not yet written
-	lastUp    string
-	lastReply string
+	now      time.Time
+	recorded bool            // Attempts and NextAttempt already written
+	open     string          // upstream whose History entry awaits its outcome
+	tried    []spool.Attempt // failed connects not yet written
+	lastUp   string
+	last     spool.Outcome // the last reply, or why there was none
 }
 
 // closeOpen fills in the outcome of this pass's open History entry (a
@@ -38,7 +39,7 @@ func (p *pass) closeOpen(msg *spool.Message, outcome string) {
 	if n := len(msg.History); n > 0 {
 		h := &msg.History[n-1]
 		if h.Outcome == "" && h.Upstream == p.open && h.At.Equal(p.now) {
-			h.Outcome, h.Reply = outcome, p.lastReply
+			h.Outcome, h.Reply = outcome, p.last.Reply()
 		}
 	}
 }
@@ -51,10 +52,10 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 	now := p.now
 	var msgErr *Error
 	errors.As(sendErr, &msgErr)
-	msgReply := replyOf(sendErr)
+	msgOutcome := outcomeOf(sendErr)
 	out := make(map[string]outcome, len(pending))
 	var sent, failed, deferred int
-	lastReply := msgReply
+	last := msgOutcome
 	for k, addr := range pending {
 		var rr *Error
 		if k < len(results) && results[k].Err != nil {
@@ -63,19 +64,21 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 		var o outcome
 		switch {
 		case rr != nil && rr.Permanent:
-			o = outcome{spool.RcptFailed, rr.Reply()}
+			o = outcome{spool.RcptFailed, rr.Outcome()}
 		case rr != nil:
-			o = outcome{spool.RcptPending, rr.Reply()}
+			o = outcome{spool.RcptPending, rr.Outcome()}
 		case sendErr == nil && k < len(results):
-			o = outcome{spool.RcptDelivered, results[k].Reply}
+			// go-smtp hands the final reply over as text; it decides
+			// nothing, but its queue ID is what campus IT follows.
+			o = outcome{spool.RcptDelivered, spool.ParseReply(results[k].Reply)}
 		case sendErr == nil:
 			// The client broke its contract; keeping the recipient
 			// risks a duplicate, dropping it risks a loss.
-			o = outcome{spool.RcptPending, "upstream gave no answer for this recipient"}
+			o = outcome{spool.RcptPending, spool.Outcome{Text: "upstream gave no answer for this recipient"}}
 		case msgErr != nil && msgErr.Permanent:
-			o = outcome{spool.RcptFailed, msgReply}
+			o = outcome{spool.RcptFailed, msgOutcome}
 		default:
-			o = outcome{spool.RcptPending, msgReply}
+			o = outcome{spool.RcptPending, msgOutcome}
 		}
 		switch o.state {
 		case spool.RcptDelivered:
@@ -92,8 +95,8 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 	// "queued as" line.
 	for _, want := range []spool.RcptState{spool.RcptPending, spool.RcptFailed, spool.RcptDelivered} {
 		for _, addr := range pending {
-			if lastReply == "" && out[addr].state == want {
-				lastReply = out[addr].reply
+			if last.Reply() == "" && out[addr].state == want {
+				last = out[addr].last
 			}
 		}
 	}
@@ -106,7 +109,8 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 	case deferred:
 		summary = "deferred"
 	}
-	p.lastReply = lastReply
+	p.last = last
+	lastReply := last.Reply()
 	defer s.emitOutcomes(m, upstream, pending, out, now)
 
 	// Fast path: everything delivered, so one Delete records it all.
@@ -148,7 +152,7 @@ func (s *Scheduler) record(m *spool.Message, p *pass, out map[string]outcome, su
 			if !ok || r.State != spool.RcptPending {
 				continue
 			}
-			r.Reply = o.reply
+			r.Outcome = o.last
 			if o.state != spool.RcptPending {
 				r.State, r.Updated = o.state, now
 			}
@@ -209,19 +213,22 @@ func hasFailed(m *spool.Message) bool {
 
 // emitOutcomes logs one event per kind and reply, in a stable order.
 func (s *Scheduler) emitOutcomes(m *spool.Message, upstream string, pending []string, out map[string]outcome, now time.Time) {
-	type key struct{ kind, reply string }
+	type key struct {
+		kind  status.EventKind
+		reply string
+	}
 	var order []key
 	to := make(map[key][]string)
 	for _, addr := range pending {
 		o := out[addr]
-		kind := "deferred"
+		kind := status.EventDeferred
 		switch o.state {
 		case spool.RcptDelivered:
-			kind = "sent"
+			kind = status.EventSent
 		case spool.RcptFailed:
-			kind = "failed"
+			kind = status.EventFailed
 		}
-		k := key{kind, o.reply}
+		k := key{kind, o.last.Reply()}
 		if _, ok := to[k]; !ok {
 			order = append(order, k)
 		}
@@ -236,9 +243,10 @@ func (s *Scheduler) emitOutcomes(m *spool.Message, upstream string, pending []st
 // waits for the next one.
 func (s *Scheduler) deferAll(m *spool.Message, p *pass) {
 	now := p.now
-	if p.lastReply == "" {
-		p.lastReply = "no upstream available"
+	if p.last.Reply() == "" {
+		p.last = spool.Outcome{Text: "no upstream available"}
 	}
+	lastReply := p.last.Reply()
 	add := p.tried
 	var pending []string
 	_, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
@@ -246,10 +254,10 @@ func (s *Scheduler) deferAll(m *spool.Message, p *pass) {
 			return err
 		}
 		pending = msg.Pending()
-		msg.LastReply = p.lastReply
+		msg.LastReply = lastReply
 		for i := range msg.Recipients {
 			if msg.Recipients[i].State == spool.RcptPending {
-				msg.Recipients[i].Reply = p.lastReply
+				msg.Recipients[i].Outcome = p.last
 			}
 		}
 		return nil
@@ -260,7 +268,7 @@ func (s *Scheduler) deferAll(m *spool.Message, p *pass) {
 		}
 		return
 	}
-	s.emit(Event{Time: now, ID: m.ID, Kind: "deferred", From: m.From, To: pending, Upstream: p.lastUp, Reply: p.lastReply, Delay: now.Sub(m.Received)})
+	s.emit(Event{Time: now, ID: m.ID, Kind: status.EventDeferred, From: m.From, To: pending, Upstream: p.lastUp, Reply: lastReply, Delay: now.Sub(m.Received)})
 }
 
 // expire dead-letters a queued message past MaxAge: its pending
@@ -282,7 +290,7 @@ func (s *Scheduler) expire(m *spool.Message, now time.Time, jumpRun time.Duratio
 		for i := range msg.Recipients {
 			r := &msg.Recipients[i]
 			if r.State == spool.RcptPending {
-				r.State, r.Reply, r.Updated = spool.RcptFailed, reply, now
+				r.State, r.Outcome, r.Updated = spool.RcptFailed, spool.Outcome{Expired: true, Text: reply}, now
 				gone = append(gone, r.Address)
 			}
 		}
@@ -299,7 +307,7 @@ func (s *Scheduler) expire(m *spool.Message, now time.Time, jumpRun time.Duratio
 		}
 		return
 	}
-	s.emit(Event{Time: now, ID: m.ID, Kind: "expired", From: m.From, To: gone, Upstream: up, Reply: reply, Delay: now.Sub(m.Received)})
+	s.emit(Event{Time: now, ID: m.ID, Kind: status.EventExpired, From: m.From, To: gone, Upstream: up, Reply: reply, Delay: now.Sub(m.Received)})
 	if last == "" {
 		last = reply
 	}
@@ -324,14 +332,14 @@ func (s *Scheduler) sweep(now time.Time) error {
 func (s *Scheduler) emit(ev Event) {
 	level := slog.LevelInfo
 	switch ev.Kind {
-	case "deferred":
+	case status.EventDeferred:
 		level = slog.LevelWarn
-	case "failed", "expired":
+	case status.EventFailed, status.EventExpired:
 		level = slog.LevelError
 	}
 	s.log.LogAttrs(context.Background(), level, "message",
 		slog.String("id", ev.ID),
-		slog.String("event", ev.Kind),
+		slog.String("event", string(ev.Kind)),
 		slog.String("from", ev.From),
 		slog.String("to", strings.Join(ev.To, ",")),
 		slog.String("upstream", ev.Upstream),

@@ -23,8 +23,15 @@ func TestSchedulerPartialFailure(t *testing.T) {
 	if got == nil || got.State != spool.StateDead || rcptStates(got) != "alice@example.edu=delivered nobody@example.edu=failed" {
 		t.Fatalf("message %+v", got)
 	}
-	if got.Recipients[1].Reply != "550 5.1.1 no such user" || got.History[0].Outcome != "partial" {
-		t.Fatalf("reply %q history %+v", got.Recipients[1].Reply, got.History)
+	if got.Recipients[1].Reply() != "550 5.1.1 no such user" || got.History[0].Outcome != "partial" {
+		t.Fatalf("reply %q history %+v", got.Recipients[1].Reply(), got.History)
+	}
+	// The refusal is kept as data: the admin's retry reads it, not the text.
+	if o := got.Recipients[1].Outcome; !o.Permanent || o.Code != 550 || o.Enhanced != "5.1.1" || o.Text != "no such user" || o.Expired {
+		t.Fatalf("outcome %+v", o)
+	}
+	if o := got.Recipients[0].Outcome; o.Permanent || o.Code != 250 {
+		t.Fatalf("delivered outcome %+v", o)
 	}
 	if k := h.kinds(); !slices.Equal(k, []string{"sent:alice@example.edu", "failed:nobody@example.edu"}) {
 		t.Fatalf("events %v", k)
@@ -99,8 +106,11 @@ func TestSchedulerExpiry(t *testing.T) {
 	}
 	got := h.store.get(m.ID)
 	want := "expired after 2h0m0s: connection refused"
-	if got.State != spool.StateDead || rcptStates(got) != "alice@example.edu=failed bob@example.edu=failed" || got.Recipients[0].Reply != want {
+	if got.State != spool.StateDead || rcptStates(got) != "alice@example.edu=failed bob@example.edu=failed" || got.Recipients[0].Reply() != want {
 		t.Fatalf("expired message %+v", got)
+	}
+	if o := got.Recipients[0].Outcome; !o.Expired || o.Permanent || o.Code != 0 || o.Text != want {
+		t.Fatalf("expired outcome %+v", o)
 	}
 	ev := h.lastEvent()
 	if ev.Kind != "expired" || strings.Join(ev.To, ",") != "alice@example.edu,bob@example.edu" || ev.Reply != want || ev.Upstream != up1 {

@@ -4,11 +4,12 @@ import (
 	"fmt"
 
 	"relaybox/internal/led"
+	"relaybox/internal/status"
 )
 
 // The double blink a technician sees when the relay is failing.
 func ExamplePattern() {
-	for _, s := range led.Pattern(led.Failing, false) {
+	for _, s := range led.Pattern(status.Failing, false) {
 		fmt.Println(s.On, s.For)
 	}
 	// Output:

@@ -29,13 +29,17 @@ const (
 	RcptFailed    RcptState = "failed"
 )
 
-// Recipient is one envelope recipient and what happened to it.
+// Recipient is one envelope recipient and what happened to it. Its JSON
+// form is in outcome.go.
 type Recipient struct {
-	Address string    `json:"address"`
-	State   RcptState `json:"state"`
-	Reply   string    `json:"reply,omitempty"`  // last upstream reply for this recipient
-	Updated time.Time `json:"updated,omitzero"` // when State last changed
+	Address string
+	State   RcptState
+	Outcome Outcome   // of the last attempt for this recipient; zero before one
+	Updated time.Time // when State last changed
 }
+
+// Reply is the last reply for this recipient as people read it.
+func (r Recipient) Reply() string { return r.Outcome.Reply() }
 
 // Attempt is one delivery attempt, recorded before it is made (Outcome
 // empty) and completed after.

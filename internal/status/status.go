@@ -19,7 +19,8 @@ import (
 	"relaybox/internal/text"
 )
 
-// State is the overall health of the relay.
+// State is the overall health of the relay. The LED (internal/led) shows
+// the same values, so they are declared once, here.
 type State string
 
 const (
@@ -212,24 +213,34 @@ func (m *Model) Accepted() {
 	m.mu.Unlock()
 }
 
-// Delivery counts one message event by the scheduler's kind: sent,
-// deferred, failed or expired, with the upstream's reply. Other kinds are
-// ignored.
-func (m *Model) Delivery(kind, reply string) {
+// EventKind names a message event the scheduler reports: the "event"
+// attribute of its log line and what Delivery counts.
+type EventKind string
+
+const (
+	EventSent     EventKind = "sent"
+	EventDeferred EventKind = "deferred" // a temporary failure; tried again later
+	EventFailed   EventKind = "failed"   // refused for good; dead-lettered when none is left pending
+	EventExpired  EventKind = "expired"  // past queue.max_age; dead-lettered
+)
+
+// Delivery counts one message event of the scheduler, with the upstream's
+// reply. Other kinds are ignored.
+func (m *Model) Delivery(kind EventKind, reply string) {
 	now := m.opt.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch kind {
-	case "sent":
+	case EventSent:
 		m.counters.Delivered++
 		m.bucket(now).sent++
-	case "deferred":
+	case EventDeferred:
 		m.counters.Deferred++
 		m.bucket(now).deferred++
 		m.lastDeferred = text.OneLine(reply)
-	case "failed":
+	case EventFailed:
 		m.counters.Failed++
-	case "expired":
+	case EventExpired:
 		m.counters.Expired++
 	}
 }
