@@ -40,7 +40,7 @@ func newAdminEnv(t *testing.T, password string) *adminEnv {
 	st := status.New(status.Options{Upstreams: []string{"smtp.example.edu:587"}, Version: "test",
 		Queue: func() status.QueueStats {
 			s := sp.Stats()
-			return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest, Dead: s.Dead, DeadBytes: s.DeadBytes, Quota: 1 << 30}
+			return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest, Held: s.Held, HeldBytes: s.HeldBytes, Dead: s.Dead, DeadBytes: s.DeadBytes, Quota: 1 << 30}
 		}})
 	st.Started()
 	hs := httptest.NewServer(admin.NewServer(admin.Options{Status: st, Queue: sp, Password: password}))

@@ -170,8 +170,8 @@ func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err er
 	d.hup = make(chan os.Signal, 1)
 	signal.Notify(d.hup, syscall.SIGHUP)
 	warns := warnings(cfg)
-	d.status = status.New(status.Options{Upstreams: b.upstreamNames(), Version: version, Warnings: warns, Queue: d.queueStats,
-		ClockSynced: status.KernelClockSynced})
+	d.status = status.New(status.Options{Upstreams: b.upstreamNames(), Version: version, Hostname: cfg.Hostname, Warnings: warns,
+		Queue: d.queueStats, ClockSynced: status.KernelClockSynced})
 	log = slog.New(d.status.Handler(log.Handler())) // every log record also lands in the ring of recent events
 	d.log = log
 	for _, w := range warns {
@@ -408,7 +408,7 @@ func (d *daemon) queueStats() status.QueueStats {
 		return status.QueueStats{}
 	}
 	s := d.spool.Stats()
-	return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest,
+	return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest, Held: s.Held, HeldBytes: s.HeldBytes,
 		Dead: s.Dead, DeadBytes: s.DeadBytes, Quota: int64(d.cfg().Queue.MaxSize)}
 }
 

@@ -76,6 +76,7 @@ type Server struct {
 	opt     Options
 	log     *slog.Logger
 	mux     *http.ServeMux
+	handler http.Handler // mux behind BrowserGuard
 	passSum [sha256.Size]byte
 }
 
@@ -115,6 +116,8 @@ func NewServer(opt Options) *Server {
 	s.mux.HandleFunc("/api/", s.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	}))
+	s.routePage()
+	s.handler = BrowserGuard(s.mux, s.log)
 	return s
 }
 
@@ -123,10 +126,8 @@ const maxBody = 64 << 10
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	s.mux.ServeHTTP(w, r)
+	s.handler.ServeHTTP(w, r)
 }
 
 // HTTPServer wraps the handler for the listener on addr, with timeouts fit

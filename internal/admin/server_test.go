@@ -63,9 +63,9 @@ func newFixture(t *testing.T, password string) *fixture {
 	t.Cleanup(func() { sp.Close() })
 	f.sp = sp
 	f.st = status.New(status.Options{Now: f.clk.Now, Upstreams: []string{"smtp.example.edu:587"}, Version: "test",
-		Queue: func() status.QueueStats {
+		Hostname: "relaybox.lab.example.edu", Queue: func() status.QueueStats {
 			s := sp.Stats()
-			return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest, Dead: s.Dead, DeadBytes: s.DeadBytes, Quota: 1 << 20}
+			return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest, Held: s.Held, HeldBytes: s.HeldBytes, Dead: s.Dead, DeadBytes: s.DeadBytes, Quota: 1 << 20}
 		}})
 	f.st.Started()
 	f.srv = NewServer(Options{Status: f.st, Queue: sp, Kick: func() { f.kicks.Add(1) }, Now: f.clk.Now,

@@ -46,7 +46,7 @@ func newFixture(t *testing.T) *fixture {
 	f.st = status.New(status.Options{Now: f.clk.Now, Upstreams: []string{upstreamName}, Version: "1.0-test",
 		Queue: func() status.QueueStats {
 			s := sp.Stats()
-			return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest, Dead: s.Dead, DeadBytes: s.DeadBytes, Quota: 1 << 20}
+			return status.QueueStats{Messages: s.Messages, Bytes: s.Bytes, Oldest: s.Oldest, Held: s.Held, HeldBytes: s.HeldBytes, Dead: s.Dead, DeadBytes: s.DeadBytes, Quota: 1 << 20}
 		}})
 	f.st.Started()
 	f.cmds = admin.NewServer(admin.Options{Status: f.st, Queue: sp, Kick: func() { f.kicks++ }, Now: f.clk.Now})

@@ -18,3 +18,12 @@ func ExamplePattern() {
 	// true 150ms
 	// false 1.05s
 }
+
+// What the status page says the LED shows while mail waits upstream.
+func ExampleDescribe() {
+	fmt.Println(led.Describe(status.Degraded, true))
+	fmt.Println(led.Describe(status.OK, true))
+	// Output:
+	// slow blink, 1s on, 1s off (degraded)
+	// on with a short wink each second (ok, delivering)
+}

@@ -52,6 +52,26 @@ func Pattern(state status.State, busy bool) []Step {
 	}
 }
 
+// Describe names the pattern of Pattern(state, busy) in the words the
+// README uses, for readers that show what the LED is doing (the status
+// page) to someone who cannot see the box.
+func Describe(state status.State, busy bool) string {
+	switch state {
+	case status.Starting:
+		return "fast blink (starting)"
+	case status.OK:
+		if busy {
+			return "on with a short wink each second (ok, delivering)"
+		}
+		return "steady on (ok, queue empty)"
+	case status.Degraded:
+		return "slow blink, 1s on, 1s off (degraded)"
+	case status.Stopping:
+		return "off (stopping)"
+	}
+	return "double blink, then a pause (failing)"
+}
+
 // Clock is the time source of the pattern engine. A fake lets tests step
 // through a pattern without waiting.
 type Clock interface {

@@ -3,6 +3,7 @@ package led
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync"
 	"testing"
@@ -260,5 +261,24 @@ func TestPatternIsACopy(t *testing.T) {
 	p[0].For = time.Hour
 	if Pattern(status.Failing, false)[0].For != 150*ms {
 		t.Fatal("Pattern returned shared storage")
+	}
+}
+
+// Describe follows Pattern: each distinct timeline gets its own words, and
+// a state that blinks like failing is described as failing.
+func TestDescribeFollowsPattern(t *testing.T) {
+	seen := map[string]string{}
+	for _, st := range []status.State{status.Starting, status.OK, status.Degraded, status.Failing, status.Stopping, "bogus"} {
+		for _, busy := range []bool{false, true} {
+			key := fmt.Sprint(Pattern(st, busy))
+			d := Describe(st, busy)
+			if prev, ok := seen[key]; ok && prev != d {
+				t.Errorf("%s busy=%v: one pattern, two descriptions: %q and %q", st, busy, prev, d)
+			}
+			seen[key] = d
+		}
+	}
+	if len(seen) != 6 {
+		t.Errorf("%d distinct patterns described, want 6: %v", len(seen), seen)
 	}
 }

@@ -134,3 +134,21 @@ func TestDiscard(t *testing.T) {
 		t.Fatalf("OnMessage saw %d (want 3), kept %d (want 0)", seen.Load(), len(s.Messages()))
 	}
 }
+
+// A Stop straight after Start stops it too: go-smtp's Serve may not have
+// registered the listener yet when Close runs.
+func TestStopRightAfterStart(t *testing.T) {
+	for i := range 200 {
+		s, err := Start("127.0.0.1:0", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
+			c.Close()
+			t.Fatalf("round %d: a sink stopped right after its start still accepts connections", i)
+		}
+	}
+}

@@ -260,6 +260,10 @@ func (s *Spool) Stats() Stats {
 		}
 		st.Messages++
 		st.Bytes += e.size
+		if e.state == StateHeld {
+			st.Held++
+			st.HeldBytes += e.size
+		}
 		if st.Oldest.IsZero() || e.received.Before(st.Oldest) {
 			st.Oldest = e.received
 		}

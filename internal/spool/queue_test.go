@@ -229,6 +229,10 @@ func TestWriterHold(t *testing.T) {
 	if held, _ := s.List(StateHeld); len(held) != 1 {
 		t.Fatalf("List(held) = %d messages", len(held))
 	}
+	// The status page shows the held share of the queue figures.
+	if st := s.Stats(); st.Messages != 1 || st.Held != 1 || st.HeldBytes != m.Size || st.Bytes != m.Size {
+		t.Fatalf("Stats = %+v, want 1 message, held, %d bytes", st, m.Size)
+	}
 }
 
 // Page walks a state's messages in ID order, limit at a time, with the

@@ -123,8 +123,10 @@ type Options struct {
 
 // Stats is a snapshot of the spool for the status model.
 type Stats struct {
-	Messages  int       // queued messages (not dead)
+	Messages  int       // queued messages (not dead), held ones included
 	Bytes     int64     // body bytes of queued messages
+	Held      int       // of Messages, those held as a device's repeats
+	HeldBytes int64     // of Bytes, the held messages' share
 	Dead      int       // dead-letter messages
 	DeadBytes int64     // body bytes of dead messages
 	Oldest    time.Time // Received of the oldest queued message; zero if none

@@ -48,8 +48,10 @@ type Upstream struct {
 
 // QueueStats are the spool figures, supplied by Options.Queue.
 type QueueStats struct {
-	Messages         int       `json:"messages"` // queued, not dead
+	Messages         int       `json:"messages"` // queued, not dead (held included)
 	Bytes            int64     `json:"bytes"`
+	Held             int       `json:"held"` // of Messages, repeats held until an admin releases them
+	HeldBytes        int64     `json:"held_bytes"`
 	Oldest           time.Time `json:"oldest,omitzero"` // Received of the oldest queued message
 	OldestAgeSeconds float64   `json:"oldest_age_seconds"`
 	Dead             int       `json:"dead"`
@@ -83,6 +85,7 @@ type Snapshot struct {
 	// one); the relay keeps running on the config it had.
 	ConfigError string    `json:"config_error,omitempty"`
 	Version     string    `json:"version"`
+	Hostname    string    `json:"hostname,omitempty"`
 	Started     time.Time `json:"started,omitzero"`
 	Now         time.Time `json:"now"` // the daemon's clock, so readers compute ages like it does
 }
@@ -93,6 +96,7 @@ type Options struct {
 	Upstreams []string          // configured upstream names, in order; empty = mail is held
 	Queue     func() QueueStats // spool figures; nil = empty queue
 	Version   string
+	Hostname  string // the name the relay greets with (hostname in the config)
 	// Warnings are standing configuration warnings (an insecure upstream,
 	// no recipient domains) that every reader should show.
 	Warnings []string
@@ -397,6 +401,7 @@ func (m *Model) Snapshot() Snapshot {
 
 		ConfigError: m.configErr,
 		Version:     m.opt.Version,
+		Hostname:    m.opt.Hostname,
 		Started:     m.startedAt,
 		Now:         now,
 	}
