@@ -29,13 +29,18 @@ const (
 	RcptFailed    RcptState = "failed"
 )
 
-// Recipient is one envelope recipient and what happened to it. Its JSON
-// form is in outcome.go.
+// Recipient is one envelope recipient and what happened to it.
 type Recipient struct {
-	Address string
-	State   RcptState
-	Outcome Outcome   // of the last attempt for this recipient; zero before one
-	Updated time.Time // when State last changed
+	Address string    `json:"address"`
+	State   RcptState `json:"state"`
+	// Outcome of the last attempt for this recipient; zero before one.
+	Outcome Outcome `json:"outcome,omitzero"`
+	// StoredReply is Outcome rendered (Reply), kept in the record for a
+	// person reading it and for a relaybox from before outcomes. The spool
+	// writes it on every update and derives Outcome from it for a record
+	// that has none; code reads Outcome or Reply, never this.
+	StoredReply string    `json:"reply,omitempty"`
+	Updated     time.Time `json:"updated,omitzero"` // when State last changed
 }
 
 // Reply is the last reply for this recipient as people read it.

@@ -1,10 +1,8 @@
 package spool
 
 import (
-	"encoding/json"
-	"fmt"
+	"strconv"
 	"strings"
-	"time"
 )
 
 // Outcome is what the last attempt for one recipient came to, as data: the
@@ -36,9 +34,9 @@ func (o Outcome) Reply() string {
 	case o.Code == 0:
 		return o.Text
 	case o.Enhanced != "":
-		return fmt.Sprintf("%d %s %s", o.Code, o.Enhanced, o.Text)
+		return strconv.Itoa(o.Code) + " " + o.Enhanced + " " + o.Text
 	}
-	return fmt.Sprintf("%d %s", o.Code, o.Text)
+	return strconv.Itoa(o.Code) + " " + o.Text
 }
 
 // ParseReply recovers an Outcome from a reply as Reply renders it, for
@@ -91,40 +89,23 @@ func enhanced(s string) bool {
 	return true
 }
 
-// recipientJSON is a Recipient as stored. "reply" is the outcome rendered:
-// what a person reading the record sees, and what a relaybox from before
-// outcomes reads.
-type recipientJSON struct {
-	Address string    `json:"address"`
-	State   RcptState `json:"state"`
-	Reply   string    `json:"reply,omitempty"`
-	Outcome *Outcome  `json:"outcome,omitempty"`
-	Updated time.Time `json:"updated,omitzero"`
+// fillReplies writes each recipient's outcome, rendered, into
+// StoredReply before the record is stored.
+func (m *Message) fillReplies() {
+	for i := range m.Recipients {
+		r := &m.Recipients[i]
+		r.StoredReply = r.Outcome.Reply()
+	}
 }
 
-// MarshalJSON implements json.Marshaler.
-func (r Recipient) MarshalJSON() ([]byte, error) {
-	j := recipientJSON{Address: r.Address, State: r.State, Reply: r.Outcome.Reply(), Updated: r.Updated}
-	if r.Outcome != (Outcome{}) {
-		j.Outcome = &r.Outcome
+// deriveOutcomes gives each recipient of a record written before outcomes
+// (a reply, no outcome) the outcome its reply stands for, once, as the
+// record is read: every reader then sees typed data.
+func (m *Message) deriveOutcomes() {
+	for i := range m.Recipients {
+		r := &m.Recipients[i]
+		if r.Outcome == (Outcome{}) && r.StoredReply != "" {
+			r.Outcome = ParseReply(r.StoredReply)
+		}
 	}
-	return json.Marshal(j)
-}
-
-// UnmarshalJSON implements json.Unmarshaler. A record from before
-// outcomes has only the reply text: its outcome is derived from it here,
-// once, so every reader sees typed data.
-func (r *Recipient) UnmarshalJSON(b []byte) error {
-	var j recipientJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	*r = Recipient{Address: j.Address, State: j.State, Updated: j.Updated}
-	switch {
-	case j.Outcome != nil:
-		r.Outcome = *j.Outcome
-	case j.Reply != "":
-		r.Outcome = ParseReply(j.Reply)
-	}
-	return nil
 }

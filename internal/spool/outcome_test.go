@@ -67,8 +67,8 @@ func FuzzParseReply(f *testing.F) {
 	})
 }
 
-// An old record has only "reply"; its outcome is derived on read, and the
-// record written back carries both.
+// An old record has only "reply"; its outcome is derived as it is read,
+// and the record written back carries both.
 func TestRecipientJSON(t *testing.T) {
 	old := `{"id":"x","recipients":[` +
 		`{"address":"a@example.edu","state":"failed","reply":"550 5.1.1 user unknown","updated":"2025-03-04T10:00:00Z"},` +
@@ -78,6 +78,7 @@ func TestRecipientJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(old), &m); err != nil {
 		t.Fatal(err)
 	}
+	m.deriveOutcomes()
 	want := []Outcome{
 		{Permanent: true, Code: 550, Enhanced: "5.1.1", Text: "user unknown"},
 		{Expired: true, Text: "expired after 5d0h: 421 busy"},
@@ -92,12 +93,13 @@ func TestRecipientJSON(t *testing.T) {
 		t.Errorf("recipient fields lost: %+v", m.Recipients[0])
 	}
 
+	m.fillReplies()
 	b, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []string{
-		`"reply":"550 5.1.1 user unknown","outcome":{"permanent":true,"code":550,"enhanced":"5.1.1","text":"user unknown"}`,
+		`"outcome":{"permanent":true,"code":550,"enhanced":"5.1.1","text":"user unknown"},"reply":"550 5.1.1 user unknown"`,
 		`{"address":"c@example.edu","state":"pending"}`,
 	} {
 		if !strings.Contains(string(b), s) {
@@ -111,6 +113,7 @@ func TestRecipientJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(newer), &back); err != nil {
 		t.Fatal(err)
 	}
+	back.deriveOutcomes()
 	if back.Recipients[0].Outcome != want[0] {
 		t.Errorf("outcome read back %+v, want %+v", back.Recipients[0].Outcome, want[0])
 	}
@@ -159,5 +162,32 @@ func TestOldRecordInSpool(t *testing.T) {
 	}
 	if o := got.Recipients[1].Outcome; o.Permanent || o.Code != 421 || got.Recipients[1].Reply() != "421 4.7.0 try later" {
 		t.Errorf("old 4xx recipient: %+v", o)
+	}
+
+	// An update writes the reply beside the outcome, so the record still
+	// reads right to a person and to an older relaybox.
+	if _, err := s.Update(m.ID, func(m *Message) error {
+		m.Recipients[1].Outcome = Outcome{Code: 452, Enhanced: "4.2.2", Text: "mailbox full"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rec []byte
+	db.View(func(tx *bbolt.Tx) error {
+		rec = append(rec, tx.Bucket(bucketMsgs).Get([]byte(m.ID))...)
+		return nil
+	})
+	for _, want := range []string{`"reply":"550 5.7.1 relaying denied"`, `"outcome":{"code":452,"enhanced":"4.2.2","text":"mailbox full"},"reply":"452 4.2.2 mailbox full"`} {
+		if !strings.Contains(string(rec), want) {
+			t.Errorf("stored record lacks %s:\n%s", want, rec)
+		}
 	}
 }
