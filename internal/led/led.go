@@ -1,6 +1,11 @@
 // Package led shows the relay's health on one LED: a blink pattern per
 // status state, driven on any periph gpio.PinOut with an injectable clock so
 // the timeline is testable without hardware.
+//
+// The states are status.State itself, so one added there cannot be
+// misspelt here; status is a leaf (the standard library, x/sys and
+// internal/text), so led stays light, and Pattern is still a pure
+// function of two plain values.
 package led
 
 import (
@@ -13,11 +18,6 @@ import (
 
 	"relaybox/internal/status"
 )
-
-// The LED shows status.State itself, so a state added there cannot be
-// misspelt here. status is a leaf (the standard library, x/sys and
-// internal/text), so led stays light; Pattern is still a pure function of
-// two plain values.
 
 // hold is how long a steady level is held before it is driven again.
 // Re-driving costs nothing and repairs a level something else changed
