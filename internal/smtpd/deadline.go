@@ -96,7 +96,7 @@ func byteTime(n, rate int64) time.Duration {
 }
 
 // setReadDeadline sets the deadline for the next read from the client.
-func (c *idleConn) setReadDeadline() {
+func (c *deviceConn) setReadDeadline() {
 	if c.limits == nil {
 		if c.idle > 0 {
 			_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
@@ -145,7 +145,7 @@ func (c *idleConn) setReadDeadline() {
 
 // counted notes the bytes of one read; in the command phase, a line feed
 // starts the next line's clock.
-func (c *idleConn) counted(b []byte, err error) {
+func (c *deviceConn) counted(b []byte, err error) {
 	ck := &c.clock
 	ck.bytes += int64(len(b))
 	switch ck.phase {

@@ -74,7 +74,7 @@ func (h *handshake) inProgress() bool { return h != nil && h.pending.Load() }
 // starting with a handshake record (type 22); the first write that starts
 // with an application-data record (type 23: session tickets or the
 // greeting) comes after it, once the costly part is over.
-func (c *idleConn) tlsRecordWritten(p []byte) {
+func (c *deviceConn) tlsRecordWritten(p []byte) {
 	if len(p) > 0 && p[0] == 23 && c.hs.inProgress() {
 		c.hs.done()
 	}

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
-	"sync"
 	"time"
 
 	"relaybox/internal/throttle"
@@ -20,7 +18,7 @@ import (
 type gateListener struct {
 	net.Listener
 	// tls: an implicit-TLS listener. Accepted connections come out as
-	// *tls.Conn over a raw idleConn; refused ones are closed before any
+	// *tls.Conn over a raw deviceConn; refused ones are closed before any
 	// TLS work, since a refusal is only readable after a handshake that
 	// costs the box more than the client.
 	tls     *tls.Config
@@ -82,7 +80,7 @@ func (g *gateListener) Accept() (net.Conn, error) {
 			g.refuse(c, fmt.Sprintf("421 4.7.0 %s: too many connections from %s, try again later\r\n", g.host, ip))
 			continue
 		}
-		ic := newIdleConn(c, ip, g.idle, nil, g.log)
+		ic := newDeviceConn(c, ip, g.idle, nil, g.log)
 		ic.host = g.host
 		ic.limits = g.slots
 		ic.release = func() { g.slots.release(ic) }
@@ -137,102 +135,4 @@ func remoteIP(c net.Conn) netip.Addr {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
-}
-
-// idleConn wraps each device connection. It renews the read deadline on
-// every read, so the idle timeout measures silence, not the length of a slow
-// 50 MiB upload (go-smtp's own ReadTimeout is set once per command and would
-// cut a long DATA short). It learns the client's line ending from its first
-// line, refuses a TLS handshake sent to this plaintext port, and mends the
-// commands of devices that go-smtp would refuse (stream.go).
-type idleConn struct {
-	net.Conn
-	idle    time.Duration
-	release func()
-	once    sync.Once
-	log     *slog.Logger
-	client  netip.Addr
-	host    string // our name, for a reply idleConn writes itself
-
-	started bool // at least one byte read
-	mode    eolMode
-	readCR  bool // while learning mode: the last byte read was a CR
-	prevCR  bool // lfOnly: the last byte handed on by handOnText was a CR
-
-	in   byteQueue // client bytes, as sent, not yet handed on
-	out  []byte    // a mended command line, handed on before in
-	rerr error     // the read error to return once in is drained
-
-	stream streamState
-	reply  replyState
-
-	limits *slots // nil: only the idle timeout applies
-	clock  clock
-	hs     *handshake // implicit TLS: the handshake's slot until it is over
-}
-
-func newIdleConn(c net.Conn, ip netip.Addr, idle time.Duration, release func(), log *slog.Logger) *idleConn {
-	return &idleConn{Conn: c, idle: idle, release: release, log: log, client: ip}
-}
-
-type eolMode int
-
-const (
-	eolUnknown eolMode = iota
-	eolCRLF
-	// eolLFOnly: the client ended its first line with a bare LF. Such
-	// devices end every line, the final "." included, with LF alone, and
-	// go-smtp only ends DATA on CR+ LF "." CR+ LF, so for this session
-	// every bare LF in a command line or DATA body becomes CRLF before
-	// go-smtp sees it (handOnText), and "\n.\n" ends DATA. A client that
-	// speaks CRLF never gets this treatment, so "\n.\n" cannot end its
-	// DATA (that is the SMTP smuggling hole; Exim 4.97.1 draws the same
-	// line). Smuggling inside an LF session is stopped by the pipelining
-	// rule instead (dropPipelinedAfterBody). A BDAT chunk, counted in
-	// bytes, and everything after STARTTLS (phaseRaw) pass untranslated.
-	eolLFOnly
-)
-
-func (c *idleConn) Close() error {
-	c.hs.done()
-	c.once.Do(c.release)
-	return c.Conn.Close()
-}
-
-// byteQueue is a FIFO of bytes that reuses its array once drained.
-type byteQueue struct {
-	b   []byte
-	off int
-}
-
-func (q *byteQueue) bytes() []byte { return q.b[q.off:] }
-func (q *byteQueue) len() int      { return len(q.b) - q.off }
-
-func (q *byteQueue) consume(n int) {
-	q.off += n
-	if q.off >= len(q.b) {
-		q.b, q.off = q.b[:0], 0
-	}
-}
-
-func (q *byteQueue) push(p []byte) {
-	q.compact()
-	q.b = append(q.b, p...)
-}
-
-// room returns at least n bytes of free space after the queued bytes, to
-// read into; queued then adds the bytes read.
-func (q *byteQueue) room(n int) []byte {
-	q.compact()
-	q.b = slices.Grow(q.b, n)
-	return q.b[len(q.b):cap(q.b)]
-}
-
-func (q *byteQueue) queued(n int) { q.b = q.b[:len(q.b)+n] }
-
-func (q *byteQueue) compact() {
-	if q.off > 0 {
-		n := copy(q.b, q.b[q.off:])
-		q.b, q.off = q.b[:n], 0
-	}
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// BenchmarkScanData runs idleConn's mirror of go-smtp's end-of-data state
+// BenchmarkScanData runs deviceConn's mirror of go-smtp's end-of-data state
 // machine over 1 MiB of 66-byte CRLF lines.
 func BenchmarkScanData(b *testing.B) {
 	line := append(bytes.Repeat([]byte("0123456789abcdef"), 4), '\r', '\n')

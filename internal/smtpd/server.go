@@ -221,7 +221,7 @@ func New(opt Options) (*Server, error) {
 	// checks domains in their A-label form); deliver never downgrades.
 	srv.EnableSMTPUTF8 = true
 	srv.MaxRecipients = opt.MaxRecipients
-	// Read deadlines are renewed per read by idleConn; go-smtp only needs
+	// Read deadlines are renewed per read by deviceConn; go-smtp only needs
 	// a bound on writes to a client that stopped reading.
 	srv.WriteTimeout = opt.IdleTimeout
 	srv.ErrorLog = slogPrinter{opt.Logger}

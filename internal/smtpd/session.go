@@ -118,7 +118,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		rewrite = dev.Sender
 	}
 	if addr.Domain == unqualifiedDomain {
-		// idleConn added this domain to a sender the device sent bare.
+		// deviceConn added this domain to a sender the device sent bare.
 		if rewrite == "" {
 			se.s.log.Info("sender refused: no domain and no sender rewrite configured", "client", se.client.String(),
 				"helo", se.helo, dev.attr(), "from", addr.Local,

@@ -33,7 +33,7 @@ type slots struct {
 	mu          sync.Mutex
 	active      int
 	clients     map[netip.Addr]int
-	open        map[*idleConn]struct{}
+	open        map[*deviceConn]struct{}
 	stressUntil time.Time
 	stressSince time.Time
 	cuts        int // connections cut by a limit during this stress period
@@ -69,7 +69,7 @@ func (s *slots) admit(ip netip.Addr) (admission, int) {
 	}
 	if s.clients == nil {
 		s.clients = map[netip.Addr]int{}
-		s.open = map[*idleConn]struct{}{}
+		s.open = map[*deviceConn]struct{}{}
 	}
 	s.active++
 	s.clients[ip]++
@@ -80,13 +80,13 @@ func (s *slots) admit(ip netip.Addr) (admission, int) {
 }
 
 // track adds c to the open connections that stress mode may hurry.
-func (s *slots) track(c *idleConn) {
+func (s *slots) track(c *deviceConn) {
 	s.mu.Lock()
 	s.open[c] = struct{}{}
 	s.mu.Unlock()
 }
 
-func (s *slots) release(c *idleConn) {
+func (s *slots) release(c *deviceConn) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -130,7 +130,7 @@ func (s *slots) updateStress(now time.Time) {
 
 // cut logs a connection closed by one of its time limits (rate-limited per
 // client and limit).
-func (s *slots) cut(c *idleConn, k limitKind) {
+func (s *slots) cut(c *deviceConn, k limitKind) {
 	s.mu.Lock()
 	stressed := s.stressed.Load()
 	if stressed {

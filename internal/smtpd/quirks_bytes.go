@@ -4,18 +4,20 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 )
 
-// The byte-level half of idleConn's stream handling: reading and
-// translating the client's bytes, finding the end of a DATA body, and
-// noting the replies go-smtp writes.
+// The byte-level half of the device-quirk layer (deviceConn, quirks.go):
+// reading and translating the client's bytes (the LF-only session), finding
+// the end of a DATA body, and noting the replies go-smtp writes.
 
 // States of go-smtp's dataReader (data.go), which ends DATA only on
 // CR+ LF "." CR+ LF (a run of CRs before LF is one line ending, for
 // BusyBox sendmail's CR CR LF; a bare LF is none); scanData must agree
-// with it byte for byte.
+// with it byte for byte (deviceConn's assumption 6, pinned by
+// TestScanDataAgreesWithGoSMTP and FuzzScanDataAgreesWithGoSMTP).
 const (
 	dataBeginLine = iota
 	dataDot
@@ -80,13 +82,13 @@ func scanData(state *int, b []byte) (n int, end bool) {
 // direct reports whether a body or chunk may be read straight into the
 // caller's buffer: nothing is queued and nothing needs translating (a
 // chunk never does).
-func (c *idleConn) direct() bool {
+func (c *deviceConn) direct() bool {
 	return c.in.len() == 0 && c.rerr == nil && (c.mode == eolCRLF || c.stream.phase == phaseChunk)
 }
 
 // readBodyDirect reads a body into p and keeps whatever follows the end
 // marker (pipelined commands) for the command phase.
-func (c *idleConn) readBodyDirect(p []byte) (int, error) {
+func (c *deviceConn) readBodyDirect(p []byte) (int, error) {
 	n, err := c.readNet(p)
 	k, _ := scanData(&c.stream.data, p[:n])
 	if k < n {
@@ -99,7 +101,7 @@ func (c *idleConn) readBodyDirect(p []byte) (int, error) {
 }
 
 // handOn copies up to limit bytes of in to p, as they are.
-func (c *idleConn) handOn(p []byte, limit int) int {
+func (c *deviceConn) handOn(p []byte, limit int) int {
 	b := c.in.bytes()
 	if len(b) > limit {
 		b = b[:limit]
@@ -116,7 +118,7 @@ func (c *idleConn) handOn(p []byte, limit int) int {
 // returns the bytes written to p and the bytes of in used. For a body
 // (body set) it mirrors go-smtp's end-of-data state over what it writes
 // and stops after the end marker.
-func (c *idleConn) handOnText(p []byte, limit int, body bool) (n, used int) {
+func (c *deviceConn) handOnText(p []byte, limit int, body bool) (n, used int) {
 	if c.mode != eolLFOnly {
 		b := c.in.bytes()
 		b = b[:min(len(b), limit, len(p))]
@@ -160,7 +162,7 @@ func (c *idleConn) handOnText(p []byte, limit int, body bool) (n, used int) {
 	return n, used
 }
 
-func (c *idleConn) readNet(p []byte) (int, error) {
+func (c *deviceConn) readNet(p []byte) (int, error) {
 	c.setReadDeadline()
 	n, err := c.Conn.Read(p)
 	c.counted(p[:n], err)
@@ -169,7 +171,7 @@ func (c *idleConn) readNet(p []byte) (int, error) {
 
 // fill reads from the client once and queues the bytes in in, as they
 // are. It returns false, with rerr set, when nothing was read.
-func (c *idleConn) fill() bool {
+func (c *deviceConn) fill() bool {
 	if c.rerr != nil {
 		return false
 	}
@@ -208,7 +210,7 @@ func (c *idleConn) fill() bool {
 }
 
 // learnEOL decides the session's line ending from the client's first line.
-func (c *idleConn) learnEOL(b []byte) {
+func (c *deviceConn) learnEOL(b []byte) {
 	if c.mode != eolUnknown {
 		return
 	}
@@ -229,7 +231,7 @@ func (c *idleConn) learnEOL(b []byte) {
 // Write implements net.Conn for go-smtp. It notes each reply go-smtp
 // writes, so Read knows what go-smtp reads next, and drops the reply to a
 // HELO that Read injected.
-func (c *idleConn) Write(p []byte) (int, error) {
+func (c *deviceConn) Write(p []byte) (int, error) {
 	if c.stream.phase == phaseRaw {
 		// Every write from the TLS layer starts with a record header
 		// (content type 20 to 24); go-smtp writes a plain reply ("550
@@ -272,7 +274,7 @@ const pendingWait = 2 * time.Millisecond
 // step with the replies anyway). Postfix flags the same "improper command
 // pipelining" by looking for pending input before it replies. It returns
 // the number of bytes dropped.
-func (c *idleConn) dropPipelinedAfterBody() int {
+func (c *deviceConn) dropPipelinedAfterBody() int {
 	_ = c.Conn.SetReadDeadline(time.Now().Add(pendingWait))
 	for c.in.len() < 1<<20 {
 		b := c.in.room(4096)
@@ -300,7 +302,7 @@ func (c *idleConn) dropPipelinedAfterBody() int {
 }
 
 // noteReplies records the replies in p and returns the bytes to send.
-func (c *idleConn) noteReplies(p []byte) []byte {
+func (c *deviceConn) noteReplies(p []byte) []byte {
 	r := &c.reply
 	filtering := r.swallow || r.dropping
 	var keep []byte
@@ -344,4 +346,42 @@ func replyCode(b []byte) int {
 		return 0
 	}
 	return n
+}
+
+// byteQueue is a FIFO of bytes that reuses its array once drained.
+type byteQueue struct {
+	b   []byte
+	off int
+}
+
+func (q *byteQueue) bytes() []byte { return q.b[q.off:] }
+func (q *byteQueue) len() int      { return len(q.b) - q.off }
+
+func (q *byteQueue) consume(n int) {
+	q.off += n
+	if q.off >= len(q.b) {
+		q.b, q.off = q.b[:0], 0
+	}
+}
+
+func (q *byteQueue) push(p []byte) {
+	q.compact()
+	q.b = append(q.b, p...)
+}
+
+// room returns at least n bytes of free space after the queued bytes, to
+// read into; queued then adds the bytes read.
+func (q *byteQueue) room(n int) []byte {
+	q.compact()
+	q.b = slices.Grow(q.b, n)
+	return q.b[len(q.b):cap(q.b)]
+}
+
+func (q *byteQueue) queued(n int) { q.b = q.b[:len(q.b)+n] }
+
+func (q *byteQueue) compact() {
+	if q.off > 0 {
+		n := copy(q.b, q.b[q.off:])
+		q.b, q.off = q.b[:n], 0
+	}
 }

@@ -216,7 +216,7 @@ func TestSplitCommandMirrorsGoSMTP(t *testing.T) {
 func TestNoteRepliesAcrossWrites(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
-	c := newIdleConn(server, netipLoopback, 0, func() {}, discardLogger())
+	c := newDeviceConn(server, netipLoopback, 0, func() {}, discardLogger())
 	got := make(chan string)
 	go func() {
 		b, _ := io.ReadAll(client)
@@ -247,7 +247,7 @@ var netipLoopback = netip.MustParseAddr("127.0.0.1")
 func TestStartTLSSwitchesToRaw(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
-	c := newIdleConn(server, netipLoopback, 0, func() {}, discardLogger())
+	c := newDeviceConn(server, netipLoopback, 0, func() {}, discardLogger())
 	defer c.Close()
 	go func() {
 		_, _ = io.WriteString(client, "EHLO x\nSTARTTLS\n")
@@ -294,7 +294,7 @@ func TestStartTLSSwitchesToRaw(t *testing.T) {
 func TestLFOnlyTranslatedInOneByteReads(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
-	c := newIdleConn(server, netipLoopback, 0, func() {}, discardLogger())
+	c := newDeviceConn(server, netipLoopback, 0, func() {}, discardLogger())
 	defer c.Close()
 	go func() { _, _ = io.WriteString(client, "EHLO x\nDATA\nline\r\n\n.\nQUIT\n") }()
 	go func() { _, _ = io.Copy(io.Discard, client) }()
@@ -339,7 +339,7 @@ func TestLFOnlyTranslatedInOneByteReads(t *testing.T) {
 func TestLFOnlyPipelinedLaterWriteDropped(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
-	c := newIdleConn(server, netipLoopback, 0, func() {}, discardLogger())
+	c := newDeviceConn(server, netipLoopback, 0, func() {}, discardLogger())
 	c.host = "relay.test"
 	defer c.Close()
 	go func() {

@@ -3,18 +3,36 @@ package smtpd
 import (
 	"bytes"
 	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
-// The client's byte stream, as go-smtp will read it.
+// deviceConn is the device-quirk layer: every device connection passes
+// through it between the listener and go-smtp, which has no hook before its
+// parser. It
 //
-// Some devices send commands go-smtp refuses: HELO without a name (501),
-// MAIL before any HELO (502 "Please introduce yourself first"), or a sender
-// without a domain (501). go-smtp has no hook before its parser, so
-// idleConn mends those command lines before go-smtp reads them. It must
-// never touch a message body, a BDAT chunk or a SASL response, so it tracks
-// what go-smtp is reading:
+//   - renews the read deadline on every read (deadline.go), so the idle
+//     timeout measures silence, not the length of a slow 50 MiB upload;
+//   - refuses a TLS handshake sent to the plaintext port;
+//   - learns the client's line ending from its first line and, for a client
+//     that ends lines with a bare LF, turns each bare LF into CRLF before
+//     go-smtp sees it, so "\n.\n" ends its DATA (eolLFOnly; the stored body
+//     is normalised later, by crlfWriter in normalize.go);
+//   - drops bytes an LF-only client sends before the reply to its message,
+//     and closes (dropPipelinedAfterBody: the smuggling guard for LF sessions);
+//   - mends the commands of devices that go-smtp would refuse: HELO without
+//     a name, MAIL or AUTH before HELO (it injects a HELO and swallows the
+//     reply), a sender without a domain;
+//   - drops plaintext pipelined after STARTTLS and closes when the STARTTLS
+//     handshake fails.
+//
+// It must never touch a message body, a BDAT chunk or a SASL response, so it
+// follows what go-smtp is reading:
 //
 //   - In the command phase each Read hands on at most one line. go-smtp
 //     reads the next line only after it has answered this one, so when a
@@ -23,12 +41,101 @@ import (
 //   - The last reply says what comes next: after 354 a DATA body, after
 //     334 a SASL response, after 220 to STARTTLS a TLS handshake (from then
 //     on nothing is looked at). Otherwise it is a command line.
-//   - A body is handed on up to go-smtp's own end marker (the same state
-//     machine as its dataReader), and the command phase resumes only once
-//     go-smtp has answered the body. A BDAT chunk is handed on by count.
+//   - A body is handed on up to go-smtp's own end marker (scanData mirrors
+//     go-smtp's end-of-data state machine), and the command phase resumes
+//     only once go-smtp has answered the body. A BDAT chunk is handed on by
+//     count.
 //
 // Pipelining still works: the replies are the same, they are just produced
 // one command at a time, which RFC 2920 allows.
+//
+// What it assumes about go-smtp. Each item is pinned by a test in
+// gosmtp_contract_test.go that fails if an upgrade changes it; the checklist
+// of everything relaybox assumes about go-smtp, these included (same
+// numbers), is third_party/go-smtp/RELAYBOX.md, "What relaybox assumes".
+//
+//  1. go-smtp writes its 220 greeting before it reads a byte.
+//  2. Replies are CRLF lines; "ddd-" continues a reply, "ddd " or "ddd"
+//     ends it (noteReplies counts final lines).
+//  3. go-smtp writes its reply to a command line before it reads the next
+//     line (so one line per Read puts every Read after the earlier replies).
+//  4. Its parseCmd takes the verb from the first four bytes of a line of
+//     four bytes or with a space after them, and any line starting with
+//     STARTTLS as STARTTLS (splitCommand mirrors it).
+//  5. After 354 it reads a DATA body, after 334 one SASL response line,
+//     after 220 to STARTTLS a TLS handshake over this same net.Conn.
+//  6. Its data reader ends a body at the first CR+ LF "." CR+ LF (the body
+//     starts at a line start), never at a bare LF, and reads nothing after
+//     the marker's LF before it replies (scanData mirrors it).
+//  7. After a body it writes exactly one final reply, whether or not the
+//     backend read the body, and then reads commands again.
+//  8. After "BDAT n [LAST]" whose n parses as a 32-bit decimal, it reads
+//     exactly n bytes whatever it answers; otherwise none (bdatSize
+//     mirrors it).
+//  9. It refuses HELO or EHLO without a name (501), MAIL or AUTH before
+//     HELO (502) and MAIL FROM a path without a domain (501): the mending
+//     exists for these.
+//  10. A failed STARTTLS handshake gets a plaintext reply (a digit first)
+//     and the session goes on in plaintext; deviceConn closes instead.
+//  11. On io.EOF from Read it closes without writing a reply, so
+//     dropPipelinedAfterBody ends a session with io.EOF and writes its own
+//     421; another read error gets go-smtp's 421 first.
+//  12. With Server.ReadTimeout 0 it sets no read deadline (deviceConn owns
+//     them), and it ends a session whose command line passes 2000 bytes,
+//     so maxCommandLine bytes are always enough to look at one.
+type deviceConn struct {
+	net.Conn
+	idle    time.Duration
+	release func()
+	once    sync.Once
+	log     *slog.Logger
+	client  netip.Addr
+	host    string // our name, for a reply deviceConn writes itself
+
+	started bool // at least one byte read
+	mode    eolMode
+	readCR  bool // while learning mode: the last byte read was a CR
+	prevCR  bool // lfOnly: the last byte handed on by handOnText was a CR
+
+	in   byteQueue // client bytes, as sent, not yet handed on
+	out  []byte    // a mended command line, handed on before in
+	rerr error     // the read error to return once in is drained
+
+	stream streamState
+	reply  replyState
+
+	limits *slots // nil: only the idle timeout applies
+	clock  clock
+	hs     *handshake // implicit TLS: the handshake's slot until it is over
+}
+
+func newDeviceConn(c net.Conn, ip netip.Addr, idle time.Duration, release func(), log *slog.Logger) *deviceConn {
+	return &deviceConn{Conn: c, idle: idle, release: release, log: log, client: ip}
+}
+
+type eolMode int
+
+const (
+	eolUnknown eolMode = iota
+	eolCRLF
+	// eolLFOnly: the client ended its first line with a bare LF. Such
+	// devices end every line, the final "." included, with LF alone, and
+	// go-smtp only ends DATA on CR+ LF "." CR+ LF, so for this session
+	// every bare LF in a command line or DATA body becomes CRLF before
+	// go-smtp sees it (handOnText), and "\n.\n" ends DATA. A client that
+	// speaks CRLF never gets this treatment, so "\n.\n" cannot end its
+	// DATA (that is the SMTP smuggling hole; Exim 4.97.1 draws the same
+	// line). Smuggling inside an LF session is stopped by the pipelining
+	// rule instead (dropPipelinedAfterBody). A BDAT chunk, counted in
+	// bytes, and everything after STARTTLS (phaseRaw) pass untranslated.
+	eolLFOnly
+)
+
+func (c *deviceConn) Close() error {
+	c.hs.done()
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
 
 type phase int
 
@@ -81,7 +188,7 @@ type replyState struct {
 }
 
 // Read implements net.Conn for go-smtp.
-func (c *idleConn) Read(p []byte) (int, error) {
+func (c *deviceConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -178,7 +285,7 @@ func (c *idleConn) Read(p []byte) (int, error) {
 // STARTTLS. Bytes the client sent after STARTTLS before the handshake are
 // plaintext that must not be taken as sent inside TLS (RFC 3207 section 6;
 // CVE-2011-0411): they are dropped.
-func (c *idleConn) startTLS() {
+func (c *deviceConn) startTLS() {
 	c.stream.phase = phaseRaw
 	c.stream.startedTLS = true
 	if n := c.in.len(); n > 0 {
@@ -190,7 +297,7 @@ func (c *idleConn) startTLS() {
 // nextLine returns the next complete line in in (with its LF), reading
 // more as needed. It returns false on a read error or when the line is too
 // long to buffer.
-func (c *idleConn) nextLine() ([]byte, bool) {
+func (c *deviceConn) nextLine() ([]byte, bool) {
 	for {
 		b := c.in.bytes()
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -203,7 +310,7 @@ func (c *idleConn) nextLine() ([]byte, bool) {
 }
 
 // skipLine hands on the rest of a line too long to look at, unchanged.
-func (c *idleConn) skipLine() bool {
+func (c *deviceConn) skipLine() bool {
 	if c.in.len() == 0 && !c.fill() {
 		return false
 	}
@@ -218,7 +325,7 @@ func (c *idleConn) skipLine() bool {
 }
 
 // command looks at one command line and hands it on, mended if need be.
-func (c *idleConn) command(line []byte) {
+func (c *deviceConn) command(line []byte) {
 	st := &c.stream
 	if c.reply.last == 334 {
 		// A SASL response: data, never a command.
@@ -272,13 +379,13 @@ func (c *idleConn) command(line []byte) {
 }
 
 // replaceLine drops line from in and hands on text instead.
-func (c *idleConn) replaceLine(line []byte, text string) {
+func (c *deviceConn) replaceLine(line []byte, text string) {
 	c.in.consume(len(line))
 	c.out = append(append(c.out[:0], text...), '\r', '\n')
 }
 
 // literal is the client's address as an RFC 5321 4.1.3 address literal.
-func (c *idleConn) literal() string {
+func (c *deviceConn) literal() string {
 	ip := c.client.WithZone("")
 	switch {
 	case !ip.IsValid():
