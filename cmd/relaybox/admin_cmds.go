@@ -19,6 +19,7 @@ import (
 	"relaybox/internal/admin"
 	"relaybox/internal/spool"
 	"relaybox/internal/status"
+	"relaybox/internal/text"
 )
 
 const defaultAdminAddr = "127.0.0.1:8025"
@@ -324,20 +325,9 @@ func printDetail(w io.Writer, d *admin.Detail) error {
 	}
 	fmt.Fprintln(w, "\nheaders:")
 	for _, l := range strings.Split(strings.TrimRight(d.Headers, "\r\n"), "\n") {
-		fmt.Fprintln(w, "  "+printable(strings.TrimRight(l, "\r")))
+		fmt.Fprintln(w, "  "+text.Printable(strings.TrimRight(l, "\r")))
 	}
 	return nil
-}
-
-// printable replaces control characters: headers come from devices and
-// must not drive the operator's terminal.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\t' || (r >= 0x20 && r != 0x7f && (r < 0x80 || r >= 0xa0)) {
-			return r
-		}
-		return '?'
-	}, s)
 }
 
 // printFields prints label: value lines with the values in one column.
@@ -349,14 +339,8 @@ func printFields(w io.Writer, fields []status.Field) error {
 	return tw.Flush()
 }
 
-// clip shortens s to n runes for a table cell, printable only.
-func clip(s string, n int) string {
-	s = printable(s)
-	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
-	}
-	return s
-}
+// clip fits s into a table cell of n columns.
+func clip(s string, n int) string { return text.Clip(text.OneLine(s), n) }
 
 // cmdLog prints the daemon's recent events (the ring the console's `log`
 // shows), oldest first: what a technician on the LAN reads first.
@@ -384,7 +368,7 @@ func cmdLog(args []string, stdout, stderr io.Writer) error {
 		return printJSON(stdout, map[string]any{"events": events})
 	}
 	for _, e := range events {
-		if _, err := fmt.Fprintln(stdout, printable(e.String())); err != nil {
+		if _, err := fmt.Fprintln(stdout, text.Printable(e.String())); err != nil {
 			return err
 		}
 	}
