@@ -121,11 +121,11 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 		}
 	}
 	if done {
-		// The delete does not hold up the worker's next attempt: both
-		// reach the spool together and share one group commit, where
-		// each took one of its own (every commit costs about 28 KB of
-		// disk). A crash before it is durable sends the message again,
-		// as a crash just before it always could.
+		// The delete does not hold up the worker's next attempt, so both
+		// reach the spool together and share one group commit: every
+		// commit has a fixed disk cost (docs/performance.md). A crash
+		// before it is durable sends the message again, as a crash just
+		// before it always could.
 		bg.Go(func() {
 			err := s.opt.Store.Delete(m.ID)
 			if err == nil || errors.Is(err, spool.ErrNotFound) {
