@@ -477,9 +477,9 @@ func (d *daemon) startLED(ctx context.Context) {
 	d.wg.Add(2)
 	go func() {
 		defer d.wg.Done()
-		l.Follow(ctx, 250*time.Millisecond, func() (string, bool) {
+		l.Follow(ctx, 250*time.Millisecond, func() (status.State, bool) {
 			s := d.status.Snapshot()
-			return string(s.State), s.Queue.Messages > 0
+			return s.State, s.Queue.Messages > 0
 		})
 	}()
 	go func() {

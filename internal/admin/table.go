@@ -7,13 +7,14 @@ import (
 	"text/tabwriter"
 
 	"relaybox/internal/status"
+	"relaybox/internal/text"
 )
 
 // The tables `relaybox status`, `relaybox queue` and `relaybox log` print
 // for a terminal; -json prints the API's own JSON instead. The serial
 // console prints narrower layouts of its own (internal/console) from the
 // same views (Fields, RecipientSummary, Sender). Whatever came from a
-// device or an upstream goes through printable or cell: it must not drive
+// device or an upstream goes through text.Printable or cell: it must not drive
 // the operator's terminal.
 
 // WriteFields writes label: value lines with the values in one column.
@@ -124,7 +125,7 @@ func WriteDetail(w io.Writer, d *Detail) error {
 	}
 	fmt.Fprintln(w, "\nheaders:")
 	for _, l := range strings.Split(strings.TrimRight(d.Headers, "\r\n"), "\n") {
-		fmt.Fprintln(w, "  "+printable(strings.TrimRight(l, "\r")))
+		fmt.Fprintln(w, "  "+text.Printable(strings.TrimRight(l, "\r")))
 	}
 	return nil
 }
@@ -132,7 +133,7 @@ func WriteDetail(w io.Writer, d *Detail) error {
 // WriteEvents writes one event a line, oldest first.
 func WriteEvents(w io.Writer, events []status.Event) error {
 	for _, e := range events {
-		if _, err := fmt.Fprintln(w, printable(e.String())); err != nil {
+		if _, err := fmt.Fprintln(w, text.Printable(e.String())); err != nil {
 			return err
 		}
 	}
@@ -141,16 +142,5 @@ func WriteEvents(w io.Writer, events []status.Event) error {
 
 func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 8, 2, ' ', 0) }
 
-// printable replaces control characters: headers come from devices and
-// must not drive the operator's terminal.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\t' || (r >= 0x20 && r != 0x7f && (r < 0x80 || r >= 0xa0)) {
-			return r
-		}
-		return '?'
-	}, s)
-}
-
-// cell fits s into a table cell of n runes, printable only.
-func cell(s string, n int) string { return clip(n, printable(s)) }
+// cell fits s into a table cell of n runes, on one line.
+func cell(s string, n int) string { return text.Clip(text.OneLine(s), n) }

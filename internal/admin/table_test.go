@@ -19,20 +19,20 @@ func TestWritePage(t *testing.T) {
 	}{
 		{"first page of more", "list", &Page{Messages: msgs, Total: 9, Next: "M0003"}, false,
 			"ID     AGE   FROM                                      SIZE       TRIES  NEXT    RECIPIENTS              LAST REPLY\n" +
-				"M0001  2h1m  scanner@lab.example.edu                   120.6 KiB  2      in 59m  b@example.edu +2        421 4.7.0 try later ?[2Jééééééééééééééééééééééééééééééééééé…\n" +
+				"M0001  2h1m  scanner@lab.example.edu                   120.6 KiB  2      in 59m  b@example.edu +2        421 4.7.0 try later [2Jéééééééééééééééééééééééééééééééééé...\n" +
 				"M0002  5s    <>                                        10 B       0      now     x@example.edu (failed)  \n" +
-				"M0003  1d1h  long.senderlong.senderlong.senderlong.s…  1.0 MiB    0      now     -                       \n" +
+				"M0003  1d1h  long.senderlong.senderlong.senderlong...  1.0 MiB    0      now     -                       \n" +
 				"\n" +
 				"3 shown of 9; next page: relaybox queue list -after M0003 (or -all)\n"},
 		{"the whole queue", "list", &Page{Messages: msgs, Total: 3}, false,
 			"ID     AGE   FROM                                      SIZE       TRIES  NEXT    RECIPIENTS              LAST REPLY\n" +
-				"M0001  2h1m  scanner@lab.example.edu                   120.6 KiB  2      in 59m  b@example.edu +2        421 4.7.0 try later ?[2Jééééééééééééééééééééééééééééééééééé…\n" +
+				"M0001  2h1m  scanner@lab.example.edu                   120.6 KiB  2      in 59m  b@example.edu +2        421 4.7.0 try later [2Jéééééééééééééééééééééééééééééééééé...\n" +
 				"M0002  5s    <>                                        10 B       0      now     x@example.edu (failed)  \n" +
-				"M0003  1d1h  long.senderlong.senderlong.senderlong.s…  1.0 MiB    0      now     -                       \n"},
+				"M0003  1d1h  long.senderlong.senderlong.senderlong...  1.0 MiB    0      now     -                       \n"},
 		{"last page of the dead letters", "dead", &Page{Messages: msgs[1:], Total: 3}, true,
 			"ID     AGE   FROM                                      SIZE     TRIES  RECIPIENTS              LAST REPLY\n" +
 				"M0002  5s    <>                                        10 B     0      x@example.edu (failed)  \n" +
-				"M0003  1d1h  long.senderlong.senderlong.senderlong.s…  1.0 MiB  0      -                       \n" +
+				"M0003  1d1h  long.senderlong.senderlong.senderlong...  1.0 MiB  0      -                       \n" +
 				"\n" +
 				"2 shown of 3\n"},
 		{"past the end", "held", &Page{Total: 4}, true,
@@ -95,7 +95,7 @@ func TestWriteStatus(t *testing.T) {
 	}
 	want := fields.String() + "\n" +
 		"UPSTREAM               UP   FAILURES  LAST SUCCESS  LAST ERROR\n" +
-		"smtp.example.edu:587   no   3         never         dial tcp: connection refused?xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…\n" +
+		"smtp.example.edu:587   no   3         never         dial tcp: connection refused xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...\n" +
 		"smtp2.example.edu:465  yes  0         1m ago        \n"
 	var b bytes.Buffer
 	if err := WriteStatus(&b, snap); err != nil {

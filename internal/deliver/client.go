@@ -17,6 +17,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"relaybox/internal/text"
 )
 
 // ClientOptions configures the upstream client.
@@ -318,7 +320,7 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 			}
 			return "", e
 		}
-		return fmt.Sprintf("%d %s", code, oneLine(msg)), nil
+		return fmt.Sprintf("%d %s", code, text.OneLine(msg)), nil
 	}); e != nil {
 		return nil, e
 	}
@@ -409,7 +411,7 @@ func (c *Client) startTLS(ctx context.Context, k *conn, tp *textproto.Conn, raw 
 			return "", &Error{Upstream: k.up.cfg.Address, Op: "starttls",
 				Text: "the upstream sent data right after agreeing to STARTTLS (possible injection by a middlebox); refusing the session"}
 		}
-		return fmt.Sprintf("%d %s", code, oneLine(msg)), nil
+		return fmt.Sprintf("%d %s", code, text.OneLine(msg)), nil
 	})
 }
 
@@ -642,7 +644,7 @@ func (k *conn) Send(ctx context.Context, msg Outgoing, body io.Reader) ([]RcptRe
 		return results, k.fail(ctx, "dot", err, k.client.data)
 	}
 	// go-smtp has checked the code (250) and hands back the text after it.
-	reply := "250 " + oneLine(resp.StatusText)
+	reply := "250 " + text.OneLine(resp.StatusText)
 	for i := range results {
 		if results[i].Err == nil {
 			results[i].Reply = reply
