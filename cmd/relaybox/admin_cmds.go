@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"relaybox/internal/admin"
 	"relaybox/internal/spool"
@@ -95,12 +94,47 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if *af.json {
 		return printJSON(stdout, snap)
 	}
-	return printStatus(stdout, snap)
+	return admin.WriteStatus(stdout, snap)
 }
 
 const queueUsage = "usage: relaybox queue list | dead | held [-limit N] [-after ID] [-all] | show ID | retry [-force] ID | release ID | retry-all | retry-dead | delete ID  [-config FILE] [-admin HOST:PORT] [-json]"
 
+// queueCmd is one `relaybox queue` invocation, parsed.
+type queueCmd struct {
+	c      *admin.Client
+	stdout io.Writer
+	json   bool
+	verb   string
+	id     string // show, retry, delete
+	force  bool
+	limit  int
+	after  string
+	all    bool
+}
+
 func cmdQueue(args []string, stdout, stderr io.Writer) error {
+	q, err := parseQueue(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	switch q.verb {
+	case "list", "dead", "held":
+		return q.list()
+	case "show":
+		return q.show()
+	case "retry":
+		return q.retry()
+	case "retry-all", "retry-dead":
+		return q.retryAll()
+	case "delete":
+		return q.delete()
+	}
+	return usageError{fmt.Errorf("unknown queue command %q\n%s", q.verb, queueUsage)}
+}
+
+// parseQueue reads the flags (before or after the words) and checks the
+// words; it connects to no daemon.
+func parseQueue(args []string, stdout, stderr io.Writer) (*queueCmd, error) {
 	fs := newFlags("queue", stderr)
 	af := newAdminFlags(fs)
 	force := fs.Bool("force", false, "retry: also requeue recipients the upstream refused for good (5xx)")
@@ -109,7 +143,7 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 	all := fs.Bool("all", false, "list, dead, held: every page, not just the first")
 	words, err := parseFlags(fs, args)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(words) == 0 {
 		words = []string{"list"}
@@ -121,100 +155,109 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 	needID := verb == "show" || verb == "retry" || verb == "delete"
 	switch {
 	case !needID && !slices.Contains([]string{"list", "dead", "held", "retry-all", "retry-dead"}, verb):
-		return usageError{fmt.Errorf("unknown queue command %q\n%s", verb, queueUsage)}
+		return nil, usageError{fmt.Errorf("unknown queue command %q\n%s", verb, queueUsage)}
 	case needID && len(rest) != 1:
-		return usageError{fmt.Errorf("queue %s needs one message ID (see relaybox queue list)\n%s", verb, queueUsage)}
+		return nil, usageError{fmt.Errorf("queue %s needs one message ID (see relaybox queue list)\n%s", verb, queueUsage)}
 	case !needID && len(rest) != 0:
-		return usageError{fmt.Errorf("queue %s takes no arguments, got %q\n%s", verb, strings.Join(rest, " "), queueUsage)}
+		return nil, usageError{fmt.Errorf("queue %s takes no arguments, got %q\n%s", verb, strings.Join(rest, " "), queueUsage)}
 	}
 	c, err := af.client()
 	if err != nil {
+		return nil, err
+	}
+	q := &queueCmd{c: c, stdout: stdout, json: *af.json, verb: verb, force: *force, limit: *limit, after: *after, all: *all}
+	if needID {
+		q.id = rest[0]
+	}
+	return q, nil
+}
+
+// out prints v as JSON with -json, else runs human.
+func (q *queueCmd) out(v any, human func() error) error {
+	if q.json {
+		return printJSON(q.stdout, v)
+	}
+	return human()
+}
+
+func (q *queueCmd) list() error {
+	if q.limit < 1 || q.limit > admin.MaxLimit {
+		return usageError{fmt.Errorf("-limit %d: want 1 to %d", q.limit, admin.MaxLimit)}
+	}
+	get := map[string]func(string, int) (*admin.Page, error){"list": q.c.Queue, "dead": q.c.Dead, "held": q.c.Held}[q.verb]
+	page, err := get(q.after, q.limit)
+	if err != nil {
 		return err
 	}
-	out := func(v any, human func() error) error {
-		if *af.json {
-			return printJSON(stdout, v)
+	// -all follows the cursor; each request stays one page, so the
+	// daemon never builds the whole listing at once.
+	for q.all && page.Next != "" {
+		more, err := get(page.Next, q.limit)
+		if err != nil {
+			return err
 		}
-		return human()
+		page.Messages, page.Next = append(page.Messages, more.Messages...), more.Next
+		page.Total = more.Total
 	}
-	switch verb {
-	case "list", "dead", "held":
-		if *limit < 1 || *limit > admin.MaxLimit {
-			return usageError{fmt.Errorf("-limit %d: want 1 to %d", *limit, admin.MaxLimit)}
-		}
-		get := map[string]func(string, int) (*admin.Page, error){"list": c.Queue, "dead": c.Dead, "held": c.Held}[verb]
-		page, err := get(*after, *limit)
-		if err != nil {
-			return err
-		}
-		// -all follows the cursor; each request stays one page, so the
-		// daemon never builds the whole listing at once.
-		for *all && page.Next != "" {
-			more, err := get(page.Next, *limit)
-			if err != nil {
-				return err
-			}
-			page.Messages, page.Next = append(page.Messages, more.Messages...), more.Next
-			page.Total = more.Total
-		}
-		return out(page, func() error { return printPage(stdout, verb, page, *after != "") })
-	case "show":
-		d, err := c.Show(rest[0])
-		if err != nil {
-			return notFoundHint(err, rest[0])
-		}
-		return out(d, func() error { return printDetail(stdout, d) })
-	case "retry":
-		retry := c.Retry
-		if *force {
-			retry = c.ForceRetry
-		}
-		m, err := retry(rest[0])
-		var ae *admin.APIError
-		if errors.As(err, &ae) && ae.Status == http.StatusConflict && !*force {
-			return fmt.Errorf("%w\nto requeue it anyway: relaybox queue retry -force %s", err, rest[0])
-		}
-		if err != nil {
-			return notFoundHint(err, rest[0])
-		}
-		return out(m, func() error {
-			pending := 0
-			for _, r := range m.Recipients {
-				if r.State == spool.RcptPending {
-					pending++
-				}
-			}
-			_, err := fmt.Fprintf(stdout, "%s: due now (%s, %s waiting)\n", m.ID, m.State, status.Plural(pending, "recipient"))
-			return err
-		})
-	case "retry-all", "retry-dead":
-		var n int
-		if verb == "retry-all" {
-			n, err = c.RetryAll()
-		} else {
-			n, err = c.RetryDead()
-		}
-		if err != nil {
-			return err
-		}
-		return out(map[string]int{"retried": n}, func() error {
-			what := "due now"
-			if verb == "retry-dead" {
-				what = "requeued from the dead letters, due now"
-			}
-			_, err := fmt.Fprintf(stdout, "%s %s\n", status.Plural(n, "message"), what)
-			return err
-		})
-	case "delete":
-		if err := c.Delete(rest[0]); err != nil {
-			return notFoundHint(err, rest[0])
-		}
-		return out(map[string]string{"deleted": rest[0]}, func() error {
-			_, err := fmt.Fprintf(stdout, "%s: deleted\n", rest[0])
-			return err
-		})
+	return q.out(page, func() error { return admin.WritePage(q.stdout, q.verb, page, q.after != "") })
+}
+
+func (q *queueCmd) show() error {
+	d, err := q.c.Show(q.id)
+	if err != nil {
+		return notFoundHint(err, q.id)
 	}
-	return usageError{fmt.Errorf("unknown queue command %q\n%s", verb, queueUsage)}
+	return q.out(d, func() error { return admin.WriteDetail(q.stdout, d) })
+}
+
+func (q *queueCmd) retry() error {
+	retry := q.c.Retry
+	if q.force {
+		retry = q.c.ForceRetry
+	}
+	m, err := retry(q.id)
+	var ae *admin.APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusConflict && !q.force {
+		return fmt.Errorf("%w\nto requeue it anyway: relaybox queue retry -force %s", err, q.id)
+	}
+	if err != nil {
+		return notFoundHint(err, q.id)
+	}
+	return q.out(m, func() error {
+		pending := 0
+		for _, r := range m.Recipients {
+			if r.State == spool.RcptPending {
+				pending++
+			}
+		}
+		_, err := fmt.Fprintf(q.stdout, "%s: due now (%s, %s waiting)\n", m.ID, m.State, status.Plural(pending, "recipient"))
+		return err
+	})
+}
+
+func (q *queueCmd) retryAll() error {
+	retry, what := q.c.RetryAll, "due now"
+	if q.verb == "retry-dead" {
+		retry, what = q.c.RetryDead, "requeued from the dead letters, due now"
+	}
+	n, err := retry()
+	if err != nil {
+		return err
+	}
+	return q.out(map[string]int{"retried": n}, func() error {
+		_, err := fmt.Fprintf(q.stdout, "%s %s\n", status.Plural(n, "message"), what)
+		return err
+	})
+}
+
+func (q *queueCmd) delete() error {
+	if err := q.c.Delete(q.id); err != nil {
+		return notFoundHint(err, q.id)
+	}
+	return q.out(map[string]string{"deleted": q.id}, func() error {
+		_, err := fmt.Fprintf(q.stdout, "%s: deleted\n", q.id)
+		return err
+	})
 }
 
 // notFoundHint turns the API's 404 into a sentence that says where to look.
@@ -229,133 +272,6 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-func printStatus(w io.Writer, s status.Snapshot) error {
-	if err := printFields(w, s.Fields()); err != nil {
-		return err
-	}
-	if len(s.Upstreams) == 0 {
-		return nil
-	}
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "UPSTREAM\tUP\tFAILURES\tLAST SUCCESS\tLAST ERROR")
-	for _, u := range s.Upstreams {
-		ok := "yes"
-		if !u.Up {
-			ok = "no"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", u.Name, ok, u.ConsecutiveFailures, status.Ago(s.Now, u.LastSuccess), clip(u.LastError, 70))
-	}
-	return tw.Flush()
-}
-
-// printPage prints a page of a listing and, when more follow, how to get
-// the next one.
-func printPage(w io.Writer, verb string, p *admin.Page, paged bool) error {
-	if len(p.Messages) == 0 && paged {
-		_, err := fmt.Fprintf(w, "no more messages (%d in all)\n", p.Total)
-		return err
-	}
-	if err := printMessages(w, p.Messages, verb == "dead"); err != nil {
-		return err
-	}
-	if p.Next == "" && !paged {
-		return nil
-	}
-	_, err := fmt.Fprintf(w, "\n%d shown of %d", len(p.Messages), p.Total)
-	if err == nil && p.Next != "" {
-		_, err = fmt.Fprintf(w, "; next page: relaybox queue %s -after %s (or -all)", verb, p.Next)
-	}
-	if err == nil {
-		_, err = fmt.Fprintln(w)
-	}
-	return err
-}
-
-func printMessages(w io.Writer, msgs []admin.Message, dead bool) error {
-	if len(msgs) == 0 {
-		msg := "queue is empty"
-		if dead {
-			msg = "no dead letters"
-		}
-		_, err := fmt.Fprintln(w, msg)
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	if dead {
-		fmt.Fprintln(tw, "ID\tAGE\tFROM\tSIZE\tTRIES\tRECIPIENTS\tLAST REPLY")
-	} else {
-		fmt.Fprintln(tw, "ID\tAGE\tFROM\tSIZE\tTRIES\tNEXT\tRECIPIENTS\tLAST REPLY")
-	}
-	for _, m := range msgs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t", m.ID, m.Age(), clip(admin.Sender(m.From), 40),
-			status.FormatBytes(m.Size), m.Attempts)
-		if !dead {
-			fmt.Fprintf(tw, "%s\t", m.Next())
-		}
-		fmt.Fprintf(tw, "%s\t%s\n", admin.RecipientSummary(m.Recipients), clip(m.LastReply, 60))
-	}
-	return tw.Flush()
-}
-
-func printDetail(w io.Writer, d *admin.Detail) error {
-	if err := printFields(w, d.Fields()); err != nil {
-		return err
-	}
-	fmt.Fprintln(w, "\nrecipients:")
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	for _, r := range d.Recipients {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", r.Address, r.State, r.Reply)
-	}
-	tw.Flush()
-	if len(d.History) > 0 {
-		fmt.Fprintln(w, "\nhistory:")
-		tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-		for _, h := range d.History {
-			outcome := h.Outcome
-			if outcome == "" {
-				outcome = "(unknown: interrupted)"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", admin.Stamp(h.At), h.Upstream, outcome, h.Reply)
-		}
-		tw.Flush()
-	}
-	fmt.Fprintln(w, "\nheaders:")
-	for _, l := range strings.Split(strings.TrimRight(d.Headers, "\r\n"), "\n") {
-		fmt.Fprintln(w, "  "+printable(strings.TrimRight(l, "\r")))
-	}
-	return nil
-}
-
-// printable replaces control characters: headers come from devices and
-// must not drive the operator's terminal.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\t' || (r >= 0x20 && r != 0x7f && (r < 0x80 || r >= 0xa0)) {
-			return r
-		}
-		return '?'
-	}, s)
-}
-
-// printFields prints label: value lines with the values in one column.
-func printFields(w io.Writer, fields []status.Field) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	for _, f := range fields {
-		fmt.Fprintf(tw, "%s:\t%s\n", f.Label, f.Value)
-	}
-	return tw.Flush()
-}
-
-// clip shortens s to n runes for a table cell, printable only.
-func clip(s string, n int) string {
-	s = printable(s)
-	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
-	}
-	return s
 }
 
 // cmdLog prints the daemon's recent events (the ring the console's `log`
@@ -383,10 +299,5 @@ func cmdLog(args []string, stdout, stderr io.Writer) error {
 	if *af.json {
 		return printJSON(stdout, map[string]any{"events": events})
 	}
-	for _, e := range events {
-		if _, err := fmt.Fprintln(stdout, printable(e.String())); err != nil {
-			return err
-		}
-	}
-	return nil
+	return admin.WriteEvents(stdout, events)
 }

@@ -190,7 +190,7 @@ func TestQueueDeadCommands(t *testing.T) {
 	for id, reply := range map[string]string{expired: "expired after 5d0h: 421 busy", refused: "550 5.7.1 relaying denied"} {
 		e.update(id, func(m *spool.Message) {
 			m.State, m.LastReply = spool.StateDead, reply
-			m.Recipients[0].State, m.Recipients[0].Reply = spool.RcptFailed, reply
+			m.Recipients[0].State, m.Recipients[0].Outcome = spool.RcptFailed, spool.ParseReply(reply)
 		})
 	}
 	out, err = run(cmdQueue, "dead", "-admin", e.addr)

@@ -64,37 +64,11 @@ func upstreamCheck(cfg config.Config, client *deliver.Client) func(context.Conte
 		return nil
 	}
 	return func(ctx context.Context, report func(name, result string)) error {
-		failed := 0
-		for i := range cfg.Upstream {
-			report("upstream", fmt.Sprintf("%s (tls=%s)", client.Name(i), cfg.Upstream[i].TLS))
-			cctx, cancel := context.WithTimeout(ctx, 2*cfg.Delivery.ConnectTimeout.D()+cfg.Delivery.CommandTimeout.D())
-			err := client.Check(cctx, i, func(s deliver.Step) { report(s.Name, checkStepResult(s)) })
-			cancel()
-			if err != nil {
-				failed++
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-		}
-		if failed > 0 {
-			return fmt.Errorf("%d of %d upstreams failed the check", failed, len(cfg.Upstream))
-		}
-		return nil
+		return client.CheckAll(ctx, deliver.CheckReport{
+			Begin: func(i int) { report("upstream", fmt.Sprintf("%s (tls=%s)", client.Name(i), cfg.Upstream[i].TLS)) },
+			Step:  func(_ int, s deliver.Step) { report(s.Name, s.Result()) },
+		})
 	}
-}
-
-// checkStepResult renders one step of Client.Check as upstream-check
-// prints it: "ok (detail) [12ms]" or "FAILED: reason".
-func checkStepResult(s deliver.Step) string {
-	if s.Err != nil {
-		return "FAILED: " + s.Err.Error()
-	}
-	res := "ok"
-	if s.Detail != "" {
-		res += " (" + s.Detail + ")"
-	}
-	return fmt.Sprintf("%s [%s]", res, s.Took.Round(time.Millisecond))
 }
 
 // sendTest sends one test message through the relay's first listener,

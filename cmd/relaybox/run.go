@@ -162,28 +162,13 @@ func (d *daemon) cfg() config.Config { return d.cur.Load().cfg }
 // serves. On error it undoes what it started and returns one line naming
 // what failed; it never returns a half-started daemon.
 func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err error) {
-	cfg := b.cfg
 	d := &daemon{opts: opts}
 	d.cur.Store(b)
 	// Caught from the start: a SIGHUP that comes while the spool opens must
 	// not stop the relay (Go's default); it reloads once start-up is done.
 	d.hup = make(chan os.Signal, 1)
 	signal.Notify(d.hup, syscall.SIGHUP)
-	warns := warnings(cfg)
-	d.status = status.New(status.Options{Upstreams: b.upstreamNames(), Version: version, Hostname: cfg.Hostname, Warnings: warns,
-		Queue: d.queueStats, ClockSynced: status.KernelClockSynced})
-	log = slog.New(d.status.Handler(log.Handler())) // every log record also lands in the ring of recent events
-	d.log = log
-	for _, w := range warns {
-		log.Warn(w)
-	}
-	if soft, hard, err := raiseFileLimit(); err != nil {
-		log.Warn("could not raise the open file limit", "soft", soft, "hard", hard, "err", err.Error(),
-			"hint", "set LimitNOFILE in the service unit")
-	} else if soft > 0 && soft < 4096 {
-		log.Warn("open file limit is low: a burst of clients may exhaust it", "limit", soft,
-			"hint", "raise the hard limit (LimitNOFILE=65536 in the systemd unit, or ulimit -Hn)")
-	}
+	d.startLogging(b, log)
 	defer func() {
 		if err != nil {
 			signal.Stop(d.hup)
@@ -193,81 +178,135 @@ func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err er
 
 	// Addresses first: a port taken is the commonest start-up failure,
 	// and finding it costs nothing.
+	adminPass, err := d.bindAll(b)
+	if err != nil {
+		return nil, err
+	}
+	// Sessions mid-transaction, counted by the listener and read by the
+	// spool's committer so that concurrent commits share an fsync.
+	inTx := new(atomic.Int32)
+	if err := d.openSpool(b, inTx); err != nil {
+		return nil, err
+	}
+	if d.sched, err = deliver.NewScheduler(d.withHooks(b.schedulerOptions())); err != nil {
+		return nil, usageError{err}
+	}
+	if err := d.newSMTP(b, inTx); err != nil {
+		return nil, err
+	}
+	// One command layer for the admin API and the serial console.
+	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: d.spool, Kick: d.sched.Retry, Password: adminPass, Logger: d.log,
+		Hostname: b.cfg.Hostname, Guard: throttle.New(throttle.Options{Now: time.Now}), Reload: d.reload})
+	if d.adminL != nil {
+		// admin.listen may name the box ("relaybox.lab:8025"): clients
+		// then send that name as Host.
+		listenHost, _, _ := net.SplitHostPort(b.cfg.Admin.Listen)
+		d.admin = cmds.HTTPServer(d.adminL.Addr(), listenHost)
+	}
+	d.launch(b, cmds, adminPass != "")
+	return d, nil
+}
+
+// startLogging makes the status model, whose ring of recent events sees
+// every log record from here on, and warns about the config and the open
+// file limit.
+func (d *daemon) startLogging(b *built, log *slog.Logger) {
+	cfg := b.cfg
+	warns := warnings(cfg)
+	d.status = status.New(status.Options{Upstreams: b.upstreamNames(), Version: version, Hostname: cfg.Hostname, Warnings: warns,
+		Queue: d.queueStats, ClockSynced: status.KernelClockSynced})
+	d.log = slog.New(d.status.Handler(log.Handler()))
+	for _, w := range warns {
+		d.log.Warn(w)
+	}
+	if soft, hard, err := raiseFileLimit(); err != nil {
+		d.log.Warn("could not raise the open file limit", "soft", soft, "hard", hard, "err", err.Error(),
+			"hint", "set LimitNOFILE in the service unit")
+	} else if soft > 0 && soft < 4096 {
+		d.log.Warn("open file limit is low: a burst of clients may exhaust it", "limit", soft,
+			"hint", "raise the hard limit (LimitNOFILE=65536 in the systemd unit, or ulimit -Hn)")
+	}
+}
+
+// bindAll opens the SMTP and SMTPS listeners and the admin API's, and
+// returns the admin password ("" when there is none).
+func (d *daemon) bindAll(b *built) (adminPass string, err error) {
+	cfg := b.cfg
 	for i, addr := range cfg.Listen.SMTP {
 		bl, err := bind(b.src, "listen.smtp", i, addr, false)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		d.listeners = append(d.listeners, bl)
 	}
 	for i, addr := range cfg.Listen.SMTPS {
 		bl, err := bind(b.src, "listen.smtps", i, addr, true)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
 		d.listeners = append(d.listeners, bl)
 	}
-	adminPass := ""
-	if cfg.Admin.Listen != "" {
-		d.adminL, adminPass, err = admin.Listen(cfg.Admin.Listen, cfg.Admin.PasswordFile)
-		if err != nil {
-			var op *net.OpError
-			if errors.As(err, &op) {
-				return nil, listenError(b.src, "admin.listen", "admin.listen", cfg.Admin.Listen, err)
-			}
-			return nil, startError{b.src.KeyError("admin.password_file", err)}
-		}
+	if cfg.Admin.Listen == "" {
+		return "", nil
 	}
+	d.adminL, adminPass, err = admin.Listen(cfg.Admin.Listen, cfg.Admin.PasswordFile)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			return "", listenError(b.src, "admin.listen", "admin.listen", cfg.Admin.Listen, err)
+		}
+		return "", startError{b.src.KeyError("admin.password_file", err)}
+	}
+	return adminPass, nil
+}
 
-	// Sessions mid-transaction, counted by the listener and read by the
-	// spool's committer so that concurrent commits share an fsync.
-	inTx := new(atomic.Int32)
-	sp, err := spool.Open(cfg.SpoolPath(), spool.Options{MaxSize: int64(cfg.Queue.MaxSize), Logger: log,
+func (d *daemon) openSpool(b *built, inTx *atomic.Int32) error {
+	cfg := b.cfg
+	sp, err := spool.Open(cfg.SpoolPath(), spool.Options{MaxSize: int64(cfg.Queue.MaxSize), Logger: d.log,
 		Concurrent: func() int { return int(inTx.Load()) }})
 	if err != nil {
-		return nil, spoolError(b.src, cfg.SpoolPath(), err)
+		return spoolError(b.src, cfg.SpoolPath(), err)
 	}
 	d.spool = sp
 	st := sp.Stats()
-	log.Info("spool open", "path", cfg.SpoolPath(), "messages", st.Messages, "bytes", st.Bytes, "dead", st.Dead)
+	d.log.Info("spool open", "path", cfg.SpoolPath(), "messages", st.Messages, "bytes", st.Bytes, "dead", st.Dead)
+	return nil
+}
 
-	d.sched, err = deliver.NewScheduler(d.withHooks(b.schedulerOptions()))
-	if err != nil {
-		return nil, usageError{err}
-	}
-
+// newSMTP builds the SMTP server over the spool, with the inbound
+// certificate (made now when listen.tls_cert is "auto").
+func (d *daemon) newSMTP(b *built, inTx *atomic.Int32) error {
+	cfg := b.cfg
 	inTLS := b.tls
 	if cfg.Listen.TLSCert == config.TLSCertAuto {
-		inTLS, err = smtpd.LoadTLS(inboundTLSFiles(cfg))
-		if err != nil {
-			return nil, startError{b.src.KeyError("listen.tls_cert", err)}
+		var err error
+		if inTLS, err = smtpd.LoadTLS(inboundTLSFiles(cfg)); err != nil {
+			return startError{b.src.KeyError("listen.tls_cert", err)}
 		}
 	}
 	if inTLS != nil && cfg.Listen.TLSProfile == config.TLSProfileLegacy {
-		log.Warn("listen.tls_profile = legacy: devices may use TLS 1.0 and 1.1, which are broken; use modern once no device needs them")
+		d.log.Warn("listen.tls_profile = legacy: devices may use TLS 1.0 and 1.1, which are broken; use modern once no device needs them")
 	}
 	d.inTLS = inTLS != nil
 	lopt := b.listenerOptions()
 	lopt.TLS = inTLS
-	lopt.Store = sp
+	lopt.Store = d.spool
 	lopt.InTransaction = inTx
-	lopt.Logger = log
+	lopt.Logger = d.log
 	lopt.AuthGuard = throttle.New(throttle.Options{Now: time.Now})
 	lopt.OnAccepted = func(*spool.Message) { d.status.Accepted(); d.sched.Kick() }
-	d.smtp, err = smtpd.New(lopt)
-	if err != nil {
-		return nil, usageError{err}
+	var err error
+	if d.smtp, err = smtpd.New(lopt); err != nil {
+		return usageError{err}
 	}
-	// One command layer for the admin API and the serial console.
-	cmds := admin.NewServer(admin.Options{Status: d.status, Queue: sp, Kick: d.sched.Retry, Password: adminPass, Logger: log,
-		Hostname: cfg.Hostname, Guard: throttle.New(throttle.Options{Now: time.Now}), Reload: d.reload})
-	if d.adminL != nil {
-		// admin.listen may name the box ("relaybox.lab:8025"): clients
-		// then send that name as Host.
-		listenHost, _, _ := net.SplitHostPort(cfg.Admin.Listen)
-		d.admin = cmds.HTTPServer(d.adminL.Addr(), listenHost)
-	}
+	return nil
+}
 
+// launch starts everything that runs until shutdown: the console, the LED,
+// token refresh, delivery, the listeners, the admin API, the reload
+// signal and the watchdog; then it tells systemd the relay is ready.
+func (d *daemon) launch(b *built, cmds *admin.Server, adminAuth bool) {
+	cfg, log := b.cfg, d.log
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.startConsole(ctx, cmds)
@@ -292,7 +331,7 @@ func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err er
 				log.Error("admin API stopped", "err", err.Error())
 			}
 		}()
-		log.Info("admin API listening", "addr", d.adminL.Addr().String(), "auth", adminPass != "")
+		log.Info("admin API listening", "addr", d.adminL.Addr().String(), "auth", adminAuth)
 	}
 	d.watchReloadSignal()
 	d.startWatchdog(ctx, d.stalled)
@@ -300,7 +339,6 @@ func startDaemon(b *built, log *slog.Logger, opts runOptions) (_ *daemon, err er
 	log.Info("relaybox started", "version", version, "hostname", cfg.Hostname,
 		"upstreams", len(cfg.Upstream), "recipient_domains", strings.Join(cfg.Policy.RecipientDomains, ","))
 	d.notify(systemd.Ready, "STATUS=relaying")
-	return d, nil
 }
 
 // withHooks adds the spool and the daemon's callbacks to the scheduler's
@@ -439,9 +477,9 @@ func (d *daemon) startLED(ctx context.Context) {
 	d.wg.Add(2)
 	go func() {
 		defer d.wg.Done()
-		l.Follow(ctx, 250*time.Millisecond, func() (string, bool) {
+		l.Follow(ctx, 250*time.Millisecond, func() (status.State, bool) {
 			s := d.status.Snapshot()
-			return string(s.State), s.Queue.Messages > 0
+			return s.State, s.Queue.Messages > 0
 		})
 	}()
 	go func() {

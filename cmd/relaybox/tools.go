@@ -79,31 +79,24 @@ func cmdUpstreamCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
-	client := b.client
-	failed := 0
-	for i := range cfg.Upstream {
-		auth := ""
-		if u := cfg.Upstream[i]; u.Auth != "" {
-			auth = ", auth=" + u.Auth
-			if u.IsOAuth() {
-				auth += ", oauth flow=" + u.OAuth.Flow
+	return b.client.CheckAll(context.Background(), deliver.CheckReport{
+		Begin: func(i int) {
+			auth := ""
+			if u := cfg.Upstream[i]; u.Auth != "" {
+				auth = ", auth=" + u.Auth
+				if u.IsOAuth() {
+					auth += ", oauth flow=" + u.OAuth.Flow
+				}
 			}
-		}
-		fmt.Fprintf(stdout, "upstream[%d] %s (tls=%s%s)\n", i, client.Name(i), cfg.Upstream[i].TLS, auth)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.Delivery.ConnectTimeout.D()+cfg.Delivery.CommandTimeout.D())
-		err := client.Check(ctx, i, func(s deliver.Step) {
-			fmt.Fprintf(stdout, "  %-10s %s\n", s.Name, checkStepResult(s))
-		})
-		cancel()
-		if err != nil {
-			failed++
-			fmt.Fprintf(stdout, "  result: FAILED\n")
-		} else {
-			fmt.Fprintf(stdout, "  result: ok, nothing was sent\n")
-		}
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d upstreams failed the check", failed, len(cfg.Upstream))
-	}
-	return nil
+			fmt.Fprintf(stdout, "upstream[%d] %s (tls=%s%s)\n", i, b.client.Name(i), cfg.Upstream[i].TLS, auth)
+		},
+		Step: func(_ int, s deliver.Step) { fmt.Fprintf(stdout, "  %-10s %s\n", s.Name, s.Result()) },
+		End: func(_ int, err error) {
+			if err != nil {
+				fmt.Fprintf(stdout, "  result: FAILED\n")
+			} else {
+				fmt.Fprintf(stdout, "  result: ok, nothing was sent\n")
+			}
+		},
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"relaybox/internal/spool"
@@ -46,8 +45,15 @@ type Message struct {
 type Recipient struct {
 	Address string          `json:"address"`
 	State   spool.RcptState `json:"state"` // pending | delivered | failed
-	Reply   string          `json:"reply"`
-	Updated time.Time       `json:"updated,omitzero"`
+	Reply   string          `json:"reply"` // the last reply, one line
+	// The last reply as data (spool.Outcome without the text, which is
+	// in Reply): whether it was permanent, its codes, whether the message
+	// expired with this recipient pending.
+	Permanent bool      `json:"permanent,omitempty"`
+	Code      int       `json:"code,omitempty"`
+	Enhanced  string    `json:"enhanced,omitempty"`
+	Expired   bool      `json:"expired,omitempty"`
+	Updated   time.Time `json:"updated,omitzero"`
 }
 
 // Detail is Message plus what `queue show` adds: the header block and the
@@ -68,7 +74,8 @@ func (s *Server) view(m *spool.Message, now time.Time) Message {
 		LastReply: m.LastReply, Requeued: m.Requeued, Recipients: make([]Recipient, len(m.Recipients)),
 	}
 	for i, r := range m.Recipients {
-		v.Recipients[i] = Recipient{Address: r.Address, State: r.State, Reply: r.Reply, Updated: r.Updated}
+		v.Recipients[i] = Recipient{Address: r.Address, State: r.State, Reply: r.Reply(), Updated: r.Updated,
+			Permanent: r.Outcome.Permanent, Code: r.Outcome.Code, Enhanced: r.Outcome.Enhanced, Expired: r.Outcome.Expired}
 	}
 	return v
 }
@@ -172,11 +179,11 @@ func (s *Server) makeDue(id string, force bool) (*spool.Message, error) {
 				r := &m.Recipients[i]
 				switch {
 				case r.State != spool.RcptFailed:
-				case force || retryable(r.Reply):
+				case force || retryable(r.Outcome):
 					r.State, r.Updated = spool.RcptPending, now
 					n++
 				case refusal == "":
-					refusal = r.Reply
+					refusal = r.Reply()
 				}
 			}
 			if n == 0 {
@@ -192,16 +199,10 @@ func (s *Server) makeDue(id string, force bool) (*spool.Message, error) {
 	})
 }
 
-// retryable: an expired recipient, or one whose last reply was not a 5xx
-// (a temporary reply or a network error), may succeed on a new attempt.
-func retryable(reply string) bool {
-	if strings.HasPrefix(reply, "expired") {
-		return true
-	}
-	return !(len(reply) >= 3 && reply[0] == '5' && isDigit(reply[1]) && isDigit(reply[2]))
-}
-
-func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+// retryable: an expired recipient, or one whose last outcome was not
+// permanent (a temporary reply or a network error), may succeed on a new
+// attempt.
+func retryable(o spool.Outcome) bool { return o.Expired || !o.Permanent }
 
 // RetryAll makes every queued message with a waiting recipient due now and
 // wakes the scheduler once. It returns how many it changed.

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"relaybox/internal/led"
 	"relaybox/internal/spool"
@@ -334,7 +333,7 @@ func hasPending(m Message) bool {
 // asks (busy = anything in the queue); the words come from the led package
 // so they match the README and the pattern itself.
 func ledWords(snap status.Snapshot) string {
-	return led.Describe(string(snap.State), snap.Queue.Messages > 0)
+	return led.Describe(snap.State, snap.Queue.Messages > 0)
 }
 
 // errNoPage marks a page that does not exist (404).
@@ -365,13 +364,4 @@ func (s *Server) render(w http.ResponseWriter, code int, l layout) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	_, _ = w.Write(p.b.Bytes())
-}
-
-// clip shortens s to n runes for a table cell.
-func clip(n int, s string) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
 }

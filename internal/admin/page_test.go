@@ -119,7 +119,7 @@ func TestPageEscapesDeviceText(t *testing.T) {
 		"Subject: "+evil+"\r\nX-Scan: </textarea><script>alert(1)</script>\r\n")
 	f.update(id, func(m *spool.Message) {
 		m.LastReply = "421 " + evil
-		m.Recipients[0].Reply = "421 " + evil
+		m.Recipients[0].Outcome = spool.ParseReply("421 " + evil)
 		m.History = append(m.History, spool.Attempt{At: f.clk.Now(), Upstream: "smtp.example.edu:587", Outcome: "deferred", Reply: "421 " + evil})
 	})
 	f.st.UpstreamResult("smtp.example.edu:587", fmt.Errorf("421 %s", evil))

@@ -8,6 +8,7 @@ import (
 
 	"relaybox/internal/spool"
 	"relaybox/internal/status"
+	"relaybox/internal/text"
 )
 
 // The page's HTML is written by the functions in this file rather than by
@@ -150,7 +151,7 @@ func (p *page) listTable(v listView) {
 			next = m.Next()
 		}
 		p.el(`<td data-label="next">`, next, "</td>\n")
-		p.el(`<td data-label="reply" class="reply">`, clip(100, m.LastReply), "</td>\n")
+		p.el(`<td data-label="reply" class="reply">`, text.Clip(m.LastReply, 100), "</td>\n")
 		p.m(`<td class="act">`)
 		switch {
 		case m.State == spool.StateHeld:
@@ -302,7 +303,7 @@ func (p *page) statusBody(v statusView) {
 			p.el(`"><time>`, Stamp(e.Time), "</time> ")
 			p.el(`<span class="lvl">`, e.Level, "</span> ")
 			p.t(e.Msg)
-			p.el(` <span class="attrs">`, clip(160, e.Attrs), "</span></li>\n")
+			p.el(` <span class="attrs">`, text.Clip(e.Attrs, 160), "</span></li>\n")
 		}
 		p.m("</ol>\n")
 	}

@@ -104,7 +104,7 @@ func (f *fixture) backOff(id string) {
 		m.Attempts, m.NextAttempt, m.LastReply = 3, f.clk.Now().Add(time.Hour), "421 4.7.0 try later"
 		m.History = append(m.History, spool.Attempt{At: f.clk.Now(), Upstream: "smtp.example.edu:587", Outcome: "deferred", Reply: "421 4.7.0 try later"})
 		for i := range m.Recipients {
-			m.Recipients[i].Reply = "421 4.7.0 try later"
+			m.Recipients[i].Outcome = spool.ParseReply("421 4.7.0 try later")
 		}
 	})
 }
@@ -115,9 +115,9 @@ func (f *fixture) kill(id, reply0 string) {
 		m.State = spool.StateDead
 		m.LastReply = "expired after 5d0h: 421 4.7.0 try later"
 		for i := range m.Recipients {
-			m.Recipients[i].State, m.Recipients[i].Reply = spool.RcptFailed, m.LastReply
+			m.Recipients[i].State, m.Recipients[i].Outcome = spool.RcptFailed, spool.ParseReply(m.LastReply)
 		}
-		m.Recipients[0].Reply = reply0
+		m.Recipients[0].Outcome = spool.ParseReply(reply0)
 	})
 }
 
@@ -239,7 +239,7 @@ func TestRetryRequeuesDead(t *testing.T) {
 	expired := f.add("dev@lab.example.edu", "a@example.edu", "b@example.edu", "c@example.edu")
 	// a refused for good, b expired, c failed with a temporary reply
 	f.kill(expired, "550 5.1.1 user unknown")
-	f.update(expired, func(m *spool.Message) { m.Recipients[2].Reply = "421 4.7.0 try later" })
+	f.update(expired, func(m *spool.Message) { m.Recipients[2].Outcome = spool.ParseReply("421 4.7.0 try later") })
 	refused := f.add("dev@lab.example.edu", "x@example.edu")
 	f.kill(refused, "550 5.7.1 relaying denied")
 	f.clk.Add(time.Hour)
@@ -512,7 +512,7 @@ func TestQueueListPages(t *testing.T) {
 		f.update(id, func(m *spool.Message) {
 			m.Device, m.Attempts, m.LastReply = "Ricoh MP C3004 third floor", 7, reply
 			m.NextAttempt = f.clk.Now().Add(time.Hour)
-			m.Recipients[0].Reply = reply
+			m.Recipients[0].Outcome = spool.ParseReply(reply)
 		})
 		ids = append(ids, id)
 	}
@@ -558,5 +558,58 @@ func TestQueueListPages(t *testing.T) {
 		if code, body := f.do("GET", "/api/dead?limit="+bad, ""); code != 400 || !strings.Contains(body, "from 1 to 1000") {
 			t.Errorf("limit=%s: %d %s", bad, code, body)
 		}
+	}
+}
+
+// TestRetryReadsTheOutcome: whether a retry can help comes from the
+// recipient's outcome as data, never from how its reply text begins. The
+// old check read "550 bytes" as a 5xx refusal and a permanent refusal
+// worded "expired ..." as an expiry.
+func TestRetryReadsTheOutcome(t *testing.T) {
+	f := newFixture(t, "")
+	cases := []struct {
+		name  string
+		o     spool.Outcome
+		retry bool
+	}{
+		{"network failure quoting a byte count", spool.Outcome{Text: "550 bytes sent, then the connection was reset"}, true},
+		{"permanent refusal worded like an expiry", spool.Outcome{Permanent: true, Text: "expired account: mailbox closed for good"}, false},
+		{"temporary reply", spool.Outcome{Code: 451, Enhanced: "4.3.0", Text: "try later"}, true},
+		{"5xx reply", spool.Outcome{Permanent: true, Code: 550, Enhanced: "5.1.1", Text: "user unknown"}, false},
+		{"expired", spool.Outcome{Expired: true, Text: "expired after 5d0h: 550 bytes sent"}, true},
+	}
+	for _, c := range cases {
+		id := f.add("dev@lab.example.edu", "a@example.edu")
+		f.update(id, func(m *spool.Message) {
+			m.State = spool.StateDead
+			m.Recipients[0].State, m.Recipients[0].Outcome = spool.RcptFailed, c.o
+		})
+		code, body := f.do("POST", "/api/queue/"+id+"/retry", "")
+		if got := code == 200; got != c.retry {
+			t.Errorf("%s: retry answered %d %s, want retried %v", c.name, code, body, c.retry)
+		}
+		if !c.retry && !strings.Contains(body, c.o.Reply()) {
+			t.Errorf("%s: refusal %s does not quote the reply %q", c.name, body, c.o.Reply())
+		}
+	}
+}
+
+// TestRecipientOutcomeInAPI: the API gives the reply both as the line
+// people read and as data.
+func TestRecipientOutcomeInAPI(t *testing.T) {
+	f := newFixture(t, "")
+	id := f.add("dev@lab.example.edu", "a@example.edu", "b@example.edu")
+	f.kill(id, "550 5.1.1 user unknown")
+	code, body := f.do("GET", "/api/queue/"+id, "")
+	if code != 200 {
+		t.Fatalf("show: %d %s", code, body)
+	}
+	d := decode[Detail](t, body)
+	a, b := d.Recipients[0], d.Recipients[1]
+	if a.Reply != "550 5.1.1 user unknown" || !a.Permanent || a.Code != 550 || a.Enhanced != "5.1.1" || a.Expired {
+		t.Errorf("refused recipient %+v", a)
+	}
+	if b.Reply != "expired after 5d0h: 421 4.7.0 try later" || b.Permanent || b.Code != 0 || !b.Expired {
+		t.Errorf("expired recipient %+v", b)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"relaybox/internal/admin"
 	"relaybox/internal/spool"
 	"relaybox/internal/status"
+	"relaybox/internal/text"
 )
 
 // The commands print what the status model and the admin command layer
@@ -131,9 +132,9 @@ func (s *session) list(state spool.State) error {
 			row += fmt.Sprintf("%-7s", m.Next())
 		}
 		row += admin.Sender(m.From) + " -> " + admin.RecipientSummary(m.Recipients)
-		s.printf("%s\n", clip(row, width))
+		s.printf("%s\n", text.Clip(row, width))
 		if m.LastReply != "" {
-			s.printf("%s\n", clip(strings.Repeat(" ", 14)+"last reply: "+m.LastReply, width))
+			s.printf("%s\n", text.Clip(strings.Repeat(" ", 14)+"last reply: "+m.LastReply, width))
 		}
 	}
 	if n := page.Total - len(msgs); n > 0 {
@@ -290,7 +291,7 @@ func (s *session) cmdNet(args []string) error {
 		s.printf("no network interface besides loopback\n")
 	}
 	for _, l := range lines {
-		s.printf("%s\n", clip(l, width))
+		s.printf("%s\n", text.Clip(l, width))
 	}
 	return nil
 }
@@ -349,7 +350,7 @@ func (s *session) cmdVersion(args []string) error {
 // fail prints a command error in words a technician can act on.
 func (s *session) fail(err error, id string) {
 	if errors.Is(err, spool.ErrNotFound) && id != "" {
-		s.printf("no message %s in the queue or the dead letters (type queue or dead)\n", clip(id, 20))
+		s.printf("no message %s in the queue or the dead letters (type queue or dead)\n", text.Clip(id, 20))
 		return
 	}
 	s.wrapped("error: ", strings.TrimPrefix(err.Error(), "admin: "))
@@ -401,14 +402,6 @@ func wrap(text, first, indent string) []string {
 		lines = append(lines, strings.TrimRight(line, " "))
 	}
 	return lines
-}
-
-// clip shortens s to n bytes, ending in "..." when cut.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }
 
 // interfaceAddrs is the default Options.Net: every interface but

@@ -21,6 +21,7 @@ import (
 
 	"relaybox/internal/admin"
 	"relaybox/internal/status"
+	"relaybox/internal/text"
 )
 
 // Options configure New. Commands and Status are required.
@@ -205,7 +206,7 @@ func (s *session) exec(line string) error {
 			return c.run(s, args)
 		}
 	}
-	s.printf("unknown command %q: type help for the list\n", clip(f[0], 20))
+	s.printf("unknown command %q: type help for the list\n", text.Clip(f[0], 20))
 	return nil
 }
 

@@ -48,12 +48,12 @@ func TestSessionTranscript(t *testing.T) {
 		for _, at := range []time.Duration{-90 * time.Minute, -30 * time.Minute, -time.Minute} {
 			m.History = append(m.History, spool.Attempt{At: now.Add(at), Upstream: upstreamName, Outcome: "deferred", Reply: m.LastReply})
 		}
-		m.Recipients[1].State, m.Recipients[1].Reply = spool.RcptDelivered, "250 2.1.5 ok"
+		m.Recipients[1].State, m.Recipients[1].Outcome = spool.RcptDelivered, spool.ParseReply("250 2.1.5 ok")
 	})
 	f.update(id3, func(m *spool.Message) {
 		m.State, m.Attempts, m.LastReply = spool.StateDead, 1, "550 5.1.1 user unknown"
 		for i := range m.Recipients {
-			m.Recipients[i].State, m.Recipients[i].Reply = spool.RcptFailed, "550 5.1.1 user unknown"
+			m.Recipients[i].State, m.Recipients[i].Outcome = spool.RcptFailed, spool.ParseReply("550 5.1.1 user unknown")
 		}
 	})
 	f.st.UpstreamResult(upstreamName, errors.New("421 4.7.0 try again later"))

@@ -1,7 +1,6 @@
 package deliver
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -107,56 +106,4 @@ func fmtAge(d time.Duration) string {
 		return fmt.Sprintf("%dd%dh", days, hours)
 	}
 	return d.String()
-}
-
-// connLevel reports whether err says the upstream itself is unusable (so
-// the next one is tried at once) rather than that this message had a problem.
-func connLevel(err error) bool {
-	var e *Error
-	if !errors.As(err, &e) {
-		return false
-	}
-	switch e.Op {
-	case "dial", "tls", "greeting", "ehlo", "starttls", "auth":
-		return true
-	}
-	// RFC 5321 3.8: 421 means the server is closing the channel.
-	return e.Code == 421
-}
-
-// replyOf renders any error as a one-line reply for the spool and logs.
-func replyOf(err error) string {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Reply()
-	}
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
-// pass is the state of one delivery attempt across failovers.
-type pass struct {
-	now       time.Time
-	recorded  bool            // Attempts and NextAttempt already written
-	open      string          // upstream whose History entry awaits its outcome
-	tried     []spool.Attempt // failed connects not yet written
-	lastUp    string
-	lastReply string
-}
-
-// closeOpen fills in the outcome of this pass's open History entry (a
-// failover left it behind). Entries from an earlier crash stay open: their
-// outcome is honestly unknown.
-func (p *pass) closeOpen(msg *spool.Message, outcome string) {
-	if p.open == "" {
-		return
-	}
-	if n := len(msg.History); n > 0 {
-		h := &msg.History[n-1]
-		if h.Outcome == "" && h.Upstream == p.open && h.At.Equal(p.now) {
-			h.Outcome, h.Reply = outcome, p.lastReply
-		}
-	}
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"relaybox/internal/sink"
 )
 
 // fakeTokens is a TokenSource handing out numbered tokens; Invalidate
@@ -56,7 +58,7 @@ func TestBearerMechanisms(t *testing.T) {
 	for _, mech := range []AuthMech{AuthXOAuth2, AuthOAuthBearer} {
 		t.Run(string(mech), func(t *testing.T) {
 			good := "tok-1" // the first token is refused, as a revoked one would be
-			u := startUpstream(t, upstreamOpts{AuthMechs: []string{"PLAIN", "XOAUTH2", "OAUTHBEARER"}, User: "scanner@example.edu",
+			u := startUpstream(t, sink.Options{AuthMechs: []string{"PLAIN", "XOAUTH2", "OAUTHBEARER"}, User: "scanner@example.edu",
 				Bearer: func(user, tok string) bool { return user == "scanner@example.edu" && tok == good }})
 			up := u.Upstream()
 			up.Username, up.Auth = "scanner@example.edu", mech
@@ -106,7 +108,7 @@ func TestBearerMechanisms(t *testing.T) {
 }
 
 func TestBearerTokenFailureIsReportedBeforeDialling(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{AuthMechs: []string{"XOAUTH2"}, User: "x", Bearer: func(string, string) bool { return true }})
+	u := startUpstream(t, sink.Options{AuthMechs: []string{"XOAUTH2"}, User: "x", Bearer: func(string, string) bool { return true }})
 	up := u.Upstream()
 	up.Username, up.Auth = "scanner@example.edu", "xoauth2"
 	refresh := errors.New("token refresh failed: invalid_grant (the refresh token was revoked or has expired: run relaybox oauth-login -upstream 0)")
@@ -123,7 +125,7 @@ func TestBearerTokenFailureIsReportedBeforeDialling(t *testing.T) {
 }
 
 func TestCheckShowsTheTokenChain(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{AuthMechs: []string{"XOAUTH2"}, User: "x", Bearer: func(string, string) bool { return true }})
+	u := startUpstream(t, sink.Options{AuthMechs: []string{"XOAUTH2"}, User: "x", Bearer: func(string, string) bool { return true }})
 	up := u.Upstream()
 	up.Username, up.Auth = "scanner@example.edu", "xoauth2"
 	c := newBearerClient(t, up, &fakeTokens{})
@@ -148,7 +150,7 @@ func TestCheckShowsTheTokenChain(t *testing.T) {
 }
 
 func TestBearerNeedsVerifiedTLSAndAnOfferedMechanism(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{AuthMechs: []string{"PLAIN"}, User: "x"})
+	u := startUpstream(t, sink.Options{AuthMechs: []string{"PLAIN"}, User: "x"})
 	up := u.Upstream()
 	up.Username, up.Auth = "scanner@example.edu", "xoauth2"
 	for _, edit := range []func(*Upstream){
@@ -173,7 +175,7 @@ func TestBearerNeedsVerifiedTLSAndAnOfferedMechanism(t *testing.T) {
 }
 
 func TestExplicitPlainAndLogin(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{AuthMechs: []string{"PLAIN", "LOGIN"}, User: "alice", Password: "pw"})
+	u := startUpstream(t, sink.Options{AuthMechs: []string{"PLAIN", "LOGIN"}, User: "alice", Password: "pw"})
 	up := u.Upstream()
 	up.Username, up.PasswordFile, up.Auth = "alice", writeFile(t, "pw", "pw\n"), "login"
 	c := newTestClient(t, 2*time.Second, up)
@@ -185,7 +187,7 @@ func TestExplicitPlainAndLogin(t *testing.T) {
 	if !u.Saw("auth LOGIN alice") {
 		t.Fatalf("auth = login did not use LOGIN: %q", u.Events())
 	}
-	u2 := startUpstream(t, upstreamOpts{AuthMechs: []string{"LOGIN"}, User: "alice", Password: "pw"})
+	u2 := startUpstream(t, sink.Options{AuthMechs: []string{"LOGIN"}, User: "alice", Password: "pw"})
 	up2 := u2.Upstream()
 	up2.Username, up2.PasswordFile, up2.Auth = "alice", up.PasswordFile, "plain"
 	c2 := newTestClient(t, 2*time.Second, up2)

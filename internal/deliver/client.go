@@ -17,6 +17,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"relaybox/internal/text"
 )
 
 // ClientOptions configures the upstream client.
@@ -318,7 +320,7 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 			}
 			return "", e
 		}
-		return fmt.Sprintf("%d %s", code, oneLine(msg)), nil
+		return fmt.Sprintf("%d %s", code, text.OneLine(msg)), nil
 	}); e != nil {
 		return nil, e
 	}
@@ -341,7 +343,8 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 
 	// go-smtp's client insists on reading the greeting itself and cannot
 	// STARTTLS with our EHLO name or an explicit handshake, so it gets the
-	// session after those steps with a stand-in greeting.
+	// session after those steps with a stand-in greeting. What this relies
+	// on is third_party/go-smtp/RELAYBOX.md §5 items 13 and 14.
 	k.nc = &greetedConn{Conn: nc, r: io.MultiReader(strings.NewReader("220 greeting already read\r\n"), reader)}
 	k.sc = smtp.NewClient(k.nc)
 	k.sc.CommandTimeout = c.command
@@ -367,7 +370,10 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 	return k, nil
 }
 
-// startTLS runs the plain-text EHLO and STARTTLS over tp on raw.
+// startTLS runs the plain-text EHLO and STARTTLS over tp on raw. They are
+// written by hand, not by go-smtp's client, so that the handshake is ours:
+// its deadline, its verification report, and the check for bytes injected
+// before it (third_party/go-smtp/RELAYBOX.md §5 item 14).
 func (c *Client) startTLS(ctx context.Context, k *conn, tp *textproto.Conn, raw net.Conn, report func(Step)) *Error {
 	var ext map[string]string
 	if e := step(report, "ehlo", func() (string, *Error) {
@@ -405,7 +411,7 @@ func (c *Client) startTLS(ctx context.Context, k *conn, tp *textproto.Conn, raw 
 			return "", &Error{Upstream: k.up.cfg.Address, Op: "starttls",
 				Text: "the upstream sent data right after agreeing to STARTTLS (possible injection by a middlebox); refusing the session"}
 		}
-		return fmt.Sprintf("%d %s", code, oneLine(msg)), nil
+		return fmt.Sprintf("%d %s", code, text.OneLine(msg)), nil
 	})
 }
 
@@ -638,7 +644,7 @@ func (k *conn) Send(ctx context.Context, msg Outgoing, body io.Reader) ([]RcptRe
 		return results, k.fail(ctx, "dot", err, k.client.data)
 	}
 	// go-smtp has checked the code (250) and hands back the text after it.
-	reply := "250 " + oneLine(resp.StatusText)
+	reply := "250 " + text.OneLine(resp.StatusText)
 	for i := range results {
 		if results[i].Err == nil {
 			results[i].Reply = reply

@@ -3,6 +3,7 @@ package deliver
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"relaybox/internal/sink"
 )
 
 type testClient struct {
@@ -80,7 +83,7 @@ func writeFile(t *testing.T, name, content string) string {
 func TestSendDeliversByteIdentical(t *testing.T) {
 	for _, mode := range []string{"starttls", "tls", "none"} {
 		t.Run(mode, func(t *testing.T) {
-			u := startUpstream(t, upstreamOpts{Mode: mode})
+			u := startUpstreamMode(t, TLSMode(mode), sink.Options{})
 			c := newTestClient(t, 2*time.Second, u.Upstream())
 			k := dial(t, c)
 			body := testBody(200 << 10)
@@ -88,9 +91,9 @@ func TestSendDeliversByteIdentical(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Send: %v", err)
 			}
-			// go-smtp's server ends DATA with "250 2.0.0 OK: queued"; a
-			// real relay adds its queue ID, which is what campus IT asks for.
-			if len(res) != 1 || res[0].Address != "prof@example.edu" || res[0].Err != nil || res[0].Reply != "250 2.0.0 OK: queued" {
+			// The relay's reply carries its queue ID, which is what campus
+			// IT asks for: it is kept as it came.
+			if len(res) != 1 || res[0].Address != "prof@example.edu" || res[0].Err != nil || res[0].Reply != "250 2.0.0 OK: queued as S000001" {
 				t.Fatalf("results = %+v", res)
 			}
 			msgs := u.Messages()
@@ -120,7 +123,7 @@ func TestSendDeliversByteIdentical(t *testing.T) {
 func TestUntrustedCertificateSendsNothing(t *testing.T) {
 	for _, mode := range []string{"starttls", "tls"} {
 		t.Run(mode, func(t *testing.T) {
-			u := startUpstream(t, upstreamOpts{Mode: mode})
+			u := startUpstreamMode(t, TLSMode(mode), sink.Options{})
 			up := u.Upstream()
 			up.CAFile = "" // system or built-in roots cannot know a self-signed relay
 			c := newTestClient(t, 2*time.Second, up)
@@ -142,7 +145,7 @@ func TestUntrustedCertificateSendsNothing(t *testing.T) {
 }
 
 func TestWrongServerName(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{})
+	u := startUpstream(t, sink.Options{})
 	up := u.Upstream()
 	up.ServerName = "relay.example.edu"
 	c := newTestClient(t, 2*time.Second, up)
@@ -159,8 +162,9 @@ func TestWrongServerName(t *testing.T) {
 }
 
 func TestSTARTTLSNotOffered(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{NoSTARTTLS: true})
-	c := newTestClient(t, 2*time.Second, u.Upstream())
+	// A plain relay, dialled as one that must offer STARTTLS.
+	u := startUpstreamMode(t, TLSNone, sink.Options{})
+	c := newTestClient(t, 2*time.Second, Upstream{Address: u.Addr, TLS: TLSStartTLS, CAFile: u.Cert.CAFile})
 	_, err := c.Dial(testCtx(t), 0)
 	e := asError(t, err)
 	want := `upstream does not offer STARTTLS; set tls = "tls" for port 465 or fix the upstream`
@@ -173,7 +177,7 @@ func TestSTARTTLSNotOffered(t *testing.T) {
 }
 
 func TestImplicitTLSAgainstPlainPort(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{Mode: "none"})
+	u := startUpstreamMode(t, TLSNone, sink.Options{})
 	c := newTestClient(t, 2*time.Second, Upstream{Address: u.Addr, TLS: TLSImplicit, CAFile: u.Cert.CAFile})
 	_, err := c.Dial(testCtx(t), 0)
 	if e := asError(t, err); e.Op != "tls" || !strings.Contains(e.Text, `set tls = "starttls"`) {
@@ -182,7 +186,7 @@ func TestImplicitTLSAgainstPlainPort(t *testing.T) {
 }
 
 func TestInsecureSkipsVerificationLoudly(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{})
+	u := startUpstream(t, sink.Options{})
 	up := u.Upstream()
 	up.CAFile, up.Insecure = "", true
 	c := newTestClient(t, 2*time.Second, up)
@@ -210,7 +214,7 @@ func TestAuth(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			u := startUpstream(t, upstreamOpts{AuthMechs: strings.Fields(tc.mechs), User: "alice", Password: secret})
+			u := startUpstream(t, sink.Options{AuthMechs: strings.Fields(tc.mechs), User: "alice", Password: secret})
 			up := u.Upstream()
 			up.Username, up.PasswordFile = "alice", writeFile(t, "pw", tc.password+"\n")
 			c := newTestClient(t, 2*time.Second, up)
@@ -250,11 +254,11 @@ func TestAuth(t *testing.T) {
 }
 
 func TestPerRecipientResults(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{OnRcpt: func(to string) error {
-		switch to {
-		case "gone@example.edu":
+	u := startUpstream(t, sink.Options{Reject: func(stage string) error {
+		switch stage {
+		case "rcpt:gone@example.edu":
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-		case "full@example.edu":
+		case "rcpt:full@example.edu":
 			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 2, 2}, Message: "mailbox full"}
 		}
 		return nil
@@ -284,11 +288,14 @@ func TestPerRecipientResults(t *testing.T) {
 }
 
 func TestAllRecipientsRefusedSkipsData(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{OnRcpt: func(to string) error {
-		if to == "busy@example.edu" {
+	u := startUpstream(t, sink.Options{Reject: func(stage string) error {
+		switch stage {
+		case "rcpt:busy@example.edu":
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+		case "rcpt:gone@example.edu":
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 		}
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		return nil
 	}})
 	c := newTestClient(t, 2*time.Second, u.Upstream())
 	k := dial(t, c)
@@ -307,8 +314,8 @@ func TestAllRecipientsRefusedSkipsData(t *testing.T) {
 
 func TestMail4xxKeepsSessionUsable(t *testing.T) {
 	var calls atomic.Int32
-	u := startUpstream(t, upstreamOpts{OnMail: func(string) error {
-		if calls.Add(1) == 1 {
+	u := startUpstream(t, sink.Options{Reject: func(stage string) error {
+		if stage == "mail" && calls.Add(1) == 1 {
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "greylisted"}
 		}
 		return nil
@@ -333,7 +340,10 @@ func TestMail4xxKeepsSessionUsable(t *testing.T) {
 }
 
 func TestData552IsPermanent(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{OnData: func([]byte) error {
+	u := startUpstream(t, sink.Options{Reject: func(stage string) error {
+		if stage != "data" {
+			return nil
+		}
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "message too big"}
 	}})
 	c := newTestClient(t, 2*time.Second, u.Upstream())
@@ -388,7 +398,7 @@ func TestDialRefused(t *testing.T) {
 }
 
 func TestCutDuringData(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{CutDuringData: true})
+	u := startUpstream(t, sink.Options{Cut: func(stage string) bool { return stage == "data" }})
 	c := newTestClient(t, 2*time.Second, u.Upstream())
 	k := dial(t, c)
 	_, err := k.Send(testCtx(t), Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, bytes.NewReader(testBody(2<<20)))
@@ -414,7 +424,7 @@ func TestBodyReadErrorNeverSendsTheDot(t *testing.T) {
 		"WriteTo": func() io.Reader { return &failingWriterTo{failingReader{data: testBody(100 << 10), failAt: 50 << 10}} },
 	} {
 		t.Run(name, func(t *testing.T) {
-			u := startUpstream(t, upstreamOpts{})
+			u := startUpstream(t, sink.Options{})
 			c := newTestClient(t, 2*time.Second, u.Upstream())
 			k := dial(t, c)
 			_, err := k.Send(testCtx(t), Outgoing{From: "a@lab", Rcpts: []string{"b@example.edu"}}, body())
@@ -467,7 +477,7 @@ func (f *failingWriterTo) WriteTo(w io.Writer) (int64, error) {
 }
 
 func TestSessionReuse(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{})
+	u := startUpstream(t, sink.Options{})
 	c := newTestClient(t, 2*time.Second, u.Upstream())
 	k := dial(t, c)
 	ctx := testCtx(t)
@@ -492,7 +502,12 @@ func TestSessionReuse(t *testing.T) {
 
 func TestCancelDuringSend(t *testing.T) {
 	release := make(chan struct{})
-	u := startUpstream(t, upstreamOpts{OnMail: func(string) error { <-release; return nil }})
+	u := startUpstream(t, sink.Options{Reject: func(stage string) error {
+		if stage == "mail" {
+			<-release
+		}
+		return nil
+	}})
 	t.Cleanup(func() { close(release) })
 	c := newTestClient(t, 2*time.Second, u.Upstream())
 	k := dial(t, c)
@@ -510,7 +525,8 @@ func TestCancelDuringSend(t *testing.T) {
 
 func TestClientCertificate(t *testing.T) {
 	client := newTestCert(t)
-	u := startUpstream(t, upstreamOpts{Mode: "tls", ClientCAs: client.Pool})
+	u := startUpstreamMode(t, TLSImplicit, sink.Options{
+		TLS: &tls.Config{ClientCAs: client.Pool, ClientAuth: tls.RequireAndVerifyClientCert}})
 	up := u.Upstream()
 	up.CertFile, up.KeyFile = client.CertFile, client.KeyFile
 	c := newTestClient(t, 2*time.Second, up)
@@ -530,7 +546,7 @@ func TestCheckReportsSteps(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.mode, func(t *testing.T) {
-			u := startUpstream(t, upstreamOpts{Mode: tc.mode, AuthMechs: []string{"PLAIN"}, User: "alice", Password: "pw"})
+			u := startUpstreamMode(t, TLSMode(tc.mode), sink.Options{AuthMechs: []string{"PLAIN"}, User: "alice", Password: "pw"})
 			up := u.Upstream()
 			up.Username, up.PasswordFile = "alice", writeFile(t, "pw", "pw")
 			c := newTestClient(t, 2*time.Second, up)
@@ -557,7 +573,7 @@ func TestCheckReportsSteps(t *testing.T) {
 		})
 	}
 	t.Run("failure is the last step", func(t *testing.T) {
-		u := startUpstream(t, upstreamOpts{})
+		u := startUpstream(t, sink.Options{})
 		up := u.Upstream()
 		up.CAFile = ""
 		c := newTestClient(t, 2*time.Second, up)

@@ -7,18 +7,20 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"relaybox/internal/sink"
 )
 
 // SIZE= goes on every MAIL, and BODY=8BITMIME when the upstream offers it.
 func TestSendAnnouncesSizeAndBody(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{MaxSize: 1 << 20})
+	u := startUpstream(t, sink.Options{MaxSize: 1 << 20})
 	k := dial(t, newTestClient(t, 2*time.Second, u.Upstream()))
 	body := "Subject: caf\xc3\xa9\r\n\r\nna\xc3\xafve\r\n"
 	if _, err := k.Send(testCtx(t), Outgoing{From: "a@lab.example.edu", Rcpts: []string{"b@example.edu"},
 		Size: int64(len(body)), EightBit: true}, strings.NewReader(body)); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	m := u.Mails()
+	m := mailParams(u)
 	if len(m) != 1 || m[0].Size != int64(len(body)) || m[0].Body != smtp.Body8BitMIME {
 		t.Fatalf("MAIL parameters = %+v; want SIZE=%d BODY=8BITMIME", m, len(body))
 	}
@@ -30,7 +32,7 @@ func TestSendAnnouncesSizeAndBody(t *testing.T) {
 // A message over the upstream's advertised SIZE fails permanently before
 // MAIL: nothing is uploaded.
 func TestSendRefusesOverUpstreamSize(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{MaxSize: 1000, No8BITMIME: true})
+	u := startUpstream(t, sink.Options{MaxSize: 1000, NoEightBitMIME: true})
 	k := dial(t, newTestClient(t, 2*time.Second, u.Upstream()))
 	body := bytes.Repeat([]byte("0123456789abcdef\r\n"), 200)
 	res, err := k.Send(testCtx(t), Outgoing{From: "a@lab.example.edu", Rcpts: []string{"b@example.edu"},
@@ -50,7 +52,7 @@ func TestSendRefusesOverUpstreamSize(t *testing.T) {
 		strings.NewReader("x\r\n")); err != nil {
 		t.Fatalf("Send after the refusal: %v", err)
 	}
-	if m := u.Mails(); len(m) != 1 || m[0].Size != 3 || m[0].Body != "" {
+	if m := mailParams(u); len(m) != 1 || m[0].Size != 3 || m[0].Body != "" {
 		t.Fatalf("MAIL parameters = %+v; want SIZE=3 and no BODY (8BITMIME not offered)", m)
 	}
 }
@@ -58,7 +60,7 @@ func TestSendRefusesOverUpstreamSize(t *testing.T) {
 // An 8-bit body is not sent raw to an upstream without 8BITMIME: it fails
 // permanently with a reason (relaybox does not convert, RFC 6152).
 func TestSendRefuses8BitWithout8BITMIME(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{No8BITMIME: true})
+	u := startUpstream(t, sink.Options{NoEightBitMIME: true})
 	k := dial(t, newTestClient(t, 2*time.Second, u.Upstream()))
 	body := "Subject: x\r\n\r\nna\xc3\xafve\r\n"
 	_, err := k.Send(testCtx(t), Outgoing{From: "a@lab.example.edu", Rcpts: []string{"b@example.edu"},
@@ -77,14 +79,14 @@ func TestSendRefuses8BitWithout8BITMIME(t *testing.T) {
 // downgrade) and the others are delivered.
 func TestSendSMTPUTF8(t *testing.T) {
 	t.Run("offered", func(t *testing.T) {
-		u := startUpstream(t, upstreamOpts{SMTPUTF8: true})
+		u := startUpstream(t, sink.Options{SMTPUTF8: true})
 		k := dial(t, newTestClient(t, 2*time.Second, u.Upstream()))
 		res, err := k.Send(testCtx(t), Outgoing{From: "a@lab.example.edu", Rcpts: []string{"\u00fc@example.edu"}, SMTPUTF8: true},
 			strings.NewReader("x\r\n"))
 		if err != nil || len(res) != 1 || res[0].Err != nil {
 			t.Fatalf("Send = %+v, %v", res, err)
 		}
-		if m := u.Mails(); len(m) != 1 || !m[0].UTF8 {
+		if m := mailParams(u); len(m) != 1 || !m[0].UTF8 {
 			t.Fatalf("MAIL parameters = %+v; want SMTPUTF8", m)
 		}
 		if got := u.Messages(); len(got) != 1 || got[0].To[0] != "\u00fc@example.edu" {
@@ -92,7 +94,7 @@ func TestSendSMTPUTF8(t *testing.T) {
 		}
 	})
 	t.Run("not offered", func(t *testing.T) {
-		u := startUpstream(t, upstreamOpts{})
+		u := startUpstream(t, sink.Options{})
 		k := dial(t, newTestClient(t, 2*time.Second, u.Upstream()))
 		res, err := k.Send(testCtx(t), Outgoing{From: "a@lab.example.edu",
 			Rcpts: []string{"\u00fc@example.edu", "plain@example.edu"}, SMTPUTF8: true}, strings.NewReader("x\r\n"))
@@ -105,7 +107,7 @@ func TestSendSMTPUTF8(t *testing.T) {
 		if got := u.Messages(); len(got) != 1 || len(got[0].To) != 1 || got[0].To[0] != "plain@example.edu" {
 			t.Fatalf("upstream got %+v", got)
 		}
-		if m := u.Mails(); len(m) != 1 || m[0].UTF8 {
+		if m := mailParams(u); len(m) != 1 || m[0].UTF8 {
 			t.Fatalf("MAIL parameters = %+v; want no SMTPUTF8", m)
 		}
 		// A UTF-8 sender: nothing can go.
@@ -123,7 +125,7 @@ func TestSendSMTPUTF8(t *testing.T) {
 // When no recipient can go (all UTF-8, no SMTPUTF8 upstream), no
 // transaction is opened at all.
 func TestSendNoTransactionWhenNoRecipientCanGo(t *testing.T) {
-	u := startUpstream(t, upstreamOpts{})
+	u := startUpstream(t, sink.Options{})
 	k := dial(t, newTestClient(t, 2*time.Second, u.Upstream()))
 	res, err := k.Send(testCtx(t), Outgoing{From: "a@lab.example.edu", Rcpts: []string{"\u00fc@example.edu"}, SMTPUTF8: true},
 		strings.NewReader("x\r\n"))
@@ -139,12 +141,12 @@ func TestSendNoTransactionWhenNoRecipientCanGo(t *testing.T) {
 // extensions will make fail.
 func TestCheckNamesMissingExtensions(t *testing.T) {
 	for _, tc := range []struct {
-		opts       upstreamOpts
+		opts       sink.Options
 		want, lack string
 	}{
-		{upstreamOpts{No8BITMIME: true}, "no 8BITMIME", "8BITMIME,"},
-		{upstreamOpts{SMTPUTF8: true}, "SMTPUTF8", "no SMTPUTF8"},
-		{upstreamOpts{}, "no SMTPUTF8", "no 8BITMIME"},
+		{sink.Options{NoEightBitMIME: true}, "no 8BITMIME", "8BITMIME,"},
+		{sink.Options{SMTPUTF8: true}, "SMTPUTF8", "no SMTPUTF8"},
+		{sink.Options{}, "no SMTPUTF8", "no 8BITMIME"},
 	} {
 		u := startUpstream(t, tc.opts)
 		var ehlo string
@@ -159,4 +161,13 @@ func TestCheckNamesMissingExtensions(t *testing.T) {
 			t.Errorf("%+v: ehlo step %q; want %q and not %q", tc.opts, ehlo, tc.want, tc.lack)
 		}
 	}
+}
+
+// mailParams are the MAIL parameters of every message the relay took.
+func mailParams(u *testUpstream) []smtp.MailOptions {
+	var p []smtp.MailOptions
+	for _, m := range u.Messages() {
+		p = append(p, m.Mail)
+	}
+	return p
 }

@@ -509,7 +509,7 @@ func (h *harness) kinds() []string {
 	defer h.mu.Unlock()
 	var out []string
 	for _, ev := range h.events {
-		out = append(out, ev.Kind+":"+strings.Join(ev.To, ","))
+		out = append(out, string(ev.Kind)+":"+strings.Join(ev.To, ","))
 	}
 	return out
 }

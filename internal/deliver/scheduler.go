@@ -135,7 +135,7 @@ const jumpTolerance = time.Minute
 
 type downState struct {
 	until time.Time
-	reply string
+	last  spool.Outcome // what put it there
 }
 
 // session is one open upstream connection.
@@ -588,15 +588,15 @@ func (s *Scheduler) idleDeadline() (time.Time, bool) {
 
 // isDown reports whether upstream i is held back at now, with the reply
 // that put it there.
-func (s *Scheduler) isDown(i int, now time.Time) (string, bool) {
+func (s *Scheduler) isDown(i int, now time.Time) (spool.Outcome, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, ok := s.down[i]
 	if !ok || !now.Before(d.until) {
 		delete(s.down, i)
-		return "", false
+		return spool.Outcome{}, false
 	}
-	return d.reply, true
+	return d.last, true
 }
 
 // holdEnd is when the first upstream hold still running at now ends.
@@ -614,7 +614,7 @@ func (s *Scheduler) holdEnd(now time.Time) (time.Time, bool) {
 
 func (s *Scheduler) markDown(i int, now time.Time, err error) {
 	s.mu.Lock()
-	s.down[i] = downState{until: now.Add(s.opt.UpstreamHold), reply: replyOf(err)}
+	s.down[i] = downState{until: now.Add(s.opt.UpstreamHold), last: outcomeOf(err)}
 	s.mu.Unlock()
 	s.upstream(i, err)
 }
@@ -699,8 +699,8 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 	p := &pass{now: now}
 	for i := 0; i < s.opt.Dialer.Count() && ctx.Err() == nil; i++ {
 		name := s.opt.Dialer.Name(i)
-		if reply, down := s.isDown(i, now); down {
-			p.lastUp, p.lastReply = name, reply
+		if last, down := s.isDown(i, now); down {
+			p.lastUp, p.last = name, last
 			continue
 		}
 		conn, err := w.conn(ctx, i)
@@ -709,8 +709,8 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 				break // shutdown interrupted the dial: says nothing of the upstream
 			}
 			s.markDown(i, now, err)
-			p.lastUp, p.lastReply = name, replyOf(err)
-			p.tried = append(p.tried, spool.Attempt{At: now, Upstream: name, Outcome: "deferred", Reply: p.lastReply})
+			p.lastUp, p.last = name, outcomeOf(err)
+			p.tried = append(p.tried, spool.Attempt{At: now, Upstream: name, Outcome: "deferred", Reply: p.last.Reply()})
 			continue
 		}
 		// Record the attempt before making it: a crash mid-send then
@@ -729,7 +729,7 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 		body, err := s.opt.Store.OpenBody(fresh)
 		if err != nil {
 			s.log.Error("deliver: cannot read spooled body", "id", m.ID, "err", err)
-			p.lastUp, p.lastReply = name, "local error: cannot read the spooled message"
+			p.lastUp, p.last = name, spool.Outcome{Text: "local error: cannot read the spooled message"}
 			break
 		}
 		w.sess.dirty = true
@@ -741,7 +741,7 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 		if connLevel(sendErr) {
 			w.drop()
 			s.markDown(i, now, sendErr)
-			p.lastUp, p.lastReply = name, replyOf(sendErr)
+			p.lastUp, p.last = name, outcomeOf(sendErr)
 			continue
 		}
 		var e *Error

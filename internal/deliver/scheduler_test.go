@@ -484,7 +484,7 @@ func TestSchedulerLogLine(t *testing.T) {
 	// recipients: queue show and the API read it from there.
 	m := h.store.get("M001")
 	for _, r := range m.Recipients[:2] {
-		if r.State != spool.RcptDelivered || r.Reply != queuedAs {
+		if r.State != spool.RcptDelivered || r.Reply() != queuedAs {
 			t.Errorf("recipient %+v, want delivered with %q", r, queuedAs)
 		}
 	}

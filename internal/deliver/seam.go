@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"relaybox/internal/spool"
+	"relaybox/internal/status"
 )
 
 // Error is an upstream failure: an SMTP reply, or a network / TLS problem
@@ -35,16 +38,13 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Reply renders the error as a one-line reply for logs and the spool.
-func (e *Error) Reply() string {
-	if e.Code != 0 {
-		if e.Enhanced != "" {
-			return fmt.Sprintf("%d %s %s", e.Code, e.Enhanced, e.Text)
-		}
-		return fmt.Sprintf("%d %s", e.Code, e.Text)
-	}
-	return e.Text
+// Outcome is the error as the spool keeps it for a recipient.
+func (e *Error) Outcome() spool.Outcome {
+	return spool.Outcome{Permanent: e.Permanent, Code: e.Code, Enhanced: e.Enhanced, Text: e.Text}
 }
+
+// Reply renders the error as a one-line reply for logs and the spool.
+func (e *Error) Reply() string { return e.Outcome().Reply() }
 
 // RcptResult is the upstream's answer to one RCPT. Err nil means accepted.
 type RcptResult struct {
@@ -100,7 +100,7 @@ type Dialer interface {
 type Event struct {
 	Time     time.Time
 	ID       string
-	Kind     string // sent | deferred | failed | expired
+	Kind     status.EventKind
 	From     string
 	To       []string
 	Upstream string

@@ -4,11 +4,12 @@ import (
 	"fmt"
 
 	"relaybox/internal/led"
+	"relaybox/internal/status"
 )
 
 // The double blink a technician sees when the relay is failing.
 func ExamplePattern() {
-	for _, s := range led.Pattern(led.Failing, false) {
+	for _, s := range led.Pattern(status.Failing, false) {
 		fmt.Println(s.On, s.For)
 	}
 	// Output:
@@ -20,8 +21,8 @@ func ExamplePattern() {
 
 // What the status page says the LED shows while mail waits upstream.
 func ExampleDescribe() {
-	fmt.Println(led.Describe(led.Degraded, true))
-	fmt.Println(led.Describe(led.OK, true))
+	fmt.Println(led.Describe(status.Degraded, true))
+	fmt.Println(led.Describe(status.OK, true))
 	// Output:
 	// slow blink, 1s on, 1s off (degraded)
 	// on with a short wink each second (ok, delivering)

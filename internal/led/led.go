@@ -1,6 +1,11 @@
 // Package led shows the relay's health on one LED: a blink pattern per
 // status state, driven on any periph gpio.PinOut with an injectable clock so
 // the timeline is testable without hardware.
+//
+// The states are status.State itself, so one added there cannot be
+// misspelt here; status is a leaf (the standard library, x/sys and
+// internal/text), so led stays light, and Pattern is still a pure
+// function of two plain values.
 package led
 
 import (
@@ -10,17 +15,8 @@ import (
 	"time"
 
 	"periph.io/x/conn/v3/gpio"
-)
 
-// The states the LED understands. They match the values of
-// internal/status.State; led does not import status so the pattern table
-// stays a pure function of two plain values.
-const (
-	Starting = "starting"
-	OK       = "ok"
-	Degraded = "degraded"
-	Failing  = "failing"
-	Stopping = "stopping"
+	"relaybox/internal/status"
 )
 
 // hold is how long a steady level is held before it is driven again.
@@ -37,19 +33,19 @@ type Step struct {
 // Pattern returns the repeating timeline for a state; busy means the queue
 // is not empty. Unknown states blink like failing, because a state the LED
 // does not know is a bug a technician should notice.
-func Pattern(state string, busy bool) []Step {
+func Pattern(state status.State, busy bool) []Step {
 	ms := time.Millisecond
 	switch state {
-	case Starting: // fast blink: "wait, I am coming up"
+	case status.Starting: // fast blink: "wait, I am coming up"
 		return []Step{{true, 100 * ms}, {false, 100 * ms}}
-	case OK:
+	case status.OK:
 		if busy { // mostly on, with a short wink once a second: "working"
 			return []Step{{true, 900 * ms}, {false, 100 * ms}}
 		}
 		return []Step{{true, hold}}
-	case Degraded: // slow blink: upstream retrying
+	case status.Degraded: // slow blink: upstream retrying
 		return []Step{{true, time.Second}, {false, time.Second}}
-	case Stopping:
+	case status.Stopping:
 		return []Step{{false, hold}}
 	default: // Failing: double blink, then a pause
 		return []Step{{true, 150 * ms}, {false, 150 * ms}, {true, 150 * ms}, {false, 1050 * ms}}
@@ -59,18 +55,18 @@ func Pattern(state string, busy bool) []Step {
 // Describe names the pattern of Pattern(state, busy) in the words the
 // README uses, for readers that show what the LED is doing (the status
 // page) to someone who cannot see the box.
-func Describe(state string, busy bool) string {
+func Describe(state status.State, busy bool) string {
 	switch state {
-	case Starting:
+	case status.Starting:
 		return "fast blink (starting)"
-	case OK:
+	case status.OK:
 		if busy {
 			return "on with a short wink each second (ok, delivering)"
 		}
 		return "steady on (ok, queue empty)"
-	case Degraded:
+	case status.Degraded:
 		return "slow blink, 1s on, 1s off (degraded)"
-	case Stopping:
+	case status.Stopping:
 		return "off (stopping)"
 	}
 	return "double blink, then a pause (failing)"
@@ -101,7 +97,7 @@ type LED struct {
 	clk       Clock
 
 	mu      sync.Mutex
-	state   string
+	state   status.State
 	busy    bool
 	changed chan struct{} // capacity 1: a pending "look again" for Run
 }
@@ -112,14 +108,14 @@ func New(pin gpio.PinOut, activeLow bool, clk Clock) *LED {
 	if clk == nil {
 		clk = RealClock{}
 	}
-	return &LED{pin: pin, activeLow: activeLow, clk: clk, state: Starting, changed: make(chan struct{}, 1)}
+	return &LED{pin: pin, activeLow: activeLow, clk: clk, state: status.Starting, changed: make(chan struct{}, 1)}
 }
 
 // Set selects the pattern. A change restarts the new pattern from its first
 // step at once; setting the current state again does nothing, so a poller
 // may call Set as often as it likes without disturbing the rhythm.
-func (l *LED) Set(state string, busy bool) {
-	if state != OK {
+func (l *LED) Set(state status.State, busy bool) {
+	if state != status.OK {
 		busy = false // only ok has a busy variant; ignoring it elsewhere avoids needless restarts
 	}
 	l.mu.Lock()
@@ -135,7 +131,7 @@ func (l *LED) Set(state string, busy bool) {
 	}
 }
 
-func (l *LED) current() (string, bool) {
+func (l *LED) current() (status.State, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.state, l.busy
@@ -198,7 +194,7 @@ func (l *LED) drive(on bool) error {
 // Follow polls source every interval and passes its answer to Set, until
 // ctx ends. source is typically the status model's snapshot: state and
 // "queue not empty".
-func (l *LED) Follow(ctx context.Context, every time.Duration, source func() (state string, busy bool)) {
+func (l *LED) Follow(ctx context.Context, every time.Duration, source func() (state status.State, busy bool)) {
 	for {
 		l.Set(source())
 		select {

@@ -11,6 +11,8 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpiotest"
+
+	"relaybox/internal/status"
 )
 
 // fakeClock hands every After to the test, which decides when it fires.
@@ -85,7 +87,7 @@ func record(t *testing.T, c *fakeClock, p *gpiotest.Pin, n int) []levelStep {
 
 // start runs an LED in the given state and returns a stop func that checks
 // Run's result.
-func start(t *testing.T, state string, busy, activeLow bool) (*LED, *fakeClock, *gpiotest.Pin, func() error) {
+func start(t *testing.T, state status.State, busy, activeLow bool) (*LED, *fakeClock, *gpiotest.Pin, func() error) {
 	t.Helper()
 	p := &gpiotest.Pin{N: "GPIO17", Num: 17}
 	c := newFakeClock()
@@ -120,22 +122,22 @@ const (
 
 func TestTimelines(t *testing.T) {
 	tests := []struct {
-		state string
+		state status.State
 		busy  bool
 		cycle []levelStep // one period, active high
 	}{
-		{Starting, false, []levelStep{{H, 100 * ms}, {L, 100 * ms}}},
-		{OK, false, []levelStep{{H, time.Minute}}},
-		{OK, true, []levelStep{{H, 900 * ms}, {L, 100 * ms}}},
-		{Degraded, false, []levelStep{{H, time.Second}, {L, time.Second}}},
-		{Degraded, true, []levelStep{{H, time.Second}, {L, time.Second}}}, // busy only matters when ok
-		{Failing, false, []levelStep{{H, 150 * ms}, {L, 150 * ms}, {H, 150 * ms}, {L, 1050 * ms}}},
-		{Stopping, false, []levelStep{{L, time.Minute}}},
+		{status.Starting, false, []levelStep{{H, 100 * ms}, {L, 100 * ms}}},
+		{status.OK, false, []levelStep{{H, time.Minute}}},
+		{status.OK, true, []levelStep{{H, 900 * ms}, {L, 100 * ms}}},
+		{status.Degraded, false, []levelStep{{H, time.Second}, {L, time.Second}}},
+		{status.Degraded, true, []levelStep{{H, time.Second}, {L, time.Second}}}, // busy only matters when ok
+		{status.Failing, false, []levelStep{{H, 150 * ms}, {L, 150 * ms}, {H, 150 * ms}, {L, 1050 * ms}}},
+		{status.Stopping, false, []levelStep{{L, time.Minute}}},
 		{"no-such-state", false, []levelStep{{H, 150 * ms}, {L, 150 * ms}, {H, 150 * ms}, {L, 1050 * ms}}},
 	}
 	for _, tt := range tests {
 		for _, activeLow := range []bool{false, true} {
-			name := tt.state
+			name := string(tt.state)
 			if tt.busy {
 				name += "+busy"
 			}
@@ -169,14 +171,14 @@ func TestTimelines(t *testing.T) {
 }
 
 func TestChangeMidPattern(t *testing.T) {
-	l, c, p, stop := start(t, Failing, false, true)
+	l, c, p, stop := start(t, status.Failing, false, true)
 	// First blink of the double blink: LED on (pin low, active low).
 	if w := c.next(t); p.Read() != L || w.d != 150*ms {
 		t.Fatalf("first step: pin %v for %v; want Low for 150ms", p.Read(), w.d)
 	}
 	// The state changes while that step is being waited out: the new
 	// pattern starts at its first step at once; the old timer is abandoned.
-	l.Set(OK, true)
+	l.Set(status.OK, true)
 	got := record(t, c, p, 4)
 	want := []levelStep{{L, 900 * ms}, {H, 100 * ms}, {L, 900 * ms}, {H, 100 * ms}}
 	if !reflect.DeepEqual(got, want) {
@@ -185,12 +187,12 @@ func TestChangeMidPattern(t *testing.T) {
 	// Setting the same state again must not restart the rhythm: the engine
 	// keeps waiting out the step it is in.
 	w := c.next(t)
-	l.Set(OK, true)
+	l.Set(status.OK, true)
 	c.fire(w)
 	if w2 := c.next(t); p.Read() != H || w2.d != 100*ms {
 		t.Fatalf("repeated Set restarted the pattern: pin %v for %v; want High (off) for 100ms", p.Read(), w2.d)
 	} else {
-		l.Set(Stopping, false)
+		l.Set(status.Stopping, false)
 		if w3 := c.next(t); p.Read() != H || w3.d != time.Minute {
 			t.Fatalf("stopping: pin %v for %v; want High (off) held", p.Read(), w3.d)
 		}
@@ -219,15 +221,15 @@ func TestFollow(t *testing.T) {
 	c := newFakeClock()
 	l := New(&gpiotest.Pin{N: "GPIO17"}, false, c)
 	answers := []struct {
-		state string
+		state status.State
 		busy  bool
-	}{{Starting, false}, {OK, true}, {Degraded, true}}
+	}{{status.Starting, false}, {status.OK, true}, {status.Degraded, true}}
 	i := 0
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l.Follow(ctx, 250*ms, func() (string, bool) {
+		l.Follow(ctx, 250*ms, func() (status.State, bool) {
 			a := answers[min(i, len(answers)-1)]
 			i++
 			return a.state, a.busy
@@ -239,7 +241,7 @@ func TestFollow(t *testing.T) {
 			t.Fatalf("poll interval %v; want 250ms", w.d)
 		}
 		state, busy := l.current()
-		wantBusy := a.busy && a.state == OK
+		wantBusy := a.busy && a.state == status.OK
 		if state != a.state || busy != wantBusy {
 			t.Fatalf("after poll: %s/%v; want %s/%v", state, busy, a.state, wantBusy)
 		}
@@ -255,9 +257,9 @@ func TestFollow(t *testing.T) {
 }
 
 func TestPatternIsACopy(t *testing.T) {
-	p := Pattern(Failing, false)
+	p := Pattern(status.Failing, false)
 	p[0].For = time.Hour
-	if Pattern(Failing, false)[0].For != 150*ms {
+	if Pattern(status.Failing, false)[0].For != 150*ms {
 		t.Fatal("Pattern returned shared storage")
 	}
 }
@@ -266,7 +268,7 @@ func TestPatternIsACopy(t *testing.T) {
 // a state that blinks like failing is described as failing.
 func TestDescribeFollowsPattern(t *testing.T) {
 	seen := map[string]string{}
-	for _, st := range []string{Starting, OK, Degraded, Failing, Stopping, "bogus"} {
+	for _, st := range []status.State{status.Starting, status.OK, status.Degraded, status.Failing, status.Stopping, "bogus"} {
 		for _, busy := range []bool{false, true} {
 			key := fmt.Sprint(Pattern(st, busy))
 			d := Describe(st, busy)

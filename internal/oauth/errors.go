@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/oauth2"
+
+	"relaybox/internal/text"
 )
 
 // Error is a failure to get an access token. Its text never carries a
@@ -65,7 +67,7 @@ func (s *Source) describe(ctx context.Context, err error) *Error {
 		// console, and in the endpoint's own logs anyway.
 		desc, _, _ = strings.Cut(desc, " Trace ID:")
 		desc, _, _ = strings.Cut(desc, "\r\nTrace ID:")
-		if d := oneLine(desc, 200); d != "" {
+		if d := text.Clip(text.OneLine(desc), 200); d != "" {
 			e.Text += fmt.Sprintf("; %s said: %q", host, d)
 		}
 	case errors.Is(err, errNoToken):
@@ -77,7 +79,7 @@ func (s *Source) describe(ctx context.Context, err error) *Error {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission):
 		e.Text = err.Error()
 	default:
-		e.Text = oneLine(err.Error(), 300)
+		e.Text = text.Clip(text.OneLine(err.Error()), 300)
 	}
 	return e
 }
@@ -114,7 +116,7 @@ func (s *Source) explain(code string, status int) string {
 	case "temporarily_unavailable", "server_error":
 		return code + " (the provider has trouble; retrying later)"
 	}
-	return oneLine(code, 60)
+	return text.Clip(text.OneLine(code), 60)
 }
 
 // hostOf is the host of a URL, for messages (a token URL is not a secret,
@@ -125,18 +127,4 @@ func hostOf(raw string) string {
 		return raw
 	}
 	return u.Host
-}
-
-// oneLine keeps text from an endpoint on one short line.
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)), " ")
-	if len(s) > n {
-		s = s[:n] + "..."
-	}
-	return s
 }

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +31,9 @@ type Message struct {
 	// ID is the sink's queue ID, given in its reply ("250 2.0.0 OK:
 	// queued as S000001") as a real relay gives its own.
 	ID string
+	// Mail holds the parameters of the MAIL command (SIZE=, BODY=,
+	// SMTPUTF8), for tests of what a client announces.
+	Mail smtp.MailOptions
 }
 
 // Options configure a Sink.
@@ -63,6 +68,18 @@ type Options struct {
 	SMTPUTF8       bool
 	MaxSize        int64
 	NoEightBitMIME bool
+	// AuthMechs lists the SASL mechanisms offered: PLAIN and LOGIN check
+	// User and Password, XOAUTH2 and OAUTHBEARER ask Bearer. Empty: the
+	// bearer mechanisms when Bearer is set, no AUTH otherwise. With User
+	// set, MAIL before a login gets go-smtp's ErrAuthRequired (502 5.7.0).
+	AuthMechs      []string
+	User, Password string
+	// InsecureAuth offers AUTH without TLS, as a relay in a closed lab
+	// network might (go-smtp refuses it by default).
+	InsecureAuth bool
+	// Trace keeps the dialogue as events for Events, for tests that check
+	// what a client sent and in which order.
+	Trace bool
 }
 
 // Sink is a running upstream.
@@ -76,9 +93,12 @@ type Sink struct {
 	// Serve goroutine has not registered yet (Stop right after Start).
 	ln net.Listener
 
-	mu   sync.Mutex
-	msgs []Message
-	seq  int // messages taken, for their IDs
+	mu     sync.Mutex
+	msgs   []Message
+	seq    int // messages taken, for their IDs
+	events []string
+	logins []BearerLogin
+	conns  int
 }
 
 // Start listens on addr ("127.0.0.1:0" for a free port) and serves.
@@ -105,6 +125,8 @@ func (s *Sink) serve() error {
 		return nil
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		_, isTLS := c.TLSConnectionState()
+		s.trace("ehlo tls=" + yesNo(isTLS))
 		return &session{s: s, conn: c}, nil
 	}))
 	srv.Domain = s.opt.Hostname
@@ -115,17 +137,16 @@ func (s *Sink) serve() error {
 	srv.EnableSMTPUTF8 = s.opt.SMTPUTF8
 	srv.MaxMessageBytes = s.opt.MaxSize
 	srv.Disable8BITMIME = s.opt.NoEightBitMIME
-	var ln net.Listener
-	var err error
-	if s.opt.Implicit {
-		ln, err = tls.Listen("tcp", s.addr, s.opt.TLS)
-	} else {
-		ln, err = net.Listen("tcp", s.addr)
-	}
+	srv.AllowInsecureAuth = s.opt.InsecureAuth
+	raw, err := net.Listen("tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("sink: listen %s: %w", s.addr, err)
 	}
-	s.addr = ln.Addr().String()
+	s.addr = raw.Addr().String()
+	var ln net.Listener = &countingListener{Listener: raw, s: s}
+	if s.opt.Implicit {
+		ln = tls.NewListener(ln, s.opt.TLS)
+	}
 	s.srv, s.ln = srv, ln
 	go func() { _ = srv.Serve(ln) }()
 	return nil
@@ -181,20 +202,82 @@ func (s *Sink) Wait(ctx context.Context, n int) ([]Message, error) {
 	}
 }
 
+// Events returns the dialogue so far when Options.Trace is set, in order:
+// "ehlo tls=no" (each new session, again after STARTTLS), "auth PLAIN
+// alice", "mail a@b tls=yes", "rcpt c@d", "data", "reset".
+func (s *Sink) Events() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.events...)
+}
+
+// Saw reports whether any event starts with prefix (Options.Trace).
+func (s *Sink) Saw(prefix string) bool {
+	for _, e := range s.Events() {
+		if strings.HasPrefix(e, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// Logins returns the bearer logins seen so far.
+func (s *Sink) Logins() []BearerLogin {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]BearerLogin(nil), s.logins...)
+}
+
+// Conns is the number of TCP connections accepted so far.
+func (s *Sink) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
+
+func (s *Sink) trace(ev string) {
+	if !s.opt.Trace {
+		return
+	}
+	s.mu.Lock()
+	s.events = append(s.events, ev)
+	s.mu.Unlock()
+}
+
+type countingListener struct {
+	net.Listener
+	s *Sink
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.s.mu.Lock()
+		l.s.conns++
+		l.s.mu.Unlock()
+	}
+	return c, err
+}
+
 // Close stops the sink; it is Stop, kept for existing callers.
 func (s *Sink) Close() error { return s.Stop() }
 
 type session struct {
-	s      *Sink
-	conn   *smtp.Conn
-	from   string
-	to     []string
+	s    *Sink
+	conn *smtp.Conn
+	from string
+	to   []string
+	mail smtp.MailOptions
+	// authed is per session: a login on another connection must not count.
 	authed bool
 }
 
-// AuthMechanisms implements smtp.AuthSession: the bearer mechanisms when
-// Options.Bearer is set, nothing (no AUTH offered) otherwise.
+// AuthMechanisms implements smtp.AuthSession: Options.AuthMechs, else the
+// bearer mechanisms when Options.Bearer is set, else nothing (no AUTH).
 func (se *session) AuthMechanisms() []string {
+	if se.s.opt.AuthMechs != nil {
+		return se.s.opt.AuthMechs
+	}
 	if se.s.opt.Bearer == nil {
 		return nil
 	}
@@ -203,15 +286,38 @@ func (se *session) AuthMechanisms() []string {
 
 // Auth implements smtp.AuthSession.
 func (se *session) Auth(mech string) (sasl.Server, error) {
-	if se.s.opt.Bearer == nil || (mech != XOAuth2 && mech != OAuthBearer) {
+	if !slices.Contains(se.AuthMechanisms(), mech) {
 		return nil, smtp.ErrAuthUnknownMechanism
 	}
-	return NewBearerServer(mech, se.s.opt.Bearer, func(l BearerLogin) {
-		se.authed = l.Accepted
-		if se.s.opt.OnLogin != nil {
-			se.s.opt.OnLogin(l)
+	check := func(user, pass string) error {
+		se.s.trace("auth " + mech + " " + user)
+		if user != se.s.opt.User || pass != se.s.opt.Password {
+			return smtp.ErrAuthFailed
 		}
-	}), nil
+		se.authed = true
+		return nil
+	}
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(_, user, pass string) error { return check(user, pass) }), nil
+	case sasl.Login:
+		return &loginServer{check: check}, nil
+	case XOAuth2, OAuthBearer:
+		if se.s.opt.Bearer == nil {
+			break
+		}
+		return NewBearerServer(mech, se.s.opt.Bearer, func(l BearerLogin) {
+			se.s.trace("auth " + mech + " " + l.User)
+			se.authed = l.Accepted
+			se.s.mu.Lock()
+			se.s.logins = append(se.s.logins, l)
+			se.s.mu.Unlock()
+			if se.s.opt.OnLogin != nil {
+				se.s.opt.OnLogin(l)
+			}
+		}), nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
 }
 
 func (se *session) reject(stage string) error {
@@ -233,21 +339,34 @@ func (se *session) cut() error {
 	return errCut
 }
 
-func (se *session) Reset()        { se.from, se.to = "", nil }
+func (se *session) Reset() {
+	se.from, se.to, se.mail = "", nil, smtp.MailOptions{}
+	se.s.trace("reset")
+}
+
 func (se *session) Logout() error { return nil }
 
-func (se *session) Mail(from string, _ *smtp.MailOptions) error {
+func (se *session) Mail(from string, opts *smtp.MailOptions) error {
+	_, isTLS := se.conn.TLSConnectionState()
+	se.s.trace("mail " + from + " tls=" + yesNo(isTLS))
 	if se.s.opt.Bearer != nil && !se.authed {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 57}, Message: "Client not authenticated to send mail"}
+	}
+	if se.s.opt.User != "" && !se.authed {
+		return smtp.ErrAuthRequired
 	}
 	if err := se.reject("mail"); err != nil {
 		return err
 	}
 	se.from = from
+	if opts != nil {
+		se.mail = *opts
+	}
 	return nil
 }
 
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	se.s.trace("rcpt " + to)
 	if err := se.reject("rcpt:" + to); err != nil {
 		return err
 	}
@@ -256,6 +375,7 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (se *session) Data(r io.Reader) error {
+	se.s.trace("data")
 	if se.s.opt.Cut != nil && se.s.opt.Cut("data") {
 		_, _ = io.CopyN(io.Discard, r, 256)
 		return se.cut()
@@ -270,7 +390,7 @@ func (se *session) Data(r io.Reader) error {
 		}
 	}
 	_, isTLS := se.conn.TLSConnectionState()
-	m := Message{From: se.from, To: append([]string(nil), se.to...), Body: buf.Bytes(), TLS: isTLS, At: time.Now()}
+	m := Message{From: se.from, To: append([]string(nil), se.to...), Body: buf.Bytes(), TLS: isTLS, At: time.Now(), Mail: se.mail}
 	se.s.mu.Lock()
 	se.s.seq++
 	m.ID = fmt.Sprintf("S%06d", se.s.seq)
@@ -283,6 +403,36 @@ func (se *session) Data(r io.Reader) error {
 	}
 	// go-smtp sends a 250 "error" as the reply it is.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + m.ID}
+}
+
+// loginServer is the server side of AUTH LOGIN, which go-sasl lacks.
+type loginServer struct {
+	check func(user, pass string) error
+	step  int
+	user  string
+}
+
+func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
+	l.step++
+	switch {
+	case l.step == 1 && resp == nil:
+		return []byte("Username:"), false, nil
+	case l.step == 1:
+		l.user, l.step = string(resp), 2
+		return []byte("Password:"), false, nil
+	case l.step == 2:
+		l.user = string(resp)
+		return []byte("Password:"), false, nil
+	default:
+		return nil, true, l.check(l.user, string(resp))
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 type nopLogger struct{}

@@ -3,11 +3,13 @@ package sink
 import (
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -19,6 +21,45 @@ func send(addr, body string) error {
 	defer c.Close()
 	c.CommandTimeout = 5 * time.Second
 	return c.SendMail("dev@campus.test", []string{"alice@campus.test"}, strings.NewReader(body))
+}
+
+// startAndDial starts a sink with opt and connects a client to it; both
+// close with t.
+func startAndDial(t *testing.T, opt Options) (*Sink, *smtp.Client) {
+	t.Helper()
+	s, err := Start("127.0.0.1:0", opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	c, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return s, c
+}
+
+// transfer sends one small message to rcpt over c and returns the reply
+// to its final dot.
+func transfer(t *testing.T, c *smtp.Client, mail *smtp.MailOptions, rcpt string) string {
+	t.Helper()
+	if err := c.Mail("dev@campus.test", mail); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt(rcpt, nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Subject: one\r\n\r\nx\r\n"))
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusText
 }
 
 // Stop drops the listener, Restart comes back at the same address, and the
@@ -59,34 +100,11 @@ func TestStopRestart(t *testing.T) {
 
 // The reply to DATA names the sink's queue ID, as a campus relay's does.
 func TestQueuedAsReply(t *testing.T) {
-	s, err := Start("127.0.0.1:0", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c, err := smtp.Dial(s.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Mail("dev@campus.test", nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Rcpt("alice@campus.test", nil); err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write([]byte("Subject: one\r\n\r\nx\r\n"))
-	resp, err := w.CloseWithResponse()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, c := startAndDial(t, Options{})
+	reply := transfer(t, c, nil, "alice@campus.test")
 	msgs := s.Messages()
-	if len(msgs) != 1 || msgs[0].ID != "S000001" || resp.StatusText != "2.0.0 OK: queued as S000001" {
-		t.Fatalf("reply %q, messages %+v", resp.StatusText, msgs)
+	if len(msgs) != 1 || msgs[0].ID != "S000001" || reply != "2.0.0 OK: queued as S000001" {
+		t.Fatalf("reply %q, messages %+v", reply, msgs)
 	}
 }
 
@@ -150,5 +168,33 @@ func TestStopRightAfterStart(t *testing.T) {
 			c.Close()
 			t.Fatalf("round %d: a sink stopped right after its start still accepts connections", i)
 		}
+	}
+}
+
+// With User set, MAIL waits for a PLAIN or LOGIN login with the right
+// password; Trace keeps the dialogue, and each message its MAIL parameters.
+func TestPasswordAuthAndTrace(t *testing.T) {
+	s, c := startAndDial(t, Options{AuthMechs: []string{"PLAIN", "LOGIN"}, User: "alice", Password: "pw",
+		InsecureAuth: true, Trace: true})
+	var se *smtp.SMTPError
+	if err := c.Mail("dev@campus.test", nil); !errors.As(err, &se) || se.Code != 502 {
+		t.Fatalf("MAIL before login = %v, want 502", err)
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "alice", "wrong")); !errors.As(err, &se) || se.Code != 535 {
+		t.Fatalf("wrong password = %v, want 535", err)
+	}
+	if err := c.Auth(sasl.NewLoginClient("alice", "pw")); err != nil {
+		t.Fatalf("LOGIN: %v", err)
+	}
+	transfer(t, c, &smtp.MailOptions{Size: 20}, "bob@campus.test")
+	want := []string{"ehlo tls=no", "mail dev@campus.test tls=no", "auth PLAIN alice", "auth LOGIN alice",
+		"mail dev@campus.test tls=no", "rcpt bob@campus.test", "data"}
+	// go-smtp may reset the session after the client has its reply: a
+	// "reset" may follow or not yet.
+	if got := s.Events(); len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
+		t.Errorf("events = %q\nwant     %q", got, want)
+	}
+	if m := s.Messages(); len(m) != 1 || m[0].Mail.Size != 20 || s.Conns() != 1 {
+		t.Errorf("messages %+v over %d connections", m, s.Conns())
 	}
 }

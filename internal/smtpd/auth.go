@@ -182,7 +182,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 	mode := se.l.auth.mode
 	if mode == AuthOff {
 		se.s.log.Info("device tried AUTH; refused because auth.mode is off", "client", se.client.String(),
-			"helo", se.helo, "mech", printable(mech),
+			"helo", se.helo, "mech", escapeArg(mech),
 			"hint", `set auth.mode = "any" if the device cannot be told to skip authentication`)
 		return nil, errAuthOff
 	}
@@ -209,7 +209,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 			hint = `CRAM-MD5 needs plaintext passwords on the relay, which auth.mode "users" does not keep; ` + hint
 		}
 		se.s.log.Info("device asked for an AUTH mechanism the relay does not offer", "client", se.client.String(),
-			"helo", se.helo, "mech", printable(mech), "hint", hint)
+			"helo", se.helo, "mech", escapeArg(mech), "hint", hint)
 		return nil, errAuthMech
 	}
 	return &guardedServer{se: se, mech: mech, inner: inner}, nil
@@ -220,7 +220,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 func (se *session) authenticate(mech, authz, user, password string) error {
 	a := se.l.auth
 	if a.mode == AuthAny {
-		se.auth.ok, se.auth.user = true, printable(user)
+		se.auth.ok, se.auth.user = true, escapeArg(user)
 		se.s.log.Info("device authenticated", "client", se.client.String(), "helo", se.helo,
 			"mech", mech, "user", se.auth.user, "checked", false)
 		return nil

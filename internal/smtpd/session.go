@@ -17,6 +17,7 @@ import (
 
 	"relaybox/internal/policy"
 	"relaybox/internal/spool"
+	"relaybox/internal/text"
 )
 
 // session is one device connection (go-smtp calls it after HELO/EHLO).
@@ -108,7 +109,7 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	addr, err := parse(from)
 	if err != nil {
 		se.s.log.Info("sender refused", "client", se.client.String(), "helo", se.helo, dev.attr(),
-			"from", printable(from), "reason", err.Error())
+			"from", escapeArg(from), "reason", err.Error())
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7},
 			Message: "Sender address rejected: " + err.Error()}
 	}
@@ -149,7 +150,7 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	addr, err := recipient(to)
 	if err != nil {
 		se.s.log.Info("recipient refused", "client", se.client.String(), "helo", se.helo,
-			"to", printable(to), "reason", err.Error())
+			"to", escapeArg(to), "reason", err.Error())
 		var re *policy.RejectError
 		if errors.As(err, &re) {
 			return &smtp.SMTPError{Code: re.Code, EnhancedCode: smtp.EnhancedCode(re.Enhanced), Message: re.Reason}
@@ -256,7 +257,7 @@ func (se *session) Data(r io.Reader) error {
 	}
 	if hw.fromOld != "" {
 		se.s.log.Info("From header rewritten", "id", msg.ID, "client", se.client.String(),
-			se.device.attr(), "from", printable(hw.fromOld), "to", se.from)
+			se.device.attr(), "from", escapeArg(hw.fromOld), "to", se.from)
 	}
 	se.s.log.Info("accepted", "id", msg.ID, "event", "accepted", "from", msg.From,
 		"to", strings.Join(se.rcpts, ","), "client", se.client.String(), "helo", se.helo,
@@ -411,17 +412,9 @@ func hasHighOctet(b []byte) bool {
 	return false
 }
 
-// printable makes a device's raw argument safe for one log line.
-func printable(s string) string {
-	const max = 200
-	var b strings.Builder
-	for i := 0; i < len(s) && b.Len() < max; i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e {
-			fmt.Fprintf(&b, "\\x%02x", c)
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
+// deviceArgMax bounds a device's raw argument in a log line or the spool.
+const deviceArgMax = 200
+
+// escapeArg makes a device's raw argument safe for one log line: its exact
+// bytes (text.Escape), bounded.
+func escapeArg(s string) string { return text.Clip(text.Escape(s), deviceArgMax) }

@@ -33,9 +33,18 @@ const (
 type Recipient struct {
 	Address string    `json:"address"`
 	State   RcptState `json:"state"`
-	Reply   string    `json:"reply,omitempty"`  // last upstream reply for this recipient
-	Updated time.Time `json:"updated,omitzero"` // when State last changed
+	// Outcome of the last attempt for this recipient; zero before one.
+	Outcome Outcome `json:"outcome,omitzero"`
+	// StoredReply is Outcome rendered (Reply), kept in the record for a
+	// person reading it and for a relaybox from before outcomes. The spool
+	// writes it on every update and derives Outcome from it for a record
+	// that has none; code reads Outcome or Reply, never this.
+	StoredReply string    `json:"reply,omitempty"`
+	Updated     time.Time `json:"updated,omitzero"` // when State last changed
 }
+
+// Reply is the last reply for this recipient as people read it.
+func (r Recipient) Reply() string { return r.Outcome.Reply() }
 
 // Attempt is one delivery attempt, recorded before it is made (Outcome
 // empty) and completed after.

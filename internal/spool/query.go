@@ -37,6 +37,7 @@ func getMessage(tx *bbolt.Tx, id string) (*Message, error) {
 	if err := json.Unmarshal(v, &m); err != nil {
 		return nil, fmt.Errorf("spool: record %s: %w", id, err)
 	}
+	m.deriveOutcomes()
 	return &m, nil
 }
 
@@ -197,6 +198,7 @@ func (s *Spool) Update(id string, fn func(*Message) error) (*Message, error) {
 		if n := len(m.History); n > s.opt.HistoryLimit {
 			m.History = append([]Attempt(nil), m.History[n-s.opt.HistoryLimit:]...)
 		}
+		m.fillReplies()
 		rec, err := json.Marshal(m)
 		if err != nil {
 			return fmt.Errorf("spool: update %s: %w", id, err)

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"relaybox/internal/text"
 )
 
 // Event is one log record kept in the ring of recent events, for the
@@ -139,7 +141,7 @@ func (t *tee) Handle(ctx context.Context, r slog.Record) error {
 		if when.IsZero() {
 			when = t.m.opt.Now()
 		}
-		t.m.record(Event{Time: when, Level: r.Level.String(), Msg: oneLine(r.Message), Attrs: b.String()}, message)
+		t.m.record(Event{Time: when, Level: r.Level.String(), Msg: text.OneLine(r.Message), Attrs: b.String()}, message)
 	}
 	if t.next.Enabled(ctx, r.Level) {
 		return t.next.Handle(ctx, r)

@@ -15,9 +15,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"relaybox/internal/text"
 )
 
-// State is the overall health of the relay.
+// State is the overall health of the relay. The LED (internal/led) shows
+// the same values, so they are declared once, here.
 type State string
 
 const (
@@ -214,24 +217,34 @@ func (m *Model) Accepted() {
 	m.mu.Unlock()
 }
 
-// Delivery counts one message event by the scheduler's kind: sent,
-// deferred, failed or expired, with the upstream's reply. Other kinds are
-// ignored.
-func (m *Model) Delivery(kind, reply string) {
+// EventKind names a message event the scheduler reports: the "event"
+// attribute of its log line and what Delivery counts.
+type EventKind string
+
+const (
+	EventSent     EventKind = "sent"
+	EventDeferred EventKind = "deferred" // a temporary failure; tried again later
+	EventFailed   EventKind = "failed"   // refused for good; dead-lettered when none is left pending
+	EventExpired  EventKind = "expired"  // past queue.max_age; dead-lettered
+)
+
+// Delivery counts one message event of the scheduler, with the upstream's
+// reply. Other kinds are ignored.
+func (m *Model) Delivery(kind EventKind, reply string) {
 	now := m.opt.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch kind {
-	case "sent":
+	case EventSent:
 		m.counters.Delivered++
 		m.bucket(now).sent++
-	case "deferred":
+	case EventDeferred:
 		m.counters.Deferred++
 		m.bucket(now).deferred++
-		m.lastDeferred = oneLine(reply)
-	case "failed":
+		m.lastDeferred = text.OneLine(reply)
+	case EventFailed:
 		m.counters.Failed++
-	case "expired":
+	case EventExpired:
 		m.counters.Expired++
 	}
 }
@@ -294,10 +307,10 @@ func errText(err error) string {
 	var r interface{ Reply() string }
 	if errors.As(err, &r) {
 		if s := r.Reply(); s != "" {
-			return oneLine(s)
+			return text.OneLine(s)
 		}
 	}
-	return oneLine(err.Error())
+	return text.OneLine(err.Error())
 }
 
 // SpoolError makes the relay failing until SpoolOK: mail cannot be kept
@@ -313,7 +326,7 @@ func (m *Model) SpoolError(err error) {
 	if m.spoolErr == "" {
 		m.spoolAt = now
 	}
-	m.spoolErr = oneLine(err.Error())
+	m.spoolErr = text.OneLine(err.Error())
 }
 
 // SpoolOK clears a spool error after a successful spool write.
@@ -344,7 +357,7 @@ func (m *Model) Reconfigured(upstreams, warnings []string) {
 func (m *Model) ConfigError(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.configErr = oneLine(err.Error())
+	m.configErr = text.OneLine(err.Error())
 }
 
 // Snapshot evaluates the state now and returns a copy of the model.
@@ -520,17 +533,4 @@ func FormatBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
-}
-
-// oneLine keeps a reply on one line, since readers print it in tables and
-// on a serial terminal.
-// Control characters become spaces: a device-supplied string must not
-// drive a terminal.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return ' '
-		}
-		return r
-	}, s)), " ")
 }

@@ -176,7 +176,7 @@ func TestCountersAndUnknownUpstream(t *testing.T) {
 	m := New(Options{Upstreams: []string{up1}})
 	m.Accepted()
 	m.Accepted()
-	for _, k := range []string{"sent", "sent", "sent", "deferred", "failed", "expired", "bogus"} {
+	for _, k := range []EventKind{EventSent, EventSent, EventSent, EventDeferred, EventFailed, EventExpired, "bogus"} {
 		m.Delivery(k, "")
 	}
 	m.UpstreamResult("other:25", errors.New("boom\r\n\x1b[2Jinjected"))
