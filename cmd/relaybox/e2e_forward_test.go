@@ -41,6 +41,24 @@ func startUpstream(t *testing.T, dir string, implicit bool, opt sink.Options) *u
 	return &upstreamFixture{sink: s, caFile: ca}
 }
 
+// forwarding is what most end-to-end tests start from: a TLS upstream,
+// and a relay (config and data under dir) forwarding to it over STARTTLS.
+type forwarding struct {
+	up    *upstreamFixture
+	addr  string // the relay's SMTP address
+	cfg   string // the relay's config file
+	relay *relayProc
+}
+
+func startForwarding(t *testing.T, dir string, opt sink.Options) forwarding {
+	t.Helper()
+	f := forwarding{up: startUpstream(t, dir, false, opt), addr: freeAddr(t)}
+	f.cfg = writeFile(t, filepath.Join(dir, "relaybox.toml"),
+		forwardConfig(filepath.Join(dir, "data"), f.addr, f.up.sink.Addr(), "starttls", f.up.caFile, ""))
+	f.relay = startRelay(t, f.cfg, f.addr)
+	return f
+}
+
 // forwardConfig is acceptConfig plus one upstream and quick retries.
 func forwardConfig(dataDir, addr, upstream, tlsMode, caFile, extra string) string {
 	return acceptConfig(dataDir, addr) + fmt.Sprintf(`[delivery]

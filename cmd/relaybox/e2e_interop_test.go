@@ -28,11 +28,8 @@ import (
 // with the applet, where installed, is run as well.
 func TestE2EBusyBoxSendmailCRCRLF(t *testing.T) {
 	dir := t.TempDir()
-	up := startUpstream(t, dir, false, sink.Options{})
-	addr := freeAddr(t)
-	cfg := writeFile(t, filepath.Join(dir, "relaybox.toml"),
-		forwardConfig(filepath.Join(dir, "data"), addr, up.sink.Addr(), "starttls", up.caFile, ""))
-	startRelay(t, cfg, addr)
+	fw := startForwarding(t, dir, sink.Options{})
+	up, addr := fw.up, fw.addr
 	msg := "From: sensor@campus.test\r\nTo: alice@campus.test\r\nSubject: freezer alarm\r\n" +
 		"Date: Sat, 28 Nov 2026 12:00:00 +0000\r\nMessage-ID: <bb-1@campus.test>\r\n\r\nTemperature -12 C\r\n.door open\r\n"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -94,11 +91,8 @@ func TestE2EBusyBoxSendmailCRCRLF(t *testing.T) {
 // and reaches the upstream folded within 998 octets a line.
 func TestE2ELongBodyLineFolded(t *testing.T) {
 	dir := t.TempDir()
-	up := startUpstream(t, dir, false, sink.Options{})
-	addr := freeAddr(t)
-	cfg := writeFile(t, filepath.Join(dir, "relaybox.toml"),
-		forwardConfig(filepath.Join(dir, "data"), addr, up.sink.Addr(), "starttls", up.caFile, ""))
-	startRelay(t, cfg, addr)
+	fw := startForwarding(t, dir, sink.Options{})
+	up, addr := fw.up, fw.addr
 	long := strings.Repeat("0123456789", 500)
 	orig := "Subject: long line\r\nMessage-ID: <long-1@campus.test>\r\nDate: Sat, 28 Nov 2026 12:00:00 +0000\r\n\r\n" + long + "\r\nend\r\n"
 	msg := writeFile(t, filepath.Join(dir, "m.eml"), orig)
@@ -159,11 +153,9 @@ func TestE2ESMTPUTF8(t *testing.T) {
 		name := map[bool]string{true: "upstream offers SMTPUTF8", false: "upstream lacks SMTPUTF8"}[offered]
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			up := startUpstream(t, dir, false, sink.Options{SMTPUTF8: offered})
-			addr := freeAddr(t)
-			cfg := writeFile(t, filepath.Join(dir, "relaybox.toml"),
-				forwardConfig(filepath.Join(dir, "data"), addr, up.sink.Addr(), "starttls", up.caFile, ""))
-			p := startRelay(t, cfg, addr)
+			fw := startForwarding(t, dir, sink.Options{SMTPUTF8: offered})
+			up, addr := fw.up, fw.addr
+			p := fw.relay
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			out, err := exec.CommandContext(ctx, "python3", "-c", pyUTF8, addr).CombinedOutput()
@@ -197,11 +189,9 @@ func TestE2ESMTPUTF8(t *testing.T) {
 // reason, a small ASCII one goes.
 func TestE2EUpstreamSizeAndEightBit(t *testing.T) {
 	dir := t.TempDir()
-	up := startUpstream(t, dir, false, sink.Options{MaxSize: 20000, NoEightBitMIME: true})
-	addr := freeAddr(t)
-	cfg := writeFile(t, filepath.Join(dir, "relaybox.toml"),
-		forwardConfig(filepath.Join(dir, "data"), addr, up.sink.Addr(), "starttls", up.caFile, ""))
-	p := startRelay(t, cfg, addr)
+	fw := startForwarding(t, dir, sink.Options{MaxSize: 20000, NoEightBitMIME: true})
+	up, addr := fw.up, fw.addr
+	p := fw.relay
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	send := func(name, body string) {

@@ -20,11 +20,8 @@ import (
 // the message that arrives but its recipient got it.
 func TestE2ESendmailRealCallers(t *testing.T) {
 	dir := t.TempDir()
-	up := startUpstream(t, dir, false, sink.Options{})
-	addr := freeAddr(t)
-	cfg := writeFile(t, filepath.Join(dir, "relaybox.toml"),
-		forwardConfig(filepath.Join(dir, "data"), addr, up.sink.Addr(), "starttls", up.caFile, ""))
-	startRelay(t, cfg, addr)
+	fw := startForwarding(t, dir, sink.Options{})
+	up, cfg := fw.up, fw.cfg
 
 	bin := filepath.Join(dir, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
