@@ -74,18 +74,9 @@ func TestE2ESystemdNotifyAndJournal(t *testing.T) {
 	addr := freeAddr(t)
 	cfg := writeFile(t, filepath.Join(dir, "relaybox.toml"), acceptConfig(filepath.Join(dir, "data"), addr))
 	sock, ch := fakeNotifySocket(t)
-	logf, err := os.Create(filepath.Join(dir, "journal"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(logf.Fd()), &st); err != nil {
-		t.Fatal(err)
-	}
+	logf, journal := journalFile(t, dir)
 	cmd := exec.Command(relayBinary, "run", "-config", cfg)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=300000",
-		fmt.Sprintf("JOURNAL_STREAM=%d:%d", st.Dev, st.Ino))
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=300000", journal)
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -139,17 +130,9 @@ func TestE2EStartFailureJournalPriority(t *testing.T) {
 	dir := t.TempDir()
 	busy := takePort(t)
 	cfg := writeFile(t, filepath.Join(dir, "relaybox.toml"), acceptConfig(filepath.Join(dir, "data"), busy))
-	logf, err := os.Create(filepath.Join(dir, "journal"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(logf.Fd()), &st); err != nil {
-		t.Fatal(err)
-	}
+	logf, journal := journalFile(t, dir)
 	cmd := exec.Command(relayBinary, "run", "-config", cfg)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("JOURNAL_STREAM=%d:%d", st.Dev, st.Ino))
+	cmd.Env = append(os.Environ(), journal)
 	cmd.Stderr = logf
 	if err := cmd.Run(); err == nil {
 		t.Fatal("started on a taken port")
@@ -158,4 +141,21 @@ func TestE2EStartFailureJournalPriority(t *testing.T) {
 	if !strings.Contains(string(b), "\n<3>relaybox run: "+cfg+":4: listen.smtp[0]: another program already listens") {
 		t.Fatalf("journal:\n%s", b)
 	}
+}
+
+// journalFile is a file standing in for the journal's stream, and the
+// JOURNAL_STREAM setting (its dev:inode) that makes relaybox treat a stderr
+// written to it as the journal.
+func journalFile(t *testing.T, dir string) (*os.File, string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	return f, fmt.Sprintf("JOURNAL_STREAM=%d:%d", st.Dev, st.Ino)
 }
