@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"relaybox/internal/spool"
+	"relaybox/internal/status"
 )
 
 // Store is the part of the spool the scheduler uses. *spool.Spool provides
@@ -440,7 +441,7 @@ func (s *Scheduler) hold(now time.Time) (time.Time, error) {
 	next, held := s.expireOld(now, 0)
 	if held > 0 && !s.heldLogged {
 		s.heldLogged = true
-		s.log.Warn(fmt.Sprintf("no upstream configured: %s held", plural(held, "message")))
+		s.log.Warn(fmt.Sprintf("no upstream configured: %s held", status.Plural(held, "message")))
 	}
 	return next, nil
 }
@@ -470,14 +471,6 @@ func (s *Scheduler) expireOld(now time.Time, jumpRun time.Duration) (next time.T
 		}
 	}
 	return next, held
-}
-
-// plural: "1 message", "2 messages".
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // expired applies the expiry rule (see the function of that name) at now.
