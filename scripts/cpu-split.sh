@@ -7,7 +7,8 @@
 #   scripts/cpu-split.sh [-s SIZE] [-c CONC] [-n N] [-r REPS]
 #
 # Needs smtp-source (Debian package postfix), curl, go; the sink is built
-# from scripts/bench/sink.
+# from scripts/bench/sink. PORT_BASE (default 2525) picks four loopback ports
+# from it, so that runs in separate checkouts do not collide.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SIZE=1048576 CONC=8 N=200 REPS=3
@@ -19,12 +20,13 @@ while getopts s:c:n:r: o; do
 done
 command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
 make -C "$HERE/.." build >/dev/null
-SINK_BIN=/tmp/relaybox-benchsink
-(cd "$HERE/.." && go build -o "$SINK_BIN" ./scripts/bench/sink)
 OUT=$(mktemp -d /tmp/cpu-split.XXXX)
-export SINK_ADDR=127.0.0.1:2600 SINK_TLS_ADDR=127.0.0.1:2465 SINK_CERT=$OUT/sink.pem
-export RELAY_ADDR=127.0.0.1:2525 RB_ROOT=$OUT/rb
-HTTP=127.0.0.1:2680
+SINK_BIN=$OUT/benchsink
+(cd "$HERE/.." && go build -o "$SINK_BIN" ./scripts/bench/sink)
+P=${PORT_BASE:-2525}
+export SINK_ADDR=127.0.0.1:$((P + 1)) SINK_TLS_ADDR=127.0.0.1:$((P + 2)) SINK_CERT=$OUT/sink.pem
+export RELAY_ADDR=127.0.0.1:$P RB_ROOT=$OUT/rb
+HTTP=127.0.0.1:$((P + 3))
 "$SINK_BIN" -listen "$SINK_ADDR" -tls-listen "$SINK_TLS_ADDR" -http "$HTTP" -cert-out "$SINK_CERT" 2>"$OUT/sink.log" &
 SINK=$!
 trap 'kill $SINK 2>/dev/null; "$HERE/relaybox-relay.sh" stop >/dev/null 2>&1 || true' EXIT
