@@ -6,8 +6,6 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
-
-	"relaybox/internal/sink"
 )
 
 // /wait blocks until the count is reached (or times out with 408), and
@@ -35,8 +33,8 @@ func TestCountersOverHTTP(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(50 * time.Millisecond)
-		c.add(sink.Message{Body: make([]byte, 100), TLS: true, At: time.Now()})
-		c.add(sink.Message{Body: make([]byte, 10), At: time.Now()})
+		c.add(100, true, time.Now())
+		c.add(10, false, time.Now())
 	}()
 	code, m := get("/wait?count=2&timeout=30")
 	if code != 200 || m["messages"] != 2 || m["bytes"] != 110 || m["tls_messages"] != 1 || m["last_ns"] < m["first_ns"] {
