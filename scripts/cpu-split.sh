@@ -4,20 +4,26 @@
 # each in milliseconds of user+system time per message. On a 2-core box the
 # three share the CPU, so the relay's share is what bounds the e2e rate.
 #
-#   scripts/cpu-split.sh [-s SIZE] [-c CONC] [-n N] [-r REPS]
+#   scripts/cpu-split.sh [-s SIZE] [-c CONC] [-n N] [-r REPS] [-S fast|go-smtp]
 #
 # Needs smtp-source (Debian package postfix), curl, go; the sink is built
-# from scripts/bench/sink. PORT_BASE (default 2525) picks four loopback ports
-# from it, so that runs in separate checkouts do not collide.
+# from scripts/bench/sink and runs with -fast (its line-based server) unless
+# -S go-smtp asks for the go-smtp one. PORT_BASE (default 2525) picks four
+# loopback ports from it, so that runs in separate checkouts do not collide.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-SIZE=1048576 CONC=8 N=200 REPS=3
-while getopts s:c:n:r: o; do
+SIZE=1048576 CONC=8 N=200 REPS=3 SINK_MODE=fast
+while getopts s:c:n:r:S: o; do
 	case $o in
-		s) SIZE=$OPTARG ;; c) CONC=$OPTARG ;; n) N=$OPTARG ;; r) REPS=$OPTARG ;;
+		s) SIZE=$OPTARG ;; c) CONC=$OPTARG ;; n) N=$OPTARG ;; r) REPS=$OPTARG ;; S) SINK_MODE=$OPTARG ;;
 		*) exit 2 ;;
 	esac
 done
+case $SINK_MODE in
+	fast) SINK_FLAGS=(-fast) ;;
+	go-smtp) SINK_FLAGS=() ;;
+	*) echo "cpu-split.sh: -S is fast or go-smtp" >&2; exit 2 ;;
+esac
 command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
 make -C "$HERE/.." build >/dev/null
 OUT=$(mktemp -d /tmp/cpu-split.XXXX)
@@ -27,7 +33,7 @@ P=${PORT_BASE:-2525}
 export SINK_ADDR=127.0.0.1:$((P + 1)) SINK_TLS_ADDR=127.0.0.1:$((P + 2)) SINK_CERT=$OUT/sink.pem
 export RELAY_ADDR=127.0.0.1:$P RB_ROOT=$OUT/rb
 HTTP=127.0.0.1:$((P + 3))
-"$SINK_BIN" -listen "$SINK_ADDR" -tls-listen "$SINK_TLS_ADDR" -http "$HTTP" -cert-out "$SINK_CERT" 2>"$OUT/sink.log" &
+"$SINK_BIN" -listen "$SINK_ADDR" -tls-listen "$SINK_TLS_ADDR" -http "$HTTP" -cert-out "$SINK_CERT" "${SINK_FLAGS[@]}" 2>"$OUT/sink.log" &
 SINK=$!
 trap 'kill $SINK 2>/dev/null; "$HERE/relaybox-relay.sh" stop >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 50); do curl -sf "http://$HTTP/stats" >/dev/null && break; sleep 0.1; done
@@ -42,7 +48,7 @@ memsplit() {
 }
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
-echo "size=$SIZE conc=$CONC n=$N (ms CPU per message; e2e msg/s)"
+echo "size=$SIZE conc=$CONC n=$N sink=$SINK_MODE (ms CPU per message; e2e msg/s)"
 for r in $(seq "$REPS"); do
 	curl -sf "http://$HTTP/reset" >/dev/null
 	r0=$(ticks "$RB") s0=$(ticks "$SINK") t0=$(date +%s.%N)

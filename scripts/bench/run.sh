@@ -1,19 +1,35 @@
 #!/usr/bin/env bash
 # run.sh - relays side by side on one machine: the same load tool
 # (smtp-source, plaintext in), the same TLS sink (benchsink, verified TLS
-# out), relays interleaved within each repetition so that a noisy machine
-# hurts them alike, medians over repetitions. Every address is loopback.
+# out), and a loopback baseline (smtp-source straight into the sink,
+# plaintext: what the machine does with no relay in the way), all measured
+# interleaved within each repetition so that a noisy machine hurts them
+# alike, medians over repetitions. Every address is loopback.
 #
 #   scripts/bench/run.sh [options]
 #
 #   --relay NAME=DRIVER@ADDR  (repeatable) default: postfix=scripts/bench/postfix.sh@127.0.0.1:2526
 #                             and relaybox=scripts/relaybox-relay.sh@127.0.0.1:2525
+#   --no-baseline             skip the loopback baseline
+#   --ref NAME                the relay the ratio columns divide by (default
+#                             postfix if it is one of the relays, else the first)
 #   --sizes "1024 1048576"    payload bytes per message (smtp-source -l)
 #   --conc "1 8"              parallel sessions (smtp-source -s)
 #   --n N                     messages per case (default 500; 1 MiB cases use N/5)
 #   --reps R                  repetitions (default 3)
 #   --upstream starttls|implicit   how relays reach the sink (default starttls)
+#   --sink fast|go-smtp       the sink's SMTP server (default fast: benchsink
+#                             -fast, a line-based server that takes far less
+#                             CPU per MiB than go-smtp's, which would compete
+#                             with the relay for the cores)
+#   --sink-args "ARGS"        more benchsink flags (e.g. --sink-args -fast)
 #   --out DIR                 results (default /tmp/relaybox-bench/<time>)
+#
+# Ports: PORT_BASE=P (environment) puts relaybox on P, the sink on P+1
+# (STARTTLS), P+2 (implicit TLS) and P+3 (counters), Postfix on P+4, so that
+# runs in separate checkouts do not collide; without it: 2525, 2600, 2465,
+# 2601 and 2526. The relays keep their config, spool and queue under DIR
+# (RB_ROOT and PF_ROOT override).
 #
 # A driver is a script with start|stop|pids that reads RELAY_ADDR, SINK_ADDR,
 # SINK_TLS_ADDR, SINK_CERT and UPSTREAM_MODE from the environment and starts
@@ -22,8 +38,11 @@
 # Per case: the sink's counters are reset; smtp-source sends N messages;
 # accept rate = N / time until smtp-source exits; end-to-end rate = N / time
 # until the sink holds all N. A case fails (and says why) when smtp-source
-# fails, the sink gets other than N, or a message reached it without TLS.
-# Peak PSS: the relay's processes summed, sampled every 0.5 s.
+# fails, the sink gets other than N, or a message reached it without TLS
+# (relays; the baseline is plaintext). Peak PSS: the relay's processes
+# summed, sampled every 0.5 s. summary.md gives per case the medians, each
+# target's e2e rate over the reference relay's (ratio of the medians, and
+# rep by rep) and over the baseline's.
 #
 # Needs: smtp-source and postfix (Debian package postfix; no system mail
 # setup is needed: echo "postfix postfix/main_mailer_type select No
@@ -33,6 +52,10 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 RELAYS=()
+BASELINE=1
+REF=""
+SINK_MODE=fast
+SINK_ARGS=""
 SIZES="1024 1048576"
 CONCS="1 8"
 N=500
@@ -47,6 +70,10 @@ say() { echo "[$(date +%T)] $*" >&2; }
 while (($#)); do
 	case $1 in
 	--relay) RELAYS+=("$2"); shift 2 ;;
+	--no-baseline) BASELINE=0; shift ;;
+	--ref) REF=$2; shift 2 ;;
+	--sink) SINK_MODE=$2; shift 2 ;;
+	--sink-args) SINK_ARGS="$SINK_ARGS $2"; shift 2 ;;
 	--sizes) SIZES=$2; shift 2 ;;
 	--conc) CONCS=$2; shift 2 ;;
 	--n) N=$2; shift 2 ;;
@@ -57,18 +84,39 @@ while (($#)); do
 	*) die "unknown option $1 (see --help)" ;;
 	esac
 done
-((${#RELAYS[@]})) || RELAYS=("postfix=$HERE/postfix.sh@127.0.0.1:2526" "relaybox=$ROOT/scripts/relaybox-relay.sh@127.0.0.1:2525")
+if [[ -n ${PORT_BASE:-} ]]; then
+	P=$PORT_BASE
+	RB_PORT=$P SINK_PORT=$((P + 1)) SINK_TLS_PORT=$((P + 2)) HTTP_PORT=$((P + 3)) PF_PORT=$((P + 4))
+else
+	RB_PORT=2525 SINK_PORT=2600 SINK_TLS_PORT=2465 HTTP_PORT=2601 PF_PORT=2526
+fi
+((${#RELAYS[@]})) || RELAYS=("postfix=$HERE/postfix.sh@127.0.0.1:$PF_PORT" "relaybox=$ROOT/scripts/relaybox-relay.sh@127.0.0.1:$RB_PORT")
 [[ $UPSTREAM == starttls || $UPSTREAM == implicit ]] || die "--upstream is starttls or implicit"
+case $SINK_MODE in
+fast) SINK_ARGS="-fast$SINK_ARGS" ;;
+go-smtp) SINK_ARGS=${SINK_ARGS# } ;;
+*) die "--sink is fast or go-smtp" ;;
+esac
+if [[ -z $REF ]]; then
+	REF=${RELAYS[0]%%=*}
+	for spec in "${RELAYS[@]}"; do [[ ${spec%%=*} != postfix ]] || REF=postfix; done
+fi
 command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
 command -v smtp-source >/dev/null || die "smtp-source not found: apt-get install postfix"
 command -v curl >/dev/null || die "curl not found: apt-get install curl"
 mkdir -p "$OUT"
 
-export SINK_ADDR=127.0.0.1:2600 SINK_TLS_ADDR=127.0.0.1:2465 SINK_CERT=$OUT/sink.pem UPSTREAM_MODE=$UPSTREAM
-HTTP=127.0.0.1:2601
+OUT=$(cd "$OUT" && pwd)
+export SINK_ADDR=127.0.0.1:$SINK_PORT SINK_TLS_ADDR=127.0.0.1:$SINK_TLS_PORT SINK_CERT=$OUT/sink.pem UPSTREAM_MODE=$UPSTREAM
+# The drivers' own defaults are shared by every run on the machine (and
+# relaybox-relay.sh's is the parent of the default DIR, which its start
+# removes): each run keeps its relays' files beside its results.
+export RB_ROOT=${RB_ROOT:-$OUT/relaybox} PF_ROOT=${PF_ROOT:-$OUT/postfix}
+HTTP=127.0.0.1:$HTTP_PORT
 (cd "$ROOT" && go build -o "$OUT/benchsink" ./scripts/bench/sink) || die "building the sink failed"
 make -C "$ROOT" build >/dev/null
-"$OUT/benchsink" -listen "$SINK_ADDR" -tls-listen "$SINK_TLS_ADDR" -http "$HTTP" -cert-out "$SINK_CERT" 2>"$OUT/sink.log" &
+# shellcheck disable=SC2086 # SINK_ARGS is a list of flags
+"$OUT/benchsink" -listen "$SINK_ADDR" -tls-listen "$SINK_TLS_ADDR" -http "$HTTP" -cert-out "$SINK_CERT" $SINK_ARGS 2>"$OUT/sink.log" &
 SINK=$!
 RUNNING=""
 cleanup() {
@@ -95,14 +143,24 @@ pss_of() {
 }
 
 echo "rep,relay,size,conc,n,accept_msgs_s,e2e_msgs_s,peak_pss_kib,status" >"$OUT/results.csv"
+TARGETS=("${RELAYS[@]}")
+((BASELINE)) && TARGETS=("baseline" "${RELAYS[@]}")
 for rep in $(seq "$REPS"); do
-	for spec in "${RELAYS[@]}"; do
-		name=${spec%%=*} rest=${spec#*=}
-		driver=${rest%@*} addr=${rest##*@}
+	for spec in "${TARGETS[@]}"; do
+		if [[ $spec == baseline ]]; then
+			# No relay: smtp-source talks to the sink's plaintext listener.
+			name=baseline driver="" addr=$SINK_ADDR
+		else
+			name=${spec%%=*} rest=${spec#*=}
+			driver=${rest%@*} addr=${rest##*@}
+			[[ $name != baseline ]] || die "$spec: \"baseline\" names the loopback baseline; call the relay something else"
+		fi
 		[[ ${addr%:*} == 127.* ]] || die "$spec: loopback addresses only"
 		say "rep $rep: $name"
-		RELAY_ADDR=$addr "$driver" start >>"$OUT/driver.log" 2>&1 || die "$name did not start (see $OUT/driver.log)"
-		RUNNING=$driver@$addr
+		if [[ -n $driver ]]; then
+			RELAY_ADDR=$addr "$driver" start >>"$OUT/driver.log" 2>&1 || die "$name did not start (see $OUT/driver.log)"
+			RUNNING=$driver@$addr
+		fi
 		# Warm-up, not measured: worker processes, page cache, TLS sessions.
 		curl -sf "http://$HTTP/reset" >/dev/null
 		smtp-source -s 4 -m 50 -l 1024 -f "$FROM" -t "$TO" "$addr" >/dev/null 2>&1 || die "$name: warm-up failed"
@@ -114,29 +172,32 @@ for rep in $(seq "$REPS"); do
 				curl -sf "http://$HTTP/reset" >/dev/null
 				# The relay's processes are asked for at every sample: Postfix
 				# starts smtpd and smtp processes as the load arrives.
-				(
-					set +e
-					peak=0
-					while :; do
-						r=$(pss_of $(RELAY_ADDR=$addr "$driver" pids))
-						if ((r > peak)); then peak=$r; fi
-						echo "$peak" >"$OUT/peak"
-						sleep 0.5
-					done
-				) &
-				sampler=$!
+				sampler=""
+				if [[ -n $driver ]]; then
+					(
+						set +e
+						peak=0
+						while :; do
+							r=$(pss_of $(RELAY_ADDR=$addr "$driver" pids))
+							if ((r > peak)); then peak=$r; fi
+							echo "$peak" >"$OUT/peak"
+							sleep 0.5
+						done
+					) &
+					sampler=$!
+				fi
 				t0=$(date +%s%N) rc=0
 				smtp-source -s "$conc" -m "$n" -l "$size" -f "$FROM" -t "$TO" "$addr" >"$OUT/src-$name-$size-$conc-$rep.log" 2>&1 || rc=$?
 				t1=$(date +%s%N)
 				got=$(curl -s "http://$HTTP/wait?count=$n&timeout=300") || true
-				kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+				if [[ -n $sampler ]]; then kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; fi
 				sleep 0.3 # a duplicate would arrive now
 				got=$(curl -s "http://$HTTP/stats")
 				msgs=$(field messages "$got") tlsm=$(field tls_messages "$got") last=$(field last_ns "$got")
 				status=ok
 				((rc == 0)) || status="smtp-source-exit-$rc"
 				((msgs == n)) || status="sink-got-$msgs-of-$n"
-				((tlsm == msgs)) || status="plaintext-upstream"
+				[[ -z $driver ]] || ((tlsm == msgs)) || status="plaintext-upstream"
 				awk -v rep="$rep" -v name="$name" -v size="$size" -v conc="$conc" -v n="$n" -v t0="$t0" -v t1="$t1" \
 					-v last="${last:-0}" -v peak="$(cat "$OUT/peak" 2>/dev/null || echo 0)" -v st="$status" 'BEGIN {
 					e = last > t0 ? n / ((last - t0) / 1e9) : 0
@@ -145,32 +206,42 @@ for rep in $(seq "$REPS"); do
 				rm -f "$OUT/peak"
 			done
 		done
-		RELAY_ADDR=$addr "$driver" stop >>"$OUT/driver.log" 2>&1 || true
-		RUNNING=""
+		if [[ -n $driver ]]; then
+			RELAY_ADDR=$addr "$driver" stop >>"$OUT/driver.log" 2>&1 || true
+			RUNNING=""
+		fi
 	done
 done
 
-# Medians over repetitions, and each relay's end-to-end rate as a ratio to
-# the first relay's, measured in the same run.
+# Medians over repetitions. Ratios of e2e rates, all measured in this run:
+# "vs REF" is the median's over the reference relay's median, "per rep"
+# the same rep by rep (the figure that shows how steady a ratio is), and
+# "/ baseline" the median's over the loopback baseline's median.
 {
-	echo "# relays side by side ($(date -Is), $(uname -srm), $(nproc) CPUs, upstream $UPSTREAM, $REPS reps)"
+	echo "# relays side by side ($(date -Is), $(uname -srm), $(nproc) CPUs, upstream $UPSTREAM, sink $SINK_MODE${SINK_ARGS:+ ($SINK_ARGS)}, $REPS reps)"
 	echo
-	echo "| relay | size | conc | n | accept msg/s | e2e msg/s | e2e vs ${RELAYS[0]%%=*} | peak PSS MiB | failures |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
-	tail -n +2 "$OUT/results.csv" | sort -t, -k3,3n -k4,4n -s | awk -F, -v first="${RELAYS[0]%%=*}" '
+	echo "| relay | size | conc | n | accept msg/s | e2e msg/s | e2e vs $REF | vs $REF per rep | relay / baseline | peak PSS MiB | failures |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"
+	tail -n +2 "$OUT/results.csv" | sort -t, -k3,3n -k4,4n -s | awk -F, -v ref="$REF" '
 		function med(s,   a, k, i, j, t) {
 			k = split(s, a, " ")
 			for (i = 2; i <= k; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
 			return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
 		}
+		function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
 		{ k = $2 SUBSEP $3 SUBSEP $4; if (!(k in n)) order[++no] = k
 		  n[k] = $5; acc[k] = acc[k] " " $6; e2e[k] = e2e[k] " " $7
+		  at[k, $1] = $7; reps[k] = reps[k] " " $1
 		  if ($8 > peak[k]) peak[k] = $8
 		  if ($9 != "ok") bad[k] = bad[k] " rep" $1 ":" $9 }
 		END { for (i = 1; i <= no; i++) { k = order[i]; split(k, f, SUBSEP)
-			base = med(e2e[first SUBSEP f[2] SUBSEP f[3]])
-			printf "| %s | %d | %d | %d | %.1f | %.1f | %s | %.1f | %s |\n", f[1], f[2], f[3], n[k],
-				med(acc[k]), med(e2e[k]), (base > 0 ? sprintf("%.2f", med(e2e[k]) / base) : "-"), peak[k] / 1024, bad[k] } }'
+			rk = ref SUBSEP f[2] SUBSEP f[3]; bk = "baseline" SUBSEP f[2] SUBSEP f[3]
+			m = med(e2e[k])
+			per = ""; nr = split(reps[k], rs, " ")
+			for (j = 1; j <= nr; j++) per = per (j > 1 ? " " : "") ratio(at[k, rs[j]], at[rk, rs[j]] + 0)
+			printf "| %s | %d | %d | %d | %.1f | %.1f | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], n[k],
+				med(acc[k]), m, (rk in n) ? ratio(m, med(e2e[rk])) : "-", (rk in n) ? per : "-",
+				(bk in n) ? ratio(m, med(e2e[bk])) : "-", (f[1] == "baseline" ? "-" : sprintf("%.1f", peak[k] / 1024)), bad[k] } }'
 } >"$OUT/summary.md"
 cat "$OUT/summary.md"
 say "results in $OUT"
