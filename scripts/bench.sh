@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# bench.sh - relaybox side by side with Postfix: scripts/bench/run.sh with
-# its default relays (Postfix through scripts/bench/postfix.sh, relaybox
-# through scripts/relaybox-relay.sh), the same load tool (smtp-source), the
-# same TLS sink (scripts/bench/sink), medians over repetitions.
+# bench.sh - relaybox side by side with Postfix and a loopback baseline:
+# scripts/bench/run.sh with its default relays (Postfix through
+# scripts/bench/postfix.sh, relaybox through scripts/relaybox-relay.sh), the
+# same load tool (smtp-source), the same TLS sink (scripts/bench/sink, its
+# -fast server), medians over repetitions.
 #
 #   scripts/bench.sh [run.sh options, e.g. --reps 5 --sizes "1024 1048576"]
 #

@@ -416,3 +416,35 @@ func BenchmarkBodyLen1MiB(b *testing.B) {
 		}
 	}
 }
+
+// Commands a client sent in plaintext after STARTTLS, before the
+// handshake, are dropped, not answered as if said under TLS.
+func TestStartTLSDropsPlaintextPipelinedAfterIt(t *testing.T) {
+	tc, client := testTLS(t)
+	for _, m := range modes {
+		_, addr, _, _ := startMode(t, m, tc)
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprint(conn, "EHLO lab\r\nSTARTTLS\r\nMAIL FROM:<injected@lab.example>\r\n")
+		br := bufio.NewReader(conn)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: %v", m.name, err)
+			}
+			if strings.HasPrefix(l, "220 2.0.0") {
+				break
+			}
+		}
+		tlsConn := tls.Client(conn, client)
+		fmt.Fprint(tlsConn, "NOOP\r\n")
+		l, err := bufio.NewReader(tlsConn).ReadString('\n')
+		if err != nil || !strings.HasPrefix(l, "250 ") {
+			t.Errorf("%s: the first reply under TLS: %q, %v; want NOOP's 250", m.name, l, err)
+		}
+		conn.Close()
+	}
+}
