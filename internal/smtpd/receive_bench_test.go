@@ -20,16 +20,22 @@ import (
 // nothing, so what it measures is receiving, not the spool. user-ns/op and
 // sys-ns/op are the process's CPU time per message (client included: it
 // writes the body).
+// The duplicates variant has the duplicate check on, as by default (the
+// benchmark configs switch it off): it hashes every body with SHA-256.
 func BenchmarkReceive(b *testing.B) {
 	for _, size := range []int{1 << 10, 1 << 20} {
-		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) { benchReceive(b, size) })
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) { benchReceive(b, size, false) })
 	}
+	b.Run("1024KiB-duplicates", func(b *testing.B) { benchReceive(b, 1<<20, true) })
 }
 
-func benchReceive(b *testing.B, size int) {
+func benchReceive(b *testing.B, size int, dupes bool) {
 	st := &nullStore{}
 	cfg := defaultTranscriptConfig()
 	cfg.maxSize = 64 << 20
+	if dupes {
+		cfg.maxRepeats, cfg.dupWindow = 5, 10*time.Minute
+	}
 	opt := cfg.options(b, st)
 	srv, err := New(opt)
 	if err != nil {
