@@ -290,7 +290,7 @@ func (d *daemon) newSMTP(b *built, inTx *atomic.Int32) error {
 	d.inTLS = inTLS != nil
 	lopt := b.listenerOptions()
 	lopt.TLS = inTLS
-	lopt.Store = d.spool
+	lopt.Store = smtpd.SpoolStore(d.spool)
 	lopt.InTransaction = inTx
 	lopt.Logger = d.log
 	lopt.AuthGuard = throttle.New(throttle.Options{Now: time.Now})

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -24,9 +25,35 @@ import (
 	"relaybox/internal/throttle"
 )
 
-// Store is the part of the spool the listener needs.
+// Store is the part of the spool the listener needs (SpoolStore adapts a
+// *spool.Spool to it).
 type Store interface {
-	Create(env spool.Envelope) (*spool.Writer, error)
+	Create(env spool.Envelope) (MessageWriter, error)
+}
+
+// MessageWriter is the part of *spool.Writer a session uses: it takes the
+// body and commits or aborts it. An interface so that the receive path can
+// be measured without a disk (BenchmarkReceive).
+type MessageWriter interface {
+	io.Writer
+	ID() string
+	MarkEightBit()
+	Hold(reason string)
+	Commit() (*spool.Message, error)
+	Abort() error
+}
+
+// SpoolStore is the Store of a spool.
+func SpoolStore(sp *spool.Spool) Store { return spoolStore{sp} }
+
+type spoolStore struct{ sp *spool.Spool }
+
+func (s spoolStore) Create(env spool.Envelope) (MessageWriter, error) {
+	w, err := s.sp.Create(env)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // Options configure a Server. Rules, Networks and Store are required.

@@ -91,7 +91,7 @@ func defaultTranscriptConfig() transcriptConfig {
 }
 
 // options builds the listener's options for a transcript.
-func (c transcriptConfig) options(t *testing.T, store Store) Options {
+func (c transcriptConfig) options(t testing.TB, store Store) Options {
 	t.Helper()
 	rules, err := policy.NewRules(c.domains)
 	if err != nil {
@@ -332,7 +332,7 @@ func newTestServer(t *testing.T, c transcriptConfig, edit func(*Options)) (*spoo
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
-	opt := c.options(t, sp)
+	opt := c.options(t, SpoolStore(sp))
 	if edit != nil {
 		edit(&opt)
 	}

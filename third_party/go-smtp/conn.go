@@ -38,6 +38,7 @@ type Conn struct {
 	binarymime bool
 
 	lineLimitReader *lineLimitReader
+	src             *unreadReader // relaybox patch: the reader under c.text.R
 	bdatPipe        *io.PipeWriter
 	bdatStatus      *statusCollector // used for BDAT on LMTP
 	dataResult      chan error
@@ -85,6 +86,9 @@ func (c *Conn) init() {
 		}
 	}
 
+	// relaybox patch: the DATA reader reads bodies from here directly.
+	c.src = &unreadReader{r: rwc.Reader}
+	rwc.Reader = c.src
 	c.text = textproto.NewConn(rwc)
 }
 

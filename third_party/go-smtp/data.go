@@ -49,7 +49,11 @@ var ErrDataTooLarge = &SMTPError{
 }
 
 type dataReader struct {
-	r     *bufio.Reader
+	r *bufio.Reader
+	// relaybox patch: src is the reader under r. While r holds nothing,
+	// a body is read from src straight into the caller's buffer (readDirect),
+	// and whatever follows the end marker is handed back to src.
+	src   *unreadReader
 	state int
 	// relaybox patch: dotCRs counts the CRs read after a dot at the start
 	// of a line (stateDotCR); heldCRs are those CRs still to be handed on
@@ -63,7 +67,8 @@ type dataReader struct {
 
 func newDataReader(c *Conn) *dataReader {
 	dr := &dataReader{
-		r: c.text.R,
+		r:   c.text.R,
+		src: c.src,
 	}
 
 	if c.server.MaxMessageBytes > 0 {
@@ -105,6 +110,22 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		stateEOF              // reached .\r\n end marker line
 	)
 	for n < len(b) && r.state != stateEOF {
+		// relaybox patch: with nothing buffered, read the body straight
+		// into b (one copy less, and reads as large as b instead of
+		// bufio's 4 KiB), unless a line-leading dot is still pending.
+		if r.src != nil && r.heldCRs == 0 && r.state != stateDot && r.state != stateDotCR &&
+			r.r.Buffered() == 0 && len(b)-n >= r.r.Size() {
+			k, rerr := r.readDirect(b[n:])
+			n += k
+			if rerr != nil {
+				err = rerr
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				break
+			}
+			continue
+		}
 		if r.heldCRs > 0 {
 			b[n] = '\r'
 			n++
@@ -191,4 +212,145 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		r.n -= int64(n)
 	}
 	return
+}
+
+// readDirect (relaybox patch) reads once from r.src into p and runs the
+// state machine of Read over those bytes in place: what is handed on is
+// written to p[:w], never ahead of what is still to be looked at (a byte
+// is dropped, a stuffed dot, or held CRs are written back where the dot
+// and the CRs were). It is called only in a state with nothing pending
+// from an earlier read (no dot, no CRs after one), so every CR it hands
+// on was read here. Bytes after the end marker, and a read error that
+// came with them, are handed back to r.src for the commands that follow.
+// It returns the read error, io.EOF included, unless the end marker came
+// first.
+func (r *dataReader) readDirect(p []byte) (int, error) {
+	const (
+		stateBeginLine = iota
+		stateDot
+		stateDotCR
+		stateCR
+		stateData
+		stateEOF
+	)
+	k, err := r.src.Read(p)
+	w := 0
+	for i := 0; i < k; {
+		if r.state == stateData {
+			// Every byte but CR leaves the state as it is, and so does
+			// CR LF followed by a byte that is neither "." nor CR: hand
+			// on the whole run at once.
+			s := i
+			for {
+				j := bytes.IndexByte(p[i:k], '\r')
+				if j < 0 {
+					i = k
+					break
+				}
+				i += j + 1
+				if i+1 < k && p[i] == '\n' && p[i+1] != '.' && p[i+1] != '\r' {
+					i += 2
+					continue
+				}
+				r.state = stateCR
+				break
+			}
+			if w != s {
+				copy(p[w:], p[s:i])
+			}
+			w += i - s
+			continue
+		}
+		c := p[i]
+		i++
+		switch r.state {
+		case stateBeginLine:
+			if c == '.' {
+				r.state = stateDot
+				continue
+			}
+			if c == '\r' {
+				r.state = stateCR
+				break
+			}
+			r.state = stateData
+		case stateDot:
+			if c == '\r' {
+				r.state, r.dotCRs = stateDotCR, 1
+				continue
+			}
+			r.state = stateData
+		case stateDotCR:
+			if c == '\n' {
+				r.state, r.dotCRs = stateEOF, 0
+				r.src.unread(p[i:k], err)
+				return w, nil
+			}
+			if c == '\r' {
+				r.dotCRs++
+				continue
+			}
+			// Not the end marker: hand on the CRs (where the dot and
+			// they were), then c as after a CR.
+			for ; r.dotCRs > 0; r.dotCRs-- {
+				p[w] = '\r'
+				w++
+			}
+			i--
+			r.state = stateCR
+			continue
+		case stateCR:
+			if c == '\n' {
+				r.state = stateBeginLine
+				break
+			}
+			if c != '\r' {
+				r.state = stateData
+			}
+		}
+		p[w] = c
+		w++
+	}
+	return w, err
+}
+
+// unreadReader (relaybox patch) is the reader under a connection's
+// bufio.Reader. The DATA reader reads bodies from it directly and hands
+// back what followed the end marker, which the next Read returns first.
+type unreadReader struct {
+	r    io.Reader
+	rest []byte
+	err  error // returned once rest is empty
+	buf  []byte
+}
+
+func (u *unreadReader) Read(p []byte) (int, error) {
+	if len(u.rest) > 0 {
+		n := copy(p, u.rest)
+		u.rest = u.rest[n:]
+		return n, nil
+	}
+	if u.err != nil {
+		err := u.err
+		u.err = nil
+		return 0, err
+	}
+	return u.r.Read(p)
+}
+
+// unread puts b, then err, in front of what Read returns next. b is what
+// the last Read returned, or the end of it.
+func (u *unreadReader) unread(b []byte, err error) {
+	if len(b) == 0 && err == nil {
+		return
+	}
+	if len(u.rest) > 0 {
+		u.rest = append(append([]byte(nil), b...), u.rest...)
+	} else {
+		u.buf = append(u.buf[:0], b...)
+		u.rest = u.buf
+	}
+	if err != nil {
+		u.err = err
+	}
 }

@@ -18,8 +18,9 @@ import (
 // before LF is one line ending; a bare LF is not one); a line that is "."
 // then CR+ LF ends DATA; any other line-leading dot is removed (RFC 5321
 // 4.5.2). An input that stops inside a possible end marker hands on
-// nothing of it.
-func refData(in []byte) (out []byte, eof bool) {
+// nothing of it. end is the length of the input up to and including the
+// end marker (len(in) without one).
+func refData(in []byte) (out []byte, eof bool, end int) {
 	bol := true
 	for i := 0; i < len(in); {
 		if bol && in[i] == '.' {
@@ -29,9 +30,9 @@ func refData(in []byte) (out []byte, eof bool) {
 			}
 			switch {
 			case j == len(in):
-				return out, false
+				return out, false, len(in)
 			case j > i+1 && in[j] == '\n':
-				return out, true
+				return out, true, j + 1
 			}
 			i++ // a stuffed dot
 			bol = false
@@ -42,36 +43,45 @@ func refData(in []byte) (out []byte, eof bool) {
 		bol = c == '\n' && i > 0 && in[i-1] == '\r'
 		i++
 	}
-	return out, false
+	return out, false, len(in)
 }
 
-func fastData(in []byte, bufSize, readSize int) ([]byte, bool, error) {
-	dr := &dataReader{r: bufio.NewReaderSize(bytes.NewReader(in), bufSize)}
-	var out []byte
+// fastData reads in through the DATA reader as Conn sets it up: a
+// bufio.Reader of bufSize over an unreadReader over a source that returns
+// at most srcSize bytes a read, read readSize bytes at a time. After the
+// end marker it returns what the bufio.Reader then reads (the commands
+// that follow), which must be the rest of the input.
+func fastData(in []byte, bufSize, readSize, srcSize int) (out []byte, eof bool, rest []byte, err error) {
+	src := &unreadReader{r: &splitReader{b: in, n: srcSize}}
+	br := bufio.NewReaderSize(src, bufSize)
+	dr := &dataReader{r: br, src: src}
 	p := make([]byte, readSize)
 	for {
 		n, err := dr.Read(p)
 		out = append(out, p[:n]...)
 		if err == io.EOF {
-			return out, true, nil
+			rest, err = io.ReadAll(br)
+			return out, true, rest, err
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return out, false, nil
+			return out, false, nil, nil
 		}
 		if err != nil {
-			return out, false, err
+			return out, false, nil, err
 		}
 	}
 }
 
 func checkData(t *testing.T, in []byte) {
-	want, wantEOF := refData(in)
+	want, wantEOF, end := refData(in)
 	for _, bs := range []int{16, 17, 64, 4096} {
 		for _, rs := range []int{1, 3, 64, 32 << 10} {
-			got, eof, err := fastData(in, bs, rs)
-			if err != nil || eof != wantEOF || !bytes.Equal(got, want) {
-				t.Fatalf("input %q (bufio %d, read %d):\n got %q eof=%v err=%v\nwant %q eof=%v",
-					in, bs, rs, got, eof, err, want, wantEOF)
+			for _, ss := range []int{1, 5, 100, 1 << 20} {
+				got, eof, rest, err := fastData(in, bs, rs, ss)
+				if err != nil || eof != wantEOF || !bytes.Equal(got, want) || eof && !bytes.Equal(rest, in[end:]) {
+					t.Fatalf("input %q (bufio %d, read %d, source %d):\n got %q eof=%v rest %q err=%v\nwant %q eof=%v rest %q",
+						in, bs, rs, ss, got, eof, rest, err, want, wantEOF, in[end:])
+				}
 			}
 		}
 	}
@@ -106,12 +116,16 @@ func FuzzRelayboxDataReader(f *testing.F) {
 		if len(in) > 16<<10 {
 			return
 		}
-		want, wantEOF := refData(in)
-		bufSize, readSize := 16+int(bs)%200, 1+int(rs)%200
-		got, eof, err := fastData(in, bufSize, readSize)
-		if err != nil || eof != wantEOF || !bytes.Equal(got, want) {
-			t.Fatalf("input %q (bufio %d, read %d):\n got %q eof=%v err=%v\nwant %q eof=%v",
-				in, bufSize, readSize, got, eof, err, want, wantEOF)
+		want, wantEOF, end := refData(in)
+		// Read sizes up to 2x the bufio size, so about half the reads
+		// take the direct path (readDirect); the source's read size
+		// follows from the other two.
+		bufSize, readSize := 16+int(bs)%200, 1+int(rs)%400
+		srcSize := 1 + (int(bs)*int(rs))%300
+		got, eof, rest, err := fastData(in, bufSize, readSize, srcSize)
+		if err != nil || eof != wantEOF || !bytes.Equal(got, want) || eof && !bytes.Equal(rest, in[end:]) {
+			t.Fatalf("input %q (bufio %d, read %d, source %d):\n got %q eof=%v rest %q err=%v\nwant %q eof=%v rest %q",
+				in, bufSize, readSize, srcSize, got, eof, rest, err, want, wantEOF, in[end:])
 		}
 	})
 }
@@ -192,19 +206,21 @@ func (s *splitReader) Read(p []byte) (int, error) {
 }
 
 // BenchmarkRelayboxDataReader reads a 1 MiB body of 66-byte CRLF lines
-// through the DATA reader, as a device upload does.
+// through the DATA reader set up as Conn sets it up, 32 KiB at a time (as
+// io.Copy does), as a device upload does.
 func BenchmarkRelayboxDataReader(b *testing.B) {
 	line := append(bytes.Repeat([]byte("0123456789abcdef"), 4), '\r', '\n')
 	body := append(bytes.Repeat(line, (1<<20)/len(line)), ".\r\n"...)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	src := bytes.NewReader(body)
-	br := bufio.NewReaderSize(src, 4096)
+	ur := &unreadReader{r: src}
+	br := bufio.NewReaderSize(ur, 4096)
 	p := make([]byte, 32<<10)
 	for b.Loop() {
 		src.Reset(body)
-		br.Reset(src)
-		dr := &dataReader{r: br}
+		br.Reset(ur)
+		dr := &dataReader{r: br, src: ur}
 		for {
 			if _, err := dr.Read(p); err != nil {
 				break
@@ -237,9 +253,13 @@ func TestRelayboxDataReaderEnds(t *testing.T) {
 		{"a\r\r.\r\r\nb", "a\r\r.\r\r\nb", false},
 		{"a\r\n\x00.\r\nb", "a\r\n\x00.\r\nb", false},
 	} {
-		got, eof, err := fastData([]byte(tt.in), 16, 7)
-		if err != nil || eof != tt.eof || string(got) != tt.body {
-			t.Errorf("%q: body %q eof=%v err=%v; want %q eof=%v", tt.in, got, eof, err, tt.body, tt.eof)
+		// Through bufio (reads smaller than its buffer) and straight
+		// into the caller's buffer (readDirect).
+		for _, rs := range []int{7, 64} {
+			got, eof, _, err := fastData([]byte(tt.in), 16, rs, 1<<20)
+			if err != nil || eof != tt.eof || string(got) != tt.body {
+				t.Errorf("%q (read %d): body %q eof=%v err=%v; want %q eof=%v", tt.in, rs, got, eof, err, tt.body, tt.eof)
+			}
 		}
 	}
 }
