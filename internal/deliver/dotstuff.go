@@ -29,7 +29,7 @@ type dotStuffer struct {
 }
 
 const (
-	dotStufferFlush = 32 << 10
+	dotStufferFlush = 64 << 10
 	// maxLineOctets is RFC 5322's limit for a line, CRLF not counted.
 	maxLineOctets = 998
 )

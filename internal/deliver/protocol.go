@@ -132,16 +132,29 @@ func fromProto(pe *textproto.Error) *smtp.SMTPError {
 
 // deadlineWriter writes to the connection with a fresh deadline per write
 // and remembers a failure, so Send can tell a network problem from a spool
-// one whichever side of io.Copy drives the loop.
+// one whichever side of io.Copy drives the loop. With batch set (the
+// socket under nc's TLS), each write's records leave in one socket write.
 type deadlineWriter struct {
-	nc  net.Conn
-	d   time.Duration
-	err error
+	nc    net.Conn
+	batch *batchConn
+	d     time.Duration
+	err   error
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
 	d.nc.SetWriteDeadline(time.Now().Add(d.d))
+	if d.batch == nil {
+		n, err := d.nc.Write(p)
+		if err != nil {
+			d.err = err
+		}
+		return n, err
+	}
+	d.batch.begin()
 	n, err := d.nc.Write(p)
+	if berr := d.batch.end(); err == nil && berr != nil {
+		n, err = 0, berr // what tls.Conn took never reached the socket
+	}
 	if err != nil {
 		d.err = err
 	}
