@@ -628,6 +628,7 @@ func (k *conn) Send(ctx context.Context, msg Outgoing, body io.Reader) ([]RcptRe
 	// one here; a relay that stops reading cannot hang us forever.
 	dw := &deadlineWriter{nc: k.nc, batch: k.batch, d: k.client.command}
 	ds := newDotStuffer(dw)
+	defer ds.release()
 	// io.Copy takes the spool reader's WriteTo: its steps go straight into
 	// the stuffer, with no copy through an intermediate buffer.
 	_, err = io.Copy(ds, body)

@@ -3,6 +3,7 @@ package deliver
 import (
 	"bytes"
 	"io"
+	"sync"
 )
 
 // dotStuffer writes a CRLF-normalised message body in DATA's encoding
@@ -23,24 +24,43 @@ import (
 // break). The limit counts the octets on the wire before CRLF, a stuffed
 // dot included.
 type dotStuffer struct {
-	w   io.Writer
-	col int // octets of the current output line so far; 0 at a line start
-	out []byte
+	w    io.Writer
+	col  int // octets of the current output line so far; 0 at a line start
+	out  []byte
+	pool *[]byte // out's home in stuffBufs
 }
 
 const (
 	dotStufferFlush = 64 << 10
+	// dotStufferSlack is what a run may add beyond dotStufferFlush: a
+	// stuffed dot and three octets per fold (one per maxLineOctets).
+	dotStufferSlack = 1 + 3*(dotStufferFlush/(maxLineOctets-1)+1)
 	// maxLineOctets is RFC 5322's limit for a line, CRLF not counted.
 	maxLineOctets = 998
 )
 
+// stuffBufs holds dot-stuffer buffers between messages, so a message
+// costs no fresh buffer and an idle relay keeps none for long.
+var stuffBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, dotStufferFlush+dotStufferSlack)
+	return &b
+}}
+
 func newDotStuffer(w io.Writer) *dotStuffer {
-	return &dotStuffer{w: w, out: make([]byte, 0, 2*dotStufferFlush)}
+	p := stuffBufs.Get().(*[]byte)
+	return &dotStuffer{w: w, out: (*p)[:0], pool: p}
+}
+
+// release returns the buffer to stuffBufs; d must not be used after.
+func (d *dotStuffer) release() {
+	*d.pool, d.out = d.out[:0], nil // out may have grown
+	stuffBufs.Put(d.pool)
 }
 
 // Write implements io.Writer. It copies runs of lines up to the next one
 // that starts with a dot in one go: only those lines, and lines over
-// maxLineOctets, need anything added.
+// maxLineOctets, need anything added. A run fills the buffer up to
+// dotStufferFlush, so every write but the last is that long.
 func (d *dotStuffer) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
@@ -50,7 +70,7 @@ func (d *dotStuffer) Write(p []byte) (int, error) {
 		}
 		// A run ends after the newline before a dot; a "\n." split across
 		// runs or writes is caught by col instead.
-		run := min(len(p), dotStufferFlush)
+		run := min(len(p), max(dotStufferFlush-len(d.out), 1))
 		if i := bytes.Index(p[:run], []byte("\n.")); i >= 0 {
 			run = i + 1
 		}

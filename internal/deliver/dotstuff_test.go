@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"math/rand/v2"
 	"net/textproto"
 	"strings"
 	"testing"
@@ -122,5 +123,44 @@ func BenchmarkDotStuffer(b *testing.B) {
 	d := newDotStuffer(io.Discard)
 	for b.Loop() {
 		_, _ = d.Write(body)
+	}
+}
+
+// Random bodies of dots, line ends and runs of text, written in random
+// pieces, come out as textproto's DotWriter would put them (refFold's
+// folding included): the dot search and the runs' ends must not miss a
+// dot at a line start wherever it falls.
+func TestDotStufferRandomBodies(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 5))
+	tokens := []string{".", "..", "\r\n", "\r\n.", "a", "b.c", strings.Repeat("x", 700), strings.Repeat("y", 1100)}
+	for range 300 {
+		var body strings.Builder
+		for size := rng.IntN(3 * dotStufferFlush); body.Len() < size; {
+			body.WriteString(tokens[rng.IntN(len(tokens))])
+		}
+		b := body.String() + "\r\n"
+		var want bytes.Buffer
+		bw := bufio.NewWriter(&want)
+		dw := textproto.NewWriter(bw).DotWriter()
+		dw.Write([]byte(refFold(b)))
+		dw.Close()
+		want.Truncate(want.Len() - len("\r\n.\r\n")) // what DataCommand.Close adds
+
+		var got bytes.Buffer
+		d := newDotStuffer(&got)
+		for p := []byte(b); len(p) > 0; {
+			n := min(1+rng.IntN(80<<10), len(p))
+			if _, err := d.Write(p[:n]); err != nil {
+				t.Fatal(err)
+			}
+			p = p[n:]
+		}
+		if err := d.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		d.release()
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("body of %d bytes: output differs from textproto's (%d vs %d bytes)", len(b), got.Len(), want.Len())
+		}
 	}
 }

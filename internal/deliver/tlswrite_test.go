@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -58,5 +59,37 @@ func TestBodyWritesFillTLSRecords(t *testing.T) {
 				t.Errorf("the body did not arrive intact")
 			}
 		})
+	}
+}
+
+// A message costs the write path no fresh buffer: the dot-stuffer's and
+// the TLS batch's come from pools (the 64 KiB and more each would
+// otherwise be garbage for every message).
+func TestSendReusesBodyBuffers(t *testing.T) {
+	cert := newTestCert(t)
+	up := startDiscardUpstream(t, cert.TLS)
+	c := newTestClient(t, 5*time.Second, Upstream{Address: up.addr, TLS: TLSStartTLS, CAFile: cert.CAFile})
+	k := dial(t, c)
+	body := scanBody(1 << 20)
+	send := func() {
+		if _, err := k.Send(testCtx(t), Outgoing{From: "scanner@lab.example.edu", Rcpts: []string{"prof@example.edu"}}, bytes.NewReader(body)); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	send() // fills the pools
+	const n = 10
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range n {
+		send()
+	}
+	runtime.ReadMemStats(&after)
+	// The sessions' own garbage (commands, replies, the upstream's lines)
+	// is a few KiB per message.
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 48<<10 {
+		t.Errorf("%d bytes allocated per 1 MiB message; want at most %d", per, 48<<10)
+	}
+	if got := up.bodyBytes.Load(); got != (n+1)*int64(len(body)) {
+		t.Errorf("upstream got %d body bytes, want %d", got, (n+1)*len(body))
 	}
 }
