@@ -71,7 +71,7 @@ func (d *dotStuffer) Write(p []byte) (int, error) {
 		// A run ends after the newline before a dot; a "\n." split across
 		// runs or writes is caught by col instead.
 		run := min(len(p), max(dotStufferFlush-len(d.out), 1))
-		if i := bytes.Index(p[:run], []byte("\n.")); i >= 0 {
+		if i := lineDot(p[:run]); i >= 0 {
 			run = i + 1
 		}
 		d.appendFolded(p[:run])
@@ -83,6 +83,31 @@ func (d *dotStuffer) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// lineDot returns the index of the first "\n." in p, or -1. It looks for
+// the dot first: base64, the bulk of large messages, has none, so such a
+// run costs one vectorised scan, where bytes.Index stops at every newline.
+// Text with dots inside its lines would make that a call per dot: after a
+// few dots that are not at a line start it leaves the rest to bytes.Index.
+func lineDot(p []byte) int {
+	for i, misses := 1, 0; i < len(p); i++ {
+		j := bytes.IndexByte(p[i:], '.')
+		if j < 0 {
+			return -1
+		}
+		i += j
+		if p[i-1] == '\n' {
+			return i - 1
+		}
+		if misses++; misses == 4 {
+			if k := bytes.Index(p[i:], []byte("\n.")); k >= 0 {
+				return i + k
+			}
+			return -1
+		}
+	}
+	return -1
 }
 
 // appendFolded appends seg, breaking lines at maxLineOctets. It looks for

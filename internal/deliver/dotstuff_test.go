@@ -115,14 +115,22 @@ func TestDotStufferLineLimit(t *testing.T) {
 	}
 }
 
+// BenchmarkDotStuffer: lines without a dot (base64, the bulk of large
+// messages) and prose with a full stop or two in most lines.
 func BenchmarkDotStuffer(b *testing.B) {
-	line := append(bytes.Repeat([]byte("0123456789abcdef"), 4), '\r', '\n')
-	body := bytes.Repeat(line, (1<<20)/len(line))
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	d := newDotStuffer(io.Discard)
-	for b.Loop() {
-		_, _ = d.Write(body)
+	for name, line := range map[string]string{
+		"base64": strings.Repeat("0123456789abcdef", 4) + "\r\n",
+		"prose":  "The scan is attached. Please check page 3, it is faint. Thanks.\r\n",
+	} {
+		b.Run(name, func(b *testing.B) {
+			body := bytes.Repeat([]byte(line), (1<<20)/len(line))
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			d := newDotStuffer(io.Discard)
+			for b.Loop() {
+				_, _ = d.Write(body)
+			}
+		})
 	}
 }
 
@@ -161,6 +169,15 @@ func TestDotStufferRandomBodies(t *testing.T) {
 		d.release()
 		if !bytes.Equal(got.Bytes(), want.Bytes()) {
 			t.Fatalf("body of %d bytes: output differs from textproto's (%d vs %d bytes)", len(b), got.Len(), want.Len())
+		}
+	}
+}
+
+func TestLineDot(t *testing.T) {
+	for p, want := range map[string]int{"": -1, ".": -1, "\n": -1, "\n.": 0, ".\n.": 1, "a.b\n.c": 3, "a.b.c\r\n": -1, "x\r\n..": 2,
+		"a.b.c.d.e.f\n.": 11, "a.b.c.d.e.f\n": -1, "a.b.c.d.\n.": 8, "a.b.c.d\n.": 7, ".a.b.c.d\n.": 8} {
+		if got := lineDot([]byte(p)); got != want {
+			t.Errorf("lineDot(%q) = %d, want %d", p, got, want)
 		}
 	}
 }
