@@ -32,6 +32,9 @@ type dotStuffer struct {
 
 const (
 	dotStufferFlush = 64 << 10
+	// dotStufferDirect is the shortest run Write passes through without
+	// copying it: a TLS record's worth.
+	dotStufferDirect = 16 << 10
 	// dotStufferSlack is what a run may add beyond dotStufferFlush: a
 	// stuffed dot and three octets per fold (one per maxLineOctets).
 	dotStufferSlack = 1 + 3*(dotStufferFlush/(maxLineOctets-1)+1)
@@ -67,6 +70,26 @@ func (d *dotStuffer) Write(p []byte) (int, error) {
 		if d.col == 0 && p[0] == '.' {
 			d.out = append(d.out, '.')
 			d.col = 1
+		}
+		// A long run that needs nothing added goes to w as it is, after
+		// what the buffer holds (at most a carried CRLF and a dot): most
+		// of a base64 body is never copied here.
+		if len(d.out) <= 3 && len(p) >= dotStufferDirect {
+			end := min(len(p), dotStufferFlush)
+			if i := lineDot(p[:end]); i >= 0 {
+				end = i + 1
+			}
+			if k, col := d.unchanged(p[:end]); k >= dotStufferDirect {
+				// The last two octets stay behind: they may be the
+				// body's final CRLF, which Finish drops.
+				if err := d.writeThrough(p[:k-2]); err != nil {
+					return 0, err
+				}
+				d.out = append(d.out[:0], p[k-2:k]...)
+				d.col = col
+				p = p[k:]
+				continue
+			}
 		}
 		// A run ends after the newline before a dot; a "\n." split across
 		// runs or writes is caught by col instead.
@@ -140,6 +163,51 @@ func (d *dotStuffer) appendFolded(seg []byte) {
 		d.col += k
 		seg = seg[k:]
 	}
+}
+
+// unchanged returns how much of seg appendFolded would append as it is,
+// before the first fold it would insert, and the column after that much.
+// It follows appendFolded step by step.
+func (d *dotStuffer) unchanged(seg []byte) (k, col int) {
+	col = d.col
+	for k < len(seg) {
+		room := maxLineOctets - col
+		if room <= 0 {
+			if seg[k] != '\r' && seg[k] != '\n' {
+				return k, col // a fold goes here
+			}
+			room = 0
+		}
+		rest := seg[k:]
+		if j := bytes.LastIndexByte(rest[:min(len(rest), room+2)], '\n'); j >= 0 {
+			k, col = k+j+1, 0
+			continue
+		}
+		n := max(min(len(rest), room), 1)
+		k, col = k+n, col+n
+	}
+	return k, col
+}
+
+// partsWriter writes a, then b, as one write: deadlineWriter sends both
+// in one socket write, so the few octets in a need no write of their own.
+type partsWriter interface {
+	writeParts(a, b []byte) error
+}
+
+// writeThrough writes what the buffer holds, then p, and empties the buffer.
+func (d *dotStuffer) writeThrough(p []byte) error {
+	defer func() { d.out = d.out[:0] }()
+	if pw, ok := d.w.(partsWriter); ok {
+		return pw.writeParts(d.out, p)
+	}
+	if len(d.out) > 0 {
+		if _, err := d.w.Write(d.out); err != nil {
+			return err
+		}
+	}
+	_, err := d.w.Write(p)
+	return err
 }
 
 // flush writes out all but the last keep bytes, which may be the final

@@ -138,13 +138,26 @@ func BenchmarkDotStuffer(b *testing.B) {
 // pieces, come out as textproto's DotWriter would put them (refFold's
 // folding included): the dot search and the runs' ends must not miss a
 // dot at a line start wherever it falls.
+//
+// The second set is mostly base64 lines, with now and then a dot at a
+// line start, a line over the limit or a lone CR or LF: long runs that
+// Write passes through uncopied, and their ends.
 func TestDotStufferRandomBodies(t *testing.T) {
 	rng := rand.New(rand.NewPCG(19, 5))
-	tokens := []string{".", "..", "\r\n", "\r\n.", "a", "b.c", strings.Repeat("x", 700), strings.Repeat("y", 1100)}
-	for range 300 {
+	mixed := []string{".", "..", "\r\n", "\r\n.", "a", "b.c", strings.Repeat("x", 700), strings.Repeat("y", 1100)}
+	b64 := strings.Repeat("QUJD", 19) + "\r\n"
+	rare := []string{"\r\n.", ".", strings.Repeat("z", 997), strings.Repeat("w", 2500), "\r\n"}
+	for i := range 400 {
 		var body strings.Builder
 		for size := rng.IntN(3 * dotStufferFlush); body.Len() < size; {
-			body.WriteString(tokens[rng.IntN(len(tokens))])
+			switch {
+			case i%2 == 0:
+				body.WriteString(mixed[rng.IntN(len(mixed))])
+			case rng.IntN(400) == 0:
+				body.WriteString(rare[rng.IntN(len(rare))])
+			default:
+				body.WriteString(b64)
+			}
 		}
 		b := body.String() + "\r\n"
 		var want bytes.Buffer
@@ -179,5 +192,39 @@ func TestLineDot(t *testing.T) {
 		if got := lineDot([]byte(p)); got != want {
 			t.Errorf("lineDot(%q) = %d, want %d", p, got, want)
 		}
+	}
+}
+
+// firstWrite keeps the first slice written to it, unchanged.
+type firstWrite struct {
+	first []byte
+	all   bytes.Buffer
+}
+
+func (f *firstWrite) Write(p []byte) (int, error) {
+	if f.first == nil {
+		f.first = p
+	}
+	return f.all.Write(p)
+}
+
+// A long run that needs no dot and no fold reaches the writer as the
+// caller's own bytes, not a copy (and, at the body's end, without its
+// final CRLF, which the DATA terminator supplies).
+func TestDotStufferPassesCleanRunsThrough(t *testing.T) {
+	body := bytes.Repeat([]byte(strings.Repeat("QUJD", 19)+"\r\n"), 1000)
+	var w firstWrite
+	d := newDotStuffer(&w)
+	if _, err := d.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.first) < 16<<10 || &w.first[0] != &body[0] {
+		t.Errorf("the first write (%d bytes) is a copy, not the body itself", len(w.first))
+	}
+	if !bytes.Equal(w.all.Bytes(), body[:len(body)-2]) {
+		t.Errorf("output differs from the body")
 	}
 }

@@ -142,23 +142,36 @@ type deadlineWriter struct {
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
-	d.nc.SetWriteDeadline(time.Now().Add(d.d))
-	if d.batch == nil {
-		n, err := d.nc.Write(p)
-		if err != nil {
-			d.err = err
-		}
-		return n, err
+	if err := d.writeParts(nil, p); err != nil {
+		return 0, err
 	}
-	d.batch.begin()
-	n, err := d.nc.Write(p)
-	if berr := d.batch.end(); err == nil && berr != nil {
-		n, err = 0, berr // what tls.Conn took never reached the socket
+	return len(p), nil
+}
+
+// writeParts implements partsWriter: a and b leave in one socket write
+// when batching, else in two.
+func (d *deadlineWriter) writeParts(a, b []byte) error {
+	d.nc.SetWriteDeadline(time.Now().Add(d.d))
+	if d.batch != nil {
+		d.batch.begin()
+	}
+	var err error
+	if len(a) > 0 {
+		_, err = d.nc.Write(a)
+	}
+	if err == nil {
+		_, err = d.nc.Write(b)
+	}
+	if d.batch != nil {
+		// An error here means what tls.Conn took never reached the socket.
+		if berr := d.batch.end(); err == nil {
+			err = berr
+		}
 	}
 	if err != nil {
 		d.err = err
 	}
-	return n, err
+	return err
 }
 
 func allASCII(ss []string) bool {

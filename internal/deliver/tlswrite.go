@@ -26,7 +26,9 @@ type batchConn struct {
 // batchBufs holds batch buffers between body writes: a session keeps none
 // while idle, and a few serve every worker.
 var batchBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, dotStufferFlush+4*tlsRecordOverhead)
+	// A body write is at most dotStufferFlush octets, in up to five
+	// records: four full ones and the few octets writeParts puts first.
+	b := make([]byte, 0, dotStufferFlush+3+5*tlsRecordOverhead)
 	return &b
 }}
 
