@@ -27,11 +27,14 @@ type dotStuffer struct {
 	w    io.Writer
 	col  int // octets of the current output line so far; 0 at a line start
 	out  []byte
-	pool *[]byte // out's home in stuffBufs
+	pool *[]byte // out's home in stuffBufs; nil until a run is copied
+	// small holds out until then: a body that is passed through (base64)
+	// needs room only for a carried CRLF and a stuffed dot.
+	small [8]byte
 }
 
 const (
-	dotStufferFlush = 64 << 10
+	dotStufferFlush = 32 << 10
 	// dotStufferDirect is the shortest run Write passes through without
 	// copying it: a TLS record's worth.
 	dotStufferDirect = 16 << 10
@@ -50,14 +53,27 @@ var stuffBufs = sync.Pool{New: func() any {
 }}
 
 func newDotStuffer(w io.Writer) *dotStuffer {
-	p := stuffBufs.Get().(*[]byte)
-	return &dotStuffer{w: w, out: (*p)[:0], pool: p}
+	d := &dotStuffer{w: w}
+	d.out = d.small[:0]
+	return d
+}
+
+// bigBuffer moves out into a buffer from stuffBufs, before a run is copied.
+func (d *dotStuffer) bigBuffer() {
+	if d.pool != nil {
+		return
+	}
+	d.pool = stuffBufs.Get().(*[]byte)
+	d.out = append((*d.pool)[:0], d.out...)
 }
 
 // release returns the buffer to stuffBufs; d must not be used after.
 func (d *dotStuffer) release() {
-	*d.pool, d.out = d.out[:0], nil // out may have grown
-	stuffBufs.Put(d.pool)
+	if d.pool != nil {
+		*d.pool = d.out[:0] // out may have grown
+		stuffBufs.Put(d.pool)
+	}
+	d.out, d.pool = nil, nil
 }
 
 // Write implements io.Writer. It copies runs of lines up to the next one
@@ -93,6 +109,7 @@ func (d *dotStuffer) Write(p []byte) (int, error) {
 		}
 		// A run ends after the newline before a dot; a "\n." split across
 		// runs or writes is caught by col instead.
+		d.bigBuffer()
 		run := min(len(p), max(dotStufferFlush-len(d.out), 1))
 		if i := lineDot(p[:run]); i >= 0 {
 			run = i + 1

@@ -210,9 +210,11 @@ func (f *firstWrite) Write(p []byte) (int, error) {
 
 // A long run that needs no dot and no fold reaches the writer as the
 // caller's own bytes, not a copy (and, at the body's end, without its
-// final CRLF, which the DATA terminator supplies).
+// final CRLF, which the DATA terminator supplies). The body here is two
+// such runs (32,760 and 17,160 octets), so the dot-stuffer never needs a
+// buffer of its own.
 func TestDotStufferPassesCleanRunsThrough(t *testing.T) {
-	body := bytes.Repeat([]byte(strings.Repeat("QUJD", 19)+"\r\n"), 1000)
+	body := bytes.Repeat([]byte(strings.Repeat("QUJD", 19)+"\r\n"), 640)
 	var w firstWrite
 	d := newDotStuffer(&w)
 	if _, err := d.Write(body); err != nil {
@@ -220,6 +222,9 @@ func TestDotStufferPassesCleanRunsThrough(t *testing.T) {
 	}
 	if err := d.Finish(); err != nil {
 		t.Fatal(err)
+	}
+	if d.pool != nil {
+		t.Errorf("a body passed through took a buffer from the pool")
 	}
 	if len(w.first) < 16<<10 || &w.first[0] != &body[0] {
 		t.Errorf("the first write (%d bytes) is a copy, not the body itself", len(w.first))

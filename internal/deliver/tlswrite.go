@@ -7,7 +7,7 @@ import (
 
 // batchConn sits between a tls.Conn and its socket. crypto/tls writes each
 // record (at most 16 KiB of plaintext) to the socket on its own, so a
-// 64 KiB body write costs four system calls, and as many trips through the
+// 32 KiB body write costs two system calls, and as many trips through the
 // TCP stack. Between begin and end, batchConn keeps the records of one
 // tls.Conn.Write and end sends them in one write. Outside that it passes
 // every write straight through (the handshake, commands, the final dot).
@@ -26,9 +26,9 @@ type batchConn struct {
 // batchBufs holds batch buffers between body writes: a session keeps none
 // while idle, and a few serve every worker.
 var batchBufs = sync.Pool{New: func() any {
-	// A body write is at most dotStufferFlush octets, in up to five
-	// records: four full ones and the few octets writeParts puts first.
-	b := make([]byte, 0, dotStufferFlush+3+5*tlsRecordOverhead)
+	// A body write is at most dotStufferFlush octets (two full records),
+	// and the few octets writeParts puts first (one more).
+	b := make([]byte, 0, dotStufferFlush+3+3*tlsRecordOverhead)
 	return &b
 }}
 

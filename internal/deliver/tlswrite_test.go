@@ -63,8 +63,8 @@ func TestBodyWritesFillTLSRecords(t *testing.T) {
 }
 
 // A message costs the write path no fresh buffer: the dot-stuffer's and
-// the TLS batch's come from pools (the 64 KiB and more each would
-// otherwise be garbage for every message).
+// the TLS batch's come from pools (each would otherwise be 32 KiB or more
+// of garbage for every message).
 func TestSendReusesBodyBuffers(t *testing.T) {
 	cert := newTestCert(t)
 	up := startDiscardUpstream(t, cert.TLS)
