@@ -292,6 +292,9 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 	}()
 	raw.SetDeadline(deadline)
 	k.raw = raw
+	// TLS writes the body through batchConn, in one socket write per
+	// body write (tlswrite.go); the socket itself stays k.raw, to abort.
+	bc := &batchConn{Conn: raw}
 
 	var nc net.Conn = raw
 	handshake := func(tc *tls.Conn, budget time.Duration) *Error {
@@ -303,7 +306,8 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 		})
 	}
 	if up.mode == TLSImplicit {
-		tc := tls.Client(raw, up.tls)
+		tc := tls.Client(bc, up.tls)
+		k.batch = bc
 		if e := handshake(tc, c.connect); e != nil {
 			return nil, e
 		}
@@ -332,7 +336,8 @@ func (c *Client) open(ctx context.Context, i int, report func(Step)) (_ *conn, r
 		if e := c.startTLS(ctx, k, tp, raw, report); e != nil {
 			return nil, e
 		}
-		tc := tls.Client(raw, up.tls)
+		tc := tls.Client(bc, up.tls)
+		k.batch = bc
 		raw.SetDeadline(time.Now().Add(c.connect))
 		if e := handshake(tc, c.connect); e != nil {
 			return nil, e
@@ -463,8 +468,9 @@ type conn struct {
 	client *Client
 	up     *upstream
 	sc     *smtp.Client
-	nc     net.Conn // what sc talks over (TLS, if any), for deadlines and a polite close
-	raw    net.Conn // the socket, closed directly to abort: no close_notify to a stuck peer
+	nc     net.Conn   // what sc talks over (TLS, if any), for deadlines and a polite close
+	raw    net.Conn   // the socket, closed directly to abort: no close_notify to a stuck peer
+	batch  *batchConn // between nc's TLS and raw; nil without TLS
 	// broken is set once the session is in an unknown state (network error,
 	// cancelled, 421); the scheduler then drops it. Atomic because a
 	// context's AfterFunc sets it from another goroutine.
@@ -620,8 +626,9 @@ func (k *conn) Send(ctx context.Context, msg Outgoing, body io.Reader) ([]RcptRe
 	// its buffer is empty and Close below adds the final "\r\n.\r\n".
 	// go-smtp sets no deadline while the body streams, so each write gets
 	// one here; a relay that stops reading cannot hang us forever.
-	dw := &deadlineWriter{nc: k.nc, d: k.client.command}
+	dw := &deadlineWriter{nc: k.nc, batch: k.batch, d: k.client.command}
 	ds := newDotStuffer(dw)
+	defer ds.release()
 	// io.Copy takes the spool reader's WriteTo: its steps go straight into
 	// the stuffer, with no copy through an intermediate buffer.
 	_, err = io.Copy(ds, body)

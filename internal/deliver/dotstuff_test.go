@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"math/rand/v2"
 	"net/textproto"
 	"strings"
 	"testing"
@@ -114,13 +115,121 @@ func TestDotStufferLineLimit(t *testing.T) {
 	}
 }
 
+// BenchmarkDotStuffer: lines without a dot (base64, the bulk of large
+// messages) and prose with a full stop or two in most lines.
 func BenchmarkDotStuffer(b *testing.B) {
-	line := append(bytes.Repeat([]byte("0123456789abcdef"), 4), '\r', '\n')
-	body := bytes.Repeat(line, (1<<20)/len(line))
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	d := newDotStuffer(io.Discard)
-	for b.Loop() {
-		_, _ = d.Write(body)
+	for name, line := range map[string]string{
+		"base64": strings.Repeat("0123456789abcdef", 4) + "\r\n",
+		"prose":  "The scan is attached. Please check page 3, it is faint. Thanks.\r\n",
+	} {
+		b.Run(name, func(b *testing.B) {
+			body := bytes.Repeat([]byte(line), (1<<20)/len(line))
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			d := newDotStuffer(io.Discard)
+			for b.Loop() {
+				_, _ = d.Write(body)
+			}
+		})
+	}
+}
+
+// Random bodies of dots, line ends and runs of text, written in random
+// pieces, come out as textproto's DotWriter would put them (refFold's
+// folding included): the dot search and the runs' ends must not miss a
+// dot at a line start wherever it falls.
+//
+// The second set is mostly base64 lines, with now and then a dot at a
+// line start, a line over the limit or a lone CR or LF: long runs that
+// Write passes through uncopied, and their ends.
+func TestDotStufferRandomBodies(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 5))
+	mixed := []string{".", "..", "\r\n", "\r\n.", "a", "b.c", strings.Repeat("x", 700), strings.Repeat("y", 1100)}
+	b64 := strings.Repeat("QUJD", 19) + "\r\n"
+	rare := []string{"\r\n.", ".", strings.Repeat("z", 997), strings.Repeat("w", 2500), "\r\n"}
+	for i := range 400 {
+		var body strings.Builder
+		for size := rng.IntN(3 * dotStufferFlush); body.Len() < size; {
+			switch {
+			case i%2 == 0:
+				body.WriteString(mixed[rng.IntN(len(mixed))])
+			case rng.IntN(400) == 0:
+				body.WriteString(rare[rng.IntN(len(rare))])
+			default:
+				body.WriteString(b64)
+			}
+		}
+		b := body.String() + "\r\n"
+		var want bytes.Buffer
+		bw := bufio.NewWriter(&want)
+		dw := textproto.NewWriter(bw).DotWriter()
+		dw.Write([]byte(refFold(b)))
+		dw.Close()
+		want.Truncate(want.Len() - len("\r\n.\r\n")) // what DataCommand.Close adds
+
+		var got bytes.Buffer
+		d := newDotStuffer(&got)
+		for p := []byte(b); len(p) > 0; {
+			n := min(1+rng.IntN(80<<10), len(p))
+			if _, err := d.Write(p[:n]); err != nil {
+				t.Fatal(err)
+			}
+			p = p[n:]
+		}
+		if err := d.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		d.release()
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("body of %d bytes: output differs from textproto's (%d vs %d bytes)", len(b), got.Len(), want.Len())
+		}
+	}
+}
+
+func TestLineDot(t *testing.T) {
+	for p, want := range map[string]int{"": -1, ".": -1, "\n": -1, "\n.": 0, ".\n.": 1, "a.b\n.c": 3, "a.b.c\r\n": -1, "x\r\n..": 2,
+		"a.b.c.d.e.f\n.": 11, "a.b.c.d.e.f\n": -1, "a.b.c.d.\n.": 8, "a.b.c.d\n.": 7, ".a.b.c.d\n.": 8} {
+		if got := lineDot([]byte(p)); got != want {
+			t.Errorf("lineDot(%q) = %d, want %d", p, got, want)
+		}
+	}
+}
+
+// firstWrite keeps the first slice written to it, unchanged.
+type firstWrite struct {
+	first []byte
+	all   bytes.Buffer
+}
+
+func (f *firstWrite) Write(p []byte) (int, error) {
+	if f.first == nil {
+		f.first = p
+	}
+	return f.all.Write(p)
+}
+
+// A long run that needs no dot and no fold reaches the writer as the
+// caller's own bytes, not a copy (and, at the body's end, without its
+// final CRLF, which the DATA terminator supplies). The body here is two
+// such runs (32,760 and 17,160 octets), so the dot-stuffer never needs a
+// buffer of its own.
+func TestDotStufferPassesCleanRunsThrough(t *testing.T) {
+	body := bytes.Repeat([]byte(strings.Repeat("QUJD", 19)+"\r\n"), 640)
+	var w firstWrite
+	d := newDotStuffer(&w)
+	if _, err := d.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if d.pool != nil {
+		t.Errorf("a body passed through took a buffer from the pool")
+	}
+	if len(w.first) < 16<<10 || &w.first[0] != &body[0] {
+		t.Errorf("the first write (%d bytes) is a copy, not the body itself", len(w.first))
+	}
+	if !bytes.Equal(w.all.Bytes(), body[:len(body)-2]) {
+		t.Errorf("output differs from the body")
 	}
 }

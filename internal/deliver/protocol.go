@@ -132,20 +132,46 @@ func fromProto(pe *textproto.Error) *smtp.SMTPError {
 
 // deadlineWriter writes to the connection with a fresh deadline per write
 // and remembers a failure, so Send can tell a network problem from a spool
-// one whichever side of io.Copy drives the loop.
+// one whichever side of io.Copy drives the loop. With batch set (the
+// socket under nc's TLS), each write's records leave in one socket write.
 type deadlineWriter struct {
-	nc  net.Conn
-	d   time.Duration
-	err error
+	nc    net.Conn
+	batch *batchConn
+	d     time.Duration
+	err   error
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
+	if err := d.writeParts(nil, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// writeParts implements partsWriter: a and b leave in one socket write
+// when batching, else in two.
+func (d *deadlineWriter) writeParts(a, b []byte) error {
 	d.nc.SetWriteDeadline(time.Now().Add(d.d))
-	n, err := d.nc.Write(p)
+	if d.batch != nil {
+		d.batch.begin()
+	}
+	var err error
+	if len(a) > 0 {
+		_, err = d.nc.Write(a)
+	}
+	if err == nil {
+		_, err = d.nc.Write(b)
+	}
+	if d.batch != nil {
+		// An error here means what tls.Conn took never reached the socket.
+		if berr := d.batch.end(); err == nil {
+			err = berr
+		}
+	}
 	if err != nil {
 		d.err = err
 	}
-	return n, err
+	return err
 }
 
 func allASCII(ss []string) bool {
