@@ -116,6 +116,15 @@ type DB struct {
 	// Supported only on Unix via mlock/munlock syscalls.
 	Mlock bool
 
+	// LargePagePoolSize is how many bytes of multi-page buffers the DB
+	// keeps between write transactions for later commits to reuse (see
+	// Options.LargePagePoolSize). Lowering it takes effect as kept buffers
+	// are reused. Default value is copied from Options.LargePagePoolSize
+	// in Open.
+	//
+	// Do not change concurrently with a write transaction.
+	LargePagePoolSize int
+
 	logger Logger
 
 	path     string
@@ -138,6 +147,8 @@ type DB struct {
 	freelistLoad sync.Once
 
 	pagePool sync.Pool
+	// largePages keeps multi-page buffers between commits (LargePagePoolSize).
+	largePages largePagePool
 
 	batchMu sync.Mutex
 	batch   *batch
@@ -192,6 +203,7 @@ func Open(path string, mode os.FileMode, options *Options) (db *DB, err error) {
 	db.FreelistType = options.FreelistType
 	db.Mlock = options.Mlock
 	db.MaxSize = options.MaxSize
+	db.LargePagePoolSize = options.LargePagePoolSize
 
 	// Set default values for later DB operations.
 	db.MaxBatchSize = common.DefaultMaxBatchSize
@@ -1168,7 +1180,7 @@ func (db *DB) allocate(txid common.Txid, count int) (*common.Page, error) {
 	if count == 1 {
 		buf = db.pagePool.Get().([]byte)
 	} else {
-		buf = make([]byte, count*db.pageSize)
+		buf = db.largePages.get(count, db.pageSize)
 	}
 	p := (*common.Page)(unsafe.Pointer(&buf[0]))
 	p.SetOverflow(uint32(count - 1))
@@ -1393,6 +1405,14 @@ type Options struct {
 	// return empty structure in this case. This can be beneficial for
 	// performance under high-concurrency read-only transactions.
 	NoStatistics bool
+
+	// LargePagePoolSize sets the initial value of DB.LargePagePoolSize:
+	// how many bytes of multi-page buffers (the pages of a node larger
+	// than one page, such as a large value) the DB keeps between write
+	// transactions to reuse in later commits, instead of allocating a new
+	// buffer for each such node at every commit. Single pages are always
+	// pooled. If <=0, none are kept.
+	LargePagePoolSize int
 }
 
 func (o *Options) String() string {
@@ -1400,8 +1420,8 @@ func (o *Options) String() string {
 		return "{}"
 	}
 
-	return fmt.Sprintf("{Timeout: %s, NoGrowSync: %t, NoFreelistSync: %t, PreLoadFreelist: %t, FreelistType: %s, ReadOnly: %t, MmapFlags: %x, InitialMmapSize: %d, PageSize: %d, MaxSize: %d, NoSync: %t, OpenFile: %p, Mlock: %t, Logger: %p, NoStatistics: %t}",
-		o.Timeout, o.NoGrowSync, o.NoFreelistSync, o.PreLoadFreelist, o.FreelistType, o.ReadOnly, o.MmapFlags, o.InitialMmapSize, o.PageSize, o.MaxSize, o.NoSync, o.OpenFile, o.Mlock, o.Logger, o.NoStatistics)
+	return fmt.Sprintf("{Timeout: %s, NoGrowSync: %t, NoFreelistSync: %t, PreLoadFreelist: %t, FreelistType: %s, ReadOnly: %t, MmapFlags: %x, InitialMmapSize: %d, PageSize: %d, MaxSize: %d, NoSync: %t, OpenFile: %p, Mlock: %t, Logger: %p, NoStatistics: %t, LargePagePoolSize: %d}",
+		o.Timeout, o.NoGrowSync, o.NoFreelistSync, o.PreLoadFreelist, o.FreelistType, o.ReadOnly, o.MmapFlags, o.InitialMmapSize, o.PageSize, o.MaxSize, o.NoSync, o.OpenFile, o.Mlock, o.Logger, o.NoStatistics, o.LargePagePoolSize)
 
 }
 

@@ -571,11 +571,10 @@ func (tx *Tx) write() error {
 		}
 	}
 
-	// Put small pages back to page pool.
+	// Put pages back to the page pools.
 	for _, p := range pages {
-		// Ignore page sizes over 1 page.
-		// These are allocated using make() instead of the page pool.
-		if int(p.Overflow()) != 0 {
+		if n := int(p.Overflow()) + 1; n > 1 {
+			tx.db.largePages.put(common.UnsafeByteSlice(unsafe.Pointer(p), 0, 0, n*tx.db.pageSize), n, tx.db.LargePagePoolSize)
 			continue
 		}
 
