@@ -4,12 +4,11 @@ package bbolt
 // page: large values, wide leaves) between write transactions, as
 // DB.pagePool does for single pages, so that a store of large values does
 // not allocate its own size in garbage at every commit. It holds at most
-// DB.LargePagePoolSize bytes; a buffer that would take it past that is
-// left to the garbage collector. Buffers are kept by page count and are zeroed before
-// they are kept, for the reason single pages are: node.write and
-// freelist.Write leave the tail of a node's last page as they find it, and
-// Tx.write writes whole pages, so a reused buffer must not carry an earlier
-// node's bytes to the disk.
+// DB.LargePagePoolSize bytes (put says which buffers it keeps). Buffers
+// are kept by page count and are zeroed before they are kept, for the
+// reason single pages are: node.write and freelist.Write leave the tail of
+// a node's last page as they find it, and Tx.write writes whole pages, so
+// a reused buffer must not carry an earlier node's bytes to the disk.
 //
 // Only the writable transaction uses it (DB.allocate, Tx.write), under
 // DB.rwlock, so it needs no lock of its own.
@@ -31,8 +30,32 @@ func (lp *largePagePool) get(count, pageSize int) []byte {
 }
 
 // put zeroes buf, a buffer of count pages from get that nothing refers to
-// any longer, and keeps it if that keeps the pool within limit bytes.
+// any longer, and keeps it within limit bytes. To make room it drops kept
+// buffers of other page counts: the pool follows the sizes the commits
+// use now, rather than keeping an odd size it saw once (with values of
+// many sizes, most counts never come back).
 func (lp *largePagePool) put(buf []byte, count, limit int) {
+	if len(buf) > limit {
+		return
+	}
+	for n, bufs := range lp.free {
+		if lp.held+len(buf) <= limit {
+			break
+		}
+		if n == count {
+			continue
+		}
+		for len(bufs) > 0 && lp.held+len(buf) > limit {
+			lp.held -= len(bufs[len(bufs)-1])
+			bufs[len(bufs)-1] = nil
+			bufs = bufs[:len(bufs)-1]
+		}
+		if len(bufs) == 0 {
+			delete(lp.free, n)
+		} else {
+			lp.free[n] = bufs
+		}
+	}
 	if lp.held+len(buf) > limit {
 		return
 	}

@@ -125,3 +125,19 @@ func TestLargePagePool_Lowered(t *testing.T) {
 	require.Equal(t, 0, db.largePages.held)
 	require.Empty(t, db.largePages.free[3])
 }
+
+// A buffer that does not fit makes room by dropping kept buffers of other
+// page counts, so sizes seen once do not take the pool for good.
+func TestLargePagePool_NewSizeDropsOthers(t *testing.T) {
+	db := openLargePages(t, 6*lpPageSize)
+	putValue(t, db, "a", lpValue(2, 100, 'a'))
+	putValue(t, db, "b", lpValue(3, 100, 'b'))
+	require.Len(t, db.largePages.free[2], 1)
+	require.Len(t, db.largePages.free[3], 1)
+	require.Equal(t, 5*lpPageSize, db.largePages.held)
+
+	putValue(t, db, "c", lpValue(4, 100, 'c'))
+	require.Len(t, db.largePages.free[4], 1)
+	require.Equal(t, 4*lpPageSize+len(db.largePages.free[2])*2*lpPageSize+len(db.largePages.free[3])*3*lpPageSize, db.largePages.held)
+	require.LessOrEqual(t, db.largePages.held, 6*lpPageSize)
+}
