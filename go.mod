@@ -104,4 +104,6 @@ require (
 
 replace github.com/emersion/go-smtp => ./third_party/go-smtp
 
+replace go.etcd.io/bbolt => ./third_party/bbolt
+
 tool github.com/goreleaser/nfpm/v2/cmd/nfpm

@@ -85,6 +85,29 @@ func chunkSizeFor(pageSize int) int {
 	return pages*pageSize - chunkHeaderSize - len(chunkValueKey)
 }
 
+// loneMessage is the message a lone writer keeps in memory whole, to store
+// it in one transaction (Writer): 1 MiB, a scanner's PDF, the box's main
+// case.
+const loneMessage = 1 << 20
+
+// commitPool splits the buffer budget between writers and bbolt. Writers
+// keep enough chunks for loneMessage and its tail; bbolt keeps the rest
+// as the page buffers of stored chunks between commits
+// (bbolt.DB.LargePagePoolSize, a relaybox patch: third_party/bbolt), since
+// otherwise it allocates a new buffer for every chunk it stores, the
+// body's size in garbage at every commit (docs/performance.md). It returns
+// how many chunks' page runs (a chunk bucket's root leaf with its value,
+// whole pages) bbolt keeps and their bytes. Chunks that fit in a page have
+// no run to keep.
+func commitPool(chunkSize int, budget int64, pageSize int) (chunks int64, bytes int) {
+	run := (chunkSize + chunkHeaderSize + len(chunkValueKey) + pageSize - 1) / pageSize * pageSize
+	if run <= pageSize {
+		return 0, 0
+	}
+	chunks = max(0, budget/int64(chunkSize)-(loneMessage/int64(chunkSize)+1))
+	return chunks, int(chunks) * run
+}
+
 // inlineBucketMax is the largest nested bucket bbolt stores inline in its
 // parent's leaf (fact 3): a larger chunk bucket has a root page of its own,
 // which chunkRange can find.

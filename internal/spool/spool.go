@@ -148,6 +148,9 @@ type Spool struct {
 	opt       Options
 	log       *slog.Logger
 	ids       idGen
+	// writerBudget is the part of BufferBudget writers' chunk buffers may
+	// take (takeExtra); bbolt keeps the rest as commit buffers (commitPool).
+	writerBudget int64
 
 	// commitSince is when the batch being committed started, nil while the
 	// committer waits: CommitStalled reads it. A time.Time from time.Now
@@ -288,6 +291,11 @@ func Open(path string, opt Options) (*Spool, error) {
 		index:     make(map[string]entry),
 	}
 	s.qcond = sync.NewCond(&s.qmu)
+	// bbolt keeps part of the buffer budget as its commit buffers; set
+	// before the first write transaction (prepare).
+	poolChunks, poolBytes := commitPool(opt.ChunkSize, opt.BufferBudget, pageSize)
+	db.LargePagePoolSize = poolBytes
+	s.writerBudget = opt.BufferBudget - poolChunks*int64(opt.ChunkSize)
 	// Loading the index reads record pages scattered among the bodies.
 	// Only for that: with the advice left on, reused pages came back as
 	// larger folios and writes were charged 1.3 bytes per byte

@@ -154,7 +154,8 @@ func (s *Spool) putChunkBuf(b []byte) {
 	}
 }
 
-// takeExtra counts one more chunk buffer against Options.BufferBudget, for
+// takeExtra counts one more chunk buffer against the writers' part of
+// Options.BufferBudget (writerBudget), for
 // a writer that already holds one, and says whether it may have it: only a
 // writer alone (no other open writer), while the budget has room. Writers
 // with company share their transactions by group commit anyway, so extras
@@ -163,7 +164,7 @@ func (s *Spool) putChunkBuf(b []byte) {
 func (s *Spool) takeExtra() bool {
 	for {
 		n := s.bufsHeld.Load()
-		if s.open.Load() > 1 || (n+1)*int64(s.opt.ChunkSize) > s.opt.BufferBudget {
+		if s.open.Load() > 1 || (n+1)*int64(s.opt.ChunkSize) > s.writerBudget {
 			return false
 		}
 		if s.bufsHeld.CompareAndSwap(n, n+1) {
