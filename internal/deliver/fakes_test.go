@@ -42,6 +42,9 @@ type fakeStore struct {
 	prepay time.Duration
 	// writes counts Updates and Deletes that changed something.
 	writes int
+	// deleting counts DeleteDelivered calls in progress, maxDeleting the
+	// most at once.
+	deleting, maxDeleting int
 }
 
 func newStore(c *clocktest.Clock) *fakeStore {
@@ -208,7 +211,18 @@ func (f *fakeStore) Delete(id string) error {
 	return nil
 }
 
-func (f *fakeStore) DeleteDelivered(id string) error { return f.Delete(id) }
+func (f *fakeStore) DeleteDelivered(id string) error {
+	f.mu.Lock()
+	f.deleting++
+	f.maxDeleting = max(f.maxDeleting, f.deleting)
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.deleting--
+		f.mu.Unlock()
+	}()
+	return f.Delete(id)
+}
 
 // writeCount is how many writes the store has taken so far.
 func (f *fakeStore) writeCount() int {

@@ -127,6 +127,10 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 		// commit has a fixed disk cost (docs/performance.md). A crash
 		// before it is durable sends the message again, as a crash just
 		// before it always could.
+		// One delete in flight per worker: the spool may hold it back
+		// to share a commit, and each delivered message not yet deleted
+		// is one more sent again after a crash.
+		bg.Wait()
 		bg.Go(func() {
 			err := s.opt.Store.DeleteDelivered(m.ID)
 			if err == nil || errors.Is(err, spool.ErrNotFound) {

@@ -424,6 +424,44 @@ func TestSchedulerDeleteBesideNextAttempt(t *testing.T) {
 	}
 }
 
+// TestSchedulerOneDeleteInFlight: a worker waits for its last delivered
+// message's delete before it starts another, since the spool may hold a
+// delete back to share a commit, and every delivered message not yet
+// deleted is sent again after a crash: at most one per connection.
+func TestSchedulerOneDeleteInFlight(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1})
+	h := newHarness(t, d, func(o *SchedulerOptions) { o.Connections = 1 })
+	first := h.store.add("scanner@lab.example.edu", []string{"a@example.edu"}, schedBody)
+	h.store.add("scanner@lab.example.edu", []string{"b@example.edu"}, schedBody)
+	h.store.add("scanner@lab.example.edu", []string{"c@example.edu"}, schedBody)
+	thirdSent := make(chan struct{})
+	d.during = func(c *fakeConn, rcpts []string) {
+		if rcpts[0] == "c@example.edu" {
+			close(thirdSent)
+		}
+	}
+	h.store.onDelete = func(id string) {
+		if id != first.ID {
+			return
+		}
+		// Without the bound the third message goes out meanwhile.
+		select {
+		case <-thirdSent:
+		case <-time.After(time.Second):
+		}
+	}
+	h.tick()
+	if h.store.count() != 0 {
+		t.Fatalf("%d messages left", h.store.count())
+	}
+	h.store.mu.Lock()
+	most := h.store.maxDeleting
+	h.store.mu.Unlock()
+	if most != 1 {
+		t.Errorf("%d deletes in flight at once on one connection, want 1", most)
+	}
+}
+
 // TestSchedulerSessionReuse: one session carries consecutive messages with
 // RSET between, survives a short idle, and is closed after IdleClose.
 func TestSchedulerSessionReuse(t *testing.T) {

@@ -31,10 +31,10 @@ const (
 	// caller goes on (an attempt recorded before it is made), and
 	// operator actions. Committed at once, after the sessions' requests.
 	kindOther
-	// kindRider: a delete of a delivered message (DeleteDelivered). It
-	// starts no transaction of its own while it may ride on one that
-	// happens anyway, for at most riderDelay or until riderMax are
-	// waiting; Close flushes it.
+	// kindRider: a delete of a delivered message (DeleteDelivered). While
+	// a client's session is expected to commit soon it starts no
+	// transaction of its own and rides on that one, for at most
+	// riderDelay or until riderMax are waiting; Close flushes it.
 	kindRider
 )
 
@@ -160,7 +160,11 @@ func (s *Spool) readyLocked() bool {
 	if s.closing || len(s.sessions) > 0 || len(s.others) > 0 {
 		return true
 	}
-	return len(s.riders) > 0 && (len(s.riders) >= riderMax || time.Since(s.riderFrom) >= s.opt.riderDelay)
+	// Riders wait only while a session is expected to commit soon: with
+	// none, a delete alone delays nobody, and waiting would only keep
+	// delivered messages undeleted (sent again after a crash).
+	return len(s.riders) > 0 && (len(s.riders) >= riderMax || s.expected() == 0 ||
+		time.Since(s.riderFrom) >= s.opt.riderDelay)
 }
 
 // queuedLocked is how many requests wait for the committer.

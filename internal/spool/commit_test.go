@@ -361,6 +361,10 @@ func waitRiders(t *testing.T, s *Spool, n int) {
 	}
 }
 
+// oneSession is Options.Concurrent for a client mid-transaction, whose
+// commit the committer expects.
+func oneSession() int { return 1 }
+
 func deleteLater(s *Spool, id string) <-chan error {
 	done := make(chan error, 1)
 	go func() { done <- s.DeleteDelivered(id) }()
@@ -371,7 +375,7 @@ func deleteLater(s *Spool, id string) <-chan error {
 // on the next commit (here a session's), which also frees its quota and
 // index entry, in that commit's order.
 func TestDeliveredDeleteRidesOnNextCommit(t *testing.T) {
-	s := openAt(t, tempPath(t), Options{riderDelay: time.Hour})
+	s := openAt(t, tempPath(t), Options{riderDelay: time.Hour, Concurrent: oneSession})
 	m := put(t, s, testEnv(), []byte("delivered"))
 	c0 := s.Commits()
 	done := deleteLater(s, m.ID)
@@ -402,7 +406,7 @@ func TestDeliveredDeleteRidesOnNextCommit(t *testing.T) {
 // until riderMax deletes wait: then they share one transaction.
 func TestDeliveredDeleteBounded(t *testing.T) {
 	t.Run("delay", func(t *testing.T) {
-		s := openAt(t, tempPath(t), Options{riderDelay: 20 * time.Millisecond})
+		s := openAt(t, tempPath(t), Options{riderDelay: 20 * time.Millisecond, Concurrent: oneSession})
 		m := put(t, s, testEnv(), []byte("x"))
 		c0 := s.Commits()
 		select {
@@ -418,7 +422,7 @@ func TestDeliveredDeleteBounded(t *testing.T) {
 		}
 	})
 	t.Run("count", func(t *testing.T) {
-		s := openAt(t, tempPath(t), Options{riderDelay: time.Hour})
+		s := openAt(t, tempPath(t), Options{riderDelay: time.Hour, Concurrent: oneSession})
 		var dones []<-chan error
 		var ids []string
 		for range riderMax {
@@ -449,11 +453,26 @@ func TestDeliveredDeleteBounded(t *testing.T) {
 	})
 }
 
+// With no session expected to commit, a delete has nothing to ride on and
+// delays nobody: it goes out at once, not after riderDelay.
+func TestDeliveredDeleteAloneGoesAtOnce(t *testing.T) {
+	s := openAt(t, tempPath(t), Options{riderDelay: time.Hour})
+	m := put(t, s, testEnv(), []byte("x"))
+	select {
+	case err := <-deleteLater(s, m.ID):
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a delete waited for a commit with no session expected")
+	}
+}
+
 // Close flushes the deletes still waiting: a delivered message is not
 // sent again after a clean stop.
 func TestCloseFlushesDeliveredDeletes(t *testing.T) {
 	path := tempPath(t)
-	s := openAt(t, path, Options{riderDelay: time.Hour})
+	s := openAt(t, path, Options{riderDelay: time.Hour, Concurrent: oneSession})
 	m := put(t, s, testEnv(), []byte("x"))
 	done := deleteLater(s, m.ID)
 	waitRiders(t, s, 1)
@@ -473,7 +492,7 @@ func TestCloseFlushesDeliveredDeletes(t *testing.T) {
 // bookkeeping queued earlier and the deletes riding along; all share the
 // one commit.
 func TestSessionRequestsFirst(t *testing.T) {
-	s := openAt(t, tempPath(t), Options{riderDelay: time.Hour})
+	s := openAt(t, tempPath(t), Options{riderDelay: time.Hour, Concurrent: oneSession})
 	m := put(t, s, testEnv(), []byte("x"))
 	gone := put(t, s, testEnv(), []byte("y"))
 	release := blockCommitter(t, s)

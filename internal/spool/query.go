@@ -222,10 +222,10 @@ func (s *Spool) Delete(id string) error {
 	return s.delete(id, kindOther)
 }
 
-// DeleteDelivered is Delete for a message the upstream has taken: the
-// delete rides on the next commit that happens anyway (a session's accept,
-// an attempt's record) instead of costing one of its own, and goes out by
-// itself only after a short wait (riderDelay) or with riderMax others. It
+// DeleteDelivered is Delete for a message the upstream has taken: while a
+// client's session is expected to commit soon, the delete rides on that
+// commit (or any other) instead of costing one of its own, and goes out
+// by itself only after a short wait (riderDelay) or with riderMax others. It
 // returns once the delete is durable; until then the message is still
 // queued, in memory too, so a crash meanwhile sends it again (a duplicate,
 // never a loss).
