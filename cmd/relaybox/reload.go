@@ -213,6 +213,7 @@ func (d *daemon) apply(b *built) error {
 		return err
 	}
 	d.spool.SetMaxSize(int64(b.cfg.Queue.MaxSize))
+	d.spool.SetPrepay(deliver.Prepay(b.schedulerOptions()))
 	d.opts.level.Set(logLevel(b.cfg.Log))
 	return nil
 }

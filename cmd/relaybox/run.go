@@ -263,7 +263,7 @@ func (d *daemon) bindAll(b *built) (adminPass string, err error) {
 func (d *daemon) openSpool(b *built, inTx *atomic.Int32) error {
 	cfg := b.cfg
 	sp, err := spool.Open(cfg.SpoolPath(), spool.Options{MaxSize: int64(cfg.Queue.MaxSize), Logger: d.log,
-		Concurrent: func() int { return int(inTx.Load()) }})
+		Concurrent: func() int { return int(inTx.Load()) }, Prepay: deliver.Prepay(b.schedulerOptions())})
 	if err != nil {
 		return spoolError(b.src, cfg.SpoolPath(), err)
 	}

@@ -37,6 +37,14 @@ type fakeStore struct {
 	enqueued []string
 	// onDelete, if set, runs first in Delete, without the lock.
 	onDelete func(id string)
+	// prepay, when set, is stored in each new message as the spool's
+	// Options.Prepay would (spool.Message.Prepaid).
+	prepay time.Duration
+	// writes counts Updates and Deletes that changed something.
+	writes int
+	// deleting counts DeleteDelivered calls in progress, maxDeleting the
+	// most at once.
+	deleting, maxDeleting int
 }
 
 func newStore(c *clocktest.Clock) *fakeStore {
@@ -69,7 +77,7 @@ func (f *fakeStore) Enqueue(env spool.Envelope, body []byte) (*spool.Message, er
 	m := &spool.Message{
 		ID: fmt.Sprintf("M%03d", f.seq), Received: now, ClientAddr: env.ClientAddr, Helo: env.Helo,
 		From: env.From, Size: int64(len(body)), State: spool.StateQueued, NextAttempt: now,
-		QueuedRun: f.clock.Mono() + 1,
+		QueuedRun: f.clock.Mono() + 1, Prepaid: f.prepay,
 	}
 	for _, r := range env.Recipients {
 		m.Recipients = append(m.Recipients, spool.Recipient{Address: r, State: spool.RcptPending})
@@ -181,6 +189,7 @@ func (f *fakeStore) Update(id string, fn func(*spool.Message) error) (*spool.Mes
 		return nil, err
 	}
 	f.msgs[id] = c
+	f.writes++
 	return clone(c), nil
 }
 
@@ -198,7 +207,28 @@ func (f *fakeStore) Delete(id string) error {
 	}
 	delete(f.msgs, id)
 	delete(f.bodies, id)
+	f.writes++
 	return nil
+}
+
+func (f *fakeStore) DeleteDelivered(id string) error {
+	f.mu.Lock()
+	f.deleting++
+	f.maxDeleting = max(f.maxDeleting, f.deleting)
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.deleting--
+		f.mu.Unlock()
+	}()
+	return f.Delete(id)
+}
+
+// writeCount is how many writes the store has taken so far.
+func (f *fakeStore) writeCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.writes
 }
 
 type trackedBody struct {

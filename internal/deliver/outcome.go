@@ -22,7 +22,8 @@ type outcome struct {
 // pass is the state of one delivery attempt across failovers.
 type pass struct {
 	now      time.Time
-	recorded bool            // Attempts and NextAttempt already written
+	recorded bool            // Attempts and NextAttempt already written (not so for a prepaid first attempt)
+	begun    bool            // an attempt reached an open session (recorded, or prepaid)
 	open     string          // upstream whose History entry awaits its outcome
 	tried    []spool.Attempt // failed connects not yet written
 	lastUp   string
@@ -126,8 +127,12 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 		// commit has a fixed disk cost (docs/performance.md). A crash
 		// before it is durable sends the message again, as a crash just
 		// before it always could.
+		// One delete in flight per worker: the spool may hold it back
+		// to share a commit, and each delivered message not yet deleted
+		// is one more sent again after a crash.
+		bg.Wait()
 		bg.Go(func() {
-			err := s.opt.Store.Delete(m.ID)
+			err := s.opt.Store.DeleteDelivered(m.ID)
 			if err == nil || errors.Is(err, spool.ErrNotFound) {
 				return
 			}
@@ -135,17 +140,24 @@ func (s *Scheduler) settle(m *spool.Message, p *pass, upstream string, pending [
 			// the message later so it is never sent twice.
 			s.log.Error("deliver: cannot delete delivered message", "id", m.ID, "err", err)
 			s.orphans.Store(true)
-			s.record(m, p, out, summary, lastReply, now)
+			s.record(m, p, upstream, out, summary, lastReply, now)
 		})
 		return
 	}
-	s.record(m, p, out, summary, lastReply, now)
+	s.record(m, p, upstream, out, summary, lastReply, now)
 }
 
 // record writes the outcome of one attempt (settle) into m's record, then
 // finishes a message with no recipient pending.
-func (s *Scheduler) record(m *spool.Message, p *pass, out map[string]outcome, summary, lastReply string, now time.Time) {
+func (s *Scheduler) record(m *spool.Message, p *pass, upstream string, out map[string]outcome, summary, lastReply string, now time.Time) {
 	updated, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
+		if !p.recorded {
+			// A prepaid first attempt is written now, with its outcome.
+			s.count(msg, p)
+			msg.History = append(msg.History, p.tried...)
+			msg.History = append(msg.History, spool.Attempt{At: now, Upstream: upstream})
+			p.open = upstream
+		}
 		for i := range msg.Recipients {
 			r := &msg.Recipients[i]
 			o, ok := out[r.Address]

@@ -40,6 +40,10 @@ type Store interface {
 	// bounds History (spool.Options.HistoryLimit).
 	Update(id string, fn func(*spool.Message) error) (*spool.Message, error)
 	Delete(id string) error
+	// DeleteDelivered is Delete for a message the upstream has taken: the
+	// store may hold it back briefly to share a commit that happens
+	// anyway. It returns once the delete is durable.
+	DeleteDelivered(id string) error
 	// OpenBody reads the body of m, a record fresh from Update.
 	OpenBody(m *spool.Message) (io.ReadCloser, error)
 	Headers(id string, max int) ([]byte, error)
@@ -260,6 +264,22 @@ func (opt *SchedulerOptions) fill() error {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
+}
+
+// Prepay is the spool's Options.Prepay for these options: the backoff
+// (jitter included) a message's first attempt earns, so the accept commit
+// can charge it in advance and the attempt needs no write of its own
+// (spool.Message.Prepaid). nil when no upstream is configured: held mail
+// earns no backoff, even across a crash.
+func Prepay(opt SchedulerOptions) func() time.Duration {
+	if opt.Store == nil {
+		opt.Store = SpoolStore(nil) // fill wants one; Prepay never uses it
+	}
+	if opt.fill() != nil || opt.Dialer == nil || opt.Dialer.Count() == 0 {
+		return nil
+	}
+	b := Backoff{Min: opt.MinBackoff, Max: opt.MaxBackoff, Jitter: opt.Jitter}
+	return func() time.Duration { return b.Delay(1) }
 }
 
 // Kick wakes Run without blocking: new mail, or a manual retry.
@@ -630,13 +650,54 @@ func (s *Scheduler) charge(msg *spool.Message, p *pass, add ...spool.Attempt) er
 		return errGone
 	}
 	p.closeOpen(msg, "deferred")
-	if !p.recorded {
-		msg.Attempts++
-		msg.TriedRun = s.opt.Store.Run()
-		msg.NextAttempt = s.backoff.Next(p.now, msg.Attempts, s.expiry(msg, p.now))
-	}
+	s.count(msg, p)
 	msg.History = append(msg.History, add...)
 	return nil
+}
+
+// count charges msg the attempt of pass p, once per pass: the attempt
+// counts, its backoff is set, and a prepayment (spool.Message.Prepaid) is
+// used up.
+func (s *Scheduler) count(msg *spool.Message, p *pass) {
+	if p.recorded {
+		return
+	}
+	msg.Attempts++
+	msg.TriedRun = s.opt.Store.Run()
+	msg.NextAttempt = s.backoff.Next(p.now, msg.Attempts, s.expiry(msg, p.now))
+	msg.Prepaid = 0
+}
+
+// begin readies the attempt of pass p on upstream at a session that is
+// open: it returns the message as it stands. An attempt is recorded before
+// it is made (Attempts, backoff, an open History entry), so a crash
+// mid-send costs one backoff step, never a retry storm. A first attempt
+// prepaid at accept (spool.Message.Prepaid) already has that guarantee
+// from the accept commit, and is only read: its record waits for the
+// outcome (record), or is never written when the message is delivered and
+// deleted.
+func (w *worker) begin(m *spool.Message, p *pass, upstream string) (*spool.Message, error) {
+	s := w.s
+	if !p.recorded {
+		cur, err := s.opt.Store.Get(m.ID)
+		if err != nil {
+			return nil, err
+		}
+		if cur.FirstPrepaid() {
+			if cur.State != spool.StateQueued || len(cur.Pending()) == 0 {
+				return nil, errGone
+			}
+			return cur, nil
+		}
+	}
+	fresh, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
+		return s.charge(msg, p, append(p.tried, spool.Attempt{At: p.now, Upstream: upstream})...)
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.recorded, p.open, p.tried = true, upstream, nil
+	return fresh, nil
 }
 
 // worker delivers messages one at a time over at most one session.
@@ -706,23 +767,22 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 			p.tried = append(p.tried, spool.Attempt{At: now, Upstream: name, Outcome: "deferred", Reply: p.last.Reply()})
 			continue
 		}
-		// Record the attempt before making it: a crash mid-send then
-		// costs one backoff step, never a retry storm.
-		fresh, err := s.opt.Store.Update(m.ID, func(msg *spool.Message) error {
-			return s.charge(msg, p, append(p.tried, spool.Attempt{At: now, Upstream: name})...)
-		})
+		fresh, err := w.begin(m, p, name)
 		if err != nil {
 			if !errors.Is(err, errGone) && !errors.Is(err, spool.ErrNotFound) {
 				s.log.Error("deliver: cannot record attempt", "id", m.ID, "err", err)
 			}
 			return
 		}
-		p.recorded, p.open, p.tried = true, name, nil
+		p.begun = true
 		pending := fresh.Pending()
 		body, err := s.opt.Store.OpenBody(fresh)
 		if err != nil {
 			s.log.Error("deliver: cannot read spooled body", "id", m.ID, "err", err)
 			p.lastUp, p.last = name, spool.Outcome{Text: "local error: cannot read the spooled message"}
+			if !p.recorded {
+				p.tried = append(p.tried, spool.Attempt{At: now, Upstream: name, Outcome: "deferred", Reply: p.last.Reply()})
+			}
 			break
 		}
 		w.sess.dirty = true
@@ -735,6 +795,11 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 			w.drop()
 			s.markDown(i, now, sendErr)
 			p.lastUp, p.last = name, outcomeOf(sendErr)
+			if !p.recorded {
+				// Prepaid: nothing written yet, so this upstream's
+				// entry waits with the failed dials.
+				p.tried = append(p.tried, spool.Attempt{At: now, Upstream: name, Outcome: "deferred", Reply: p.last.Reply()})
+			}
 			continue
 		}
 		var e *Error
@@ -750,10 +815,10 @@ func (w *worker) deliver(ctx context.Context, m *spool.Message) {
 		s.settle(fresh, p, name, pending, results, sendErr, &w.bg)
 		return
 	}
-	if ctx.Err() != nil && !p.recorded {
+	if ctx.Err() != nil && !p.begun {
 		return // nothing was sent: leave the message as it was
 	}
-	if !p.recorded && len(p.tried) == 0 {
+	if !p.begun && len(p.tried) == 0 {
 		// Every upstream is held back after a failed dial for another
 		// message: nothing was tried for this one, so nothing is recorded
 		// (no attempt, no backoff, no log line repeating an old reply).

@@ -3,6 +3,7 @@ package deliver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -244,6 +245,12 @@ func TestSchedulerFailover(t *testing.T) {
 // TestSchedulerFailoverHistory: each upstream tried in one attempt leaves a
 // History entry, the attempt counts once.
 func TestSchedulerFailoverHistory(t *testing.T) {
+	for _, prepay := range []time.Duration{0, time.Minute} {
+		t.Run(fmt.Sprintf("prepaid %v", prepay), func(t *testing.T) { testFailoverHistory(t, prepay) })
+	}
+}
+
+func testFailoverHistory(t *testing.T, prepay time.Duration) {
 	d := newDialer(
 		&fakeUp{name: up1, send: func([]string) ([]RcptResult, error) {
 			return nil, reply(up1, "mail", 421, "", "closing")
@@ -253,10 +260,11 @@ func TestSchedulerFailoverHistory(t *testing.T) {
 		}},
 	)
 	h := newHarness(t, d, nil)
+	h.store.prepay = prepay
 	m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
 	h.tick()
 	got := h.store.get(m.ID)
-	if got.Attempts != 1 || len(got.History) != 2 {
+	if got.Attempts != 1 || len(got.History) != 2 || got.Prepaid != 0 {
 		t.Fatalf("attempts %d history %+v", got.Attempts, got.History)
 	}
 	if h0, h1 := got.History[0], got.History[1]; h0.Upstream != up1 || h0.Outcome != "deferred" || h0.Reply != "421 closing" ||
@@ -325,6 +333,67 @@ func TestSchedulerRecordsAttemptBeforeSend(t *testing.T) {
 	}
 }
 
+// TestSchedulerPrepaidFirstAttempt: a first attempt the accept commit paid
+// for (spool.Message.Prepaid) is made without writing anything first, and
+// a delivered message then costs the store one write, its delete.
+func TestSchedulerPrepaidFirstAttempt(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1})
+	h := newHarness(t, d, nil)
+	h.store.prepay = time.Minute
+	m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	checked := false
+	d.during = func(c *fakeConn, rcpts []string) {
+		if got, n := h.store.get(m.ID), h.store.writeCount(); n != 0 || got.Attempts != 0 || len(got.History) != 0 {
+			t.Errorf("during a prepaid first Send: %d writes so far, attempts %d, history %+v; want none", n, got.Attempts, got.History)
+		}
+		checked = true
+	}
+	h.tick()
+	if !checked || h.store.count() != 0 {
+		t.Fatalf("checked %v, %d left", checked, h.store.count())
+	}
+	if n := h.store.writeCount(); n != 1 {
+		t.Errorf("%d writes for a delivered message, want 1 (the delete)", n)
+	}
+}
+
+// TestSchedulerPrepaidDeferral: a prepaid first attempt that is deferred is
+// recorded with its outcome in one write (attempt, backoff, History); the
+// retry is recorded before it is made, as every later attempt is.
+func TestSchedulerPrepaidDeferral(t *testing.T) {
+	answer := func([]string) ([]RcptResult, error) { return nil, reply(up1, "data", 451, "4.3.0", "try later") }
+	d := newDialer(&fakeUp{name: up1, send: answer})
+	h := newHarness(t, d, nil)
+	h.store.prepay = time.Minute
+	m := h.store.add("scanner@lab.example.edu", []string{"alice@example.edu"}, schedBody)
+	start := h.clock.Now()
+	next := h.tick()
+	got := h.store.get(m.ID)
+	if got.Attempts != 1 || got.Prepaid != 0 || !got.NextAttempt.Equal(start.Add(time.Minute)) || !next.Equal(got.NextAttempt) {
+		t.Fatalf("after a deferred first attempt: attempts %d prepaid %v next %v (wake %v)", got.Attempts, got.Prepaid, got.NextAttempt, next)
+	}
+	if len(got.History) != 1 || got.History[0].Upstream != up1 || got.History[0].Outcome != "deferred" ||
+		got.History[0].Reply != "451 4.3.0 try later" || got.LastReply != "451 4.3.0 try later" {
+		t.Fatalf("history %+v last reply %q", got.History, got.LastReply)
+	}
+	if n := h.store.writeCount(); n != 1 {
+		t.Errorf("%d writes for the deferred first attempt, want 1", n)
+	}
+	checked := false
+	d.during = func(c *fakeConn, rcpts []string) {
+		got := h.store.get(m.ID)
+		if got.Attempts != 2 || len(got.History) != 2 || got.History[1].Outcome != "" {
+			t.Errorf("during the retry the spool shows attempts %d history %+v; want it recorded", got.Attempts, got.History)
+		}
+		checked = true
+	}
+	h.clock.Set(next)
+	h.tick()
+	if !checked {
+		t.Fatal("no retry")
+	}
+}
+
 // TestSchedulerDeleteBesideNextAttempt: a delivered message's delete does
 // not hold up the worker's next attempt, so the two can share a group
 // commit; the Tick still ends with the message deleted.
@@ -352,6 +421,44 @@ func TestSchedulerDeleteBesideNextAttempt(t *testing.T) {
 	h.tick()
 	if h.store.get(first.ID) != nil || h.store.get(second.ID) != nil || h.store.count() != 0 {
 		t.Fatalf("%d messages left after the Tick", h.store.count())
+	}
+}
+
+// TestSchedulerOneDeleteInFlight: a worker waits for its last delivered
+// message's delete before it starts another, since the spool may hold a
+// delete back to share a commit, and every delivered message not yet
+// deleted is sent again after a crash: at most one per connection.
+func TestSchedulerOneDeleteInFlight(t *testing.T) {
+	d := newDialer(&fakeUp{name: up1})
+	h := newHarness(t, d, func(o *SchedulerOptions) { o.Connections = 1 })
+	first := h.store.add("scanner@lab.example.edu", []string{"a@example.edu"}, schedBody)
+	h.store.add("scanner@lab.example.edu", []string{"b@example.edu"}, schedBody)
+	h.store.add("scanner@lab.example.edu", []string{"c@example.edu"}, schedBody)
+	thirdSent := make(chan struct{})
+	d.during = func(c *fakeConn, rcpts []string) {
+		if rcpts[0] == "c@example.edu" {
+			close(thirdSent)
+		}
+	}
+	h.store.onDelete = func(id string) {
+		if id != first.ID {
+			return
+		}
+		// Without the bound the third message goes out meanwhile.
+		select {
+		case <-thirdSent:
+		case <-time.After(time.Second):
+		}
+	}
+	h.tick()
+	if h.store.count() != 0 {
+		t.Fatalf("%d messages left", h.store.count())
+	}
+	h.store.mu.Lock()
+	most := h.store.maxDeleting
+	h.store.mu.Unlock()
+	if most != 1 {
+		t.Errorf("%d deletes in flight at once on one connection, want 1", most)
 	}
 }
 
@@ -609,6 +716,67 @@ func TestSchedulerWithSpool(t *testing.T) {
 	if n := sends[len(sends)-1]; n.from != "" || !strings.Contains(n.body, "Subject: Undelivered mail: Scan from copier 3\r\n") ||
 		strings.Contains(n.body, "scan data line") {
 		t.Fatalf("notice as sent:\n%s", n.body)
+	}
+}
+
+// TestSchedulerSpoolCommits: a lone message delivered at the first attempt
+// costs the real spool two commits (accept, then the delete) when its first
+// attempt was prepaid, three when it was not (accept, attempt, delete).
+func TestSchedulerSpoolCommits(t *testing.T) {
+	for _, tc := range []struct {
+		prepaid bool
+		want    int64
+	}{{false, 3}, {true, 2}} {
+		t.Run(fmt.Sprintf("prepaid %v", tc.prepaid), func(t *testing.T) {
+			clock := newClock()
+			d := newDialer(&fakeUp{name: up1})
+			opt := SchedulerOptions{Dialer: d, Now: clock.Now, Hostname: "relaybox.test"}
+			sopt := spool.Options{Now: clock.Now}
+			if tc.prepaid {
+				sopt.Prepay = Prepay(opt)
+			}
+			sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), sopt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sp.Close()
+			opt.Store = SpoolStore(sp)
+			s, err := NewScheduler(opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			c0 := sp.Commits()
+			m, err := opt.Store.Enqueue(spool.Envelope{From: "scanner@lab.example.edu", Recipients: []string{"alice@example.edu"}}, []byte(schedBody))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.Prepaid > 0; got != tc.prepaid {
+				t.Fatalf("prepaid %v", m.Prepaid)
+			}
+			if _, err := s.Tick(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sp.Get(m.ID); !errors.Is(err, spool.ErrNotFound) {
+				t.Fatalf("message left after delivery: %v", err)
+			}
+			if n := sp.Commits() - c0; n != tc.want {
+				t.Errorf("%d commits for a lone delivered message, want %d", n, tc.want)
+			}
+		})
+	}
+}
+
+// TestPrepayNeedsUpstream: without an upstream nothing is prepaid; with
+// one the charge is the first backoff step.
+func TestPrepayNeedsUpstream(t *testing.T) {
+	if Prepay(SchedulerOptions{}) != nil || Prepay(SchedulerOptions{Dialer: newDialer()}) != nil {
+		t.Fatal("prepaid without an upstream")
+	}
+	fn := Prepay(SchedulerOptions{Dialer: newDialer(&fakeUp{name: up1}), MinBackoff: 2 * time.Minute, MaxBackoff: time.Hour,
+		Jitter: func() float64 { return 0.5 }})
+	if fn == nil || fn() != 2*time.Minute {
+		t.Fatal("prepay is not the first backoff step")
 	}
 }
 

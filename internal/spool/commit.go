@@ -19,20 +19,64 @@ type request struct {
 	done  chan error
 }
 
+// kind says who waits on a request, and so when the committer takes it.
+type kind int
+
+const (
+	// kindSession: a client's SMTP session waits on it (a writer's chunk,
+	// commit or abort). The committer gathers these (gatherLocked) and
+	// runs them first in a transaction.
+	kindSession kind = iota
+	// kindOther: delivery bookkeeping that must be durable before the
+	// caller goes on (an attempt recorded before it is made), and
+	// operator actions. Committed at once, after the sessions' requests.
+	kindOther
+	// kindRider: a delete of a delivered message (DeleteDelivered). While
+	// a client's session is expected to commit soon it starts no
+	// transaction of its own and rides on that one, for at most
+	// riderDelay or until riderMax are waiting; Close flushes it.
+	kindRider
+)
+
+// riderDelay is how long a rider waits for a commit that happens anyway
+// before it gets one of its own, and riderMax how many may wait. Each
+// transaction costs two fdatasyncs and a meta page whatever it carries,
+// so a delivered message's delete alone in one doubles the disk cost of
+// a lone client's message, and a session's commit that arrives while it
+// runs waits for it. A delete that waits only delays freeing its quota.
+const (
+	defaultRiderDelay = 50 * time.Millisecond
+	riderMax          = 64
+)
+
 // enqueue hands a request to the committer and returns where its result
-// will arrive. It never waits for a transaction. session says whether a
-// client's SMTP session waits on it (a writer's chunk, commit or abort):
-// the committer gathers those (gatherLocked).
-func (s *Spool) enqueue(fn func(tx *bbolt.Tx) error, after func(), session bool) (<-chan error, error) {
+// will arrive. It never waits for a transaction.
+func (s *Spool) enqueue(fn func(tx *bbolt.Tx) error, after func(), k kind) (<-chan error, error) {
 	r := &request{fn: fn, after: after, done: make(chan error, 1)}
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	if s.closing {
 		return nil, ErrClosed
 	}
-	s.queue = append(s.queue, r)
-	if session {
+	switch k {
+	case kindSession:
+		s.sessions = append(s.sessions, r)
 		s.sessionReqs++
+	case kindOther:
+		s.others = append(s.others, r)
+	case kindRider:
+		if len(s.riders) == 0 {
+			s.riderFrom = time.Now()
+			// Wakes the committer when the first rider's wait is over;
+			// a wake after the riders left with another commit is
+			// harmless (run checks again).
+			time.AfterFunc(s.opt.riderDelay, func() {
+				s.qmu.Lock()
+				s.qcond.Broadcast()
+				s.qmu.Unlock()
+			})
+		}
+		s.riders = append(s.riders, r)
 	}
 	s.qcond.Signal()
 	return r.done, nil
@@ -41,13 +85,13 @@ func (s *Spool) enqueue(fn func(tx *bbolt.Tx) error, after func(), session bool)
 // submit runs fn, a session's request, in the next group commit and waits
 // until it is durable.
 func (s *Spool) submit(fn func(tx *bbolt.Tx) error, after func()) error {
-	return await(s.enqueue(fn, after, true))
+	return await(s.enqueue(fn, after, kindSession))
 }
 
 // submitOther is submit for a change no client's session waits on:
 // delivery bookkeeping and operator actions.
 func (s *Spool) submitOther(fn func(tx *bbolt.Tx) error, after func()) error {
-	return await(s.enqueue(fn, after, false))
+	return await(s.enqueue(fn, after, kindOther))
 }
 
 func await(done <-chan error, err error) error {
@@ -56,6 +100,10 @@ func await(done <-chan error, err error) error {
 	}
 	return <-done
 }
+
+// Commits is how many write transactions the committer has made since
+// Open: each costs two fdatasyncs and a meta page whatever it carries.
+func (s *Spool) Commits() int64 { return s.commits.Load() }
 
 // CommitStalled reports whether the committer has been inside one commit
 // for longer than limit: a storage device that stopped answering (an SD
@@ -70,18 +118,28 @@ func (s *Spool) CommitStalled(limit time.Duration) bool {
 // without waiting for more (a lone writer pays one fsync, not a timer), and
 // whatever arrives during that fsync becomes the next batch. We do not use
 // db.Batch: its MaxBatchDelay timer would add 10 ms to every lone commit.
+// Riders (DeleteDelivered) go along with every batch, but start one only
+// when their wait is over (readyLocked).
 func (s *Spool) run() {
 	defer close(s.stopped)
-	var spare []*request
+	var batch []*request
 	s.lastDrop = s.opt.Now()
 	for {
 		s.qmu.Lock()
-		for len(s.queue) == 0 && !s.closing {
+		for !s.readyLocked() {
 			s.qcond.Wait()
 		}
 		s.gatherLocked()
-		batch := s.queue
-		s.queue = spare[:0]
+		// Sessions first: their answers go out before the bookkeeping's
+		// after functions run, and a delivery request that fails (a
+		// message deleted meanwhile) reruns the batch after them.
+		batch = append(batch[:0], s.sessions...)
+		batch = append(batch, s.others...)
+		batch = append(batch, s.riders...)
+		clear(s.sessions)
+		clear(s.others)
+		clear(s.riders)
+		s.sessions, s.others, s.riders = s.sessions[:0], s.others[:0], s.riders[:0]
 		s.sessionReqs = 0
 		closing := s.closing
 		s.qmu.Unlock()
@@ -93,9 +151,24 @@ func (s *Spool) run() {
 		s.commitBatch(batch)
 		s.commitSince.Store(nil)
 		clear(batch) // drop references to finished requests and their buffers
-		spare = batch
 	}
 }
+
+// readyLocked says whether the committer has a batch to start: any
+// session or other request, riders whose wait is over, or Close.
+func (s *Spool) readyLocked() bool {
+	if s.closing || len(s.sessions) > 0 || len(s.others) > 0 {
+		return true
+	}
+	// Riders wait only while a session is expected to commit soon: with
+	// none, a delete alone delays nobody, and waiting would only keep
+	// delivered messages undeleted (sent again after a crash).
+	return len(s.riders) > 0 && (len(s.riders) >= riderMax || s.expected() == 0 ||
+		time.Since(s.riderFrom) >= s.opt.riderDelay)
+}
+
+// queuedLocked is how many requests wait for the committer.
+func (s *Spool) queuedLocked() int { return len(s.sessions) + len(s.others) + len(s.riders) }
 
 // defaultDropEvery is how often, at most, the committer drops the whole
 // mapping of the file (dropAll) after a commit. A commit reads the tree
@@ -141,9 +214,9 @@ func (s *Spool) expected() int {
 
 // gatherLocked waits, with s.qmu held, until every expected client has a
 // request queued, or gather() has passed, or the spool is closing.
-// Delivery and operator requests do not count: counting them, a commit
-// left as soon as the delivery workers had queued theirs, without the
-// sessions it was waiting for.
+// Delivery and operator requests (and riders) do not count: counting
+// them, a commit left as soon as the delivery workers had queued theirs,
+// without the sessions it was waiting for.
 func (s *Spool) gatherLocked() {
 	if s.gatheredLocked() || s.closing {
 		return

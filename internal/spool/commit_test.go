@@ -61,7 +61,7 @@ func blockCommitter(t *testing.T, s *Spool) (release func()) {
 		close(entered)
 		<-gate
 		return nil
-	}, nil, true)
+	}, nil, kindSession)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func waitQueued(t *testing.T, s *Spool, n int) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s.qmu.Lock()
-		q := len(s.queue)
+		q := s.queuedLocked()
 		s.qmu.Unlock()
 		if q >= n {
 			return
@@ -196,7 +196,7 @@ func TestGatherCountsOnlySessions(t *testing.T) {
 		if gathered {
 			t.Fatalf("gathered with %d of 2 sessions' requests and a worker's queued", i)
 		}
-		done, err := s.enqueue(func(*bbolt.Tx) error { return nil }, nil, true)
+		done, err := s.enqueue(func(*bbolt.Tx) error { return nil }, nil, kindSession)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -340,5 +340,192 @@ func TestCommitStalled(t *testing.T) {
 			t.Fatal("still stalled after the commit finished")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitRiders waits until n deletes wait for a commit to ride on.
+func waitRiders(t *testing.T, s *Spool, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.qmu.Lock()
+		q := len(s.riders)
+		s.qmu.Unlock()
+		if q >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d deletes waiting", q, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// oneSession is Options.Concurrent for a client mid-transaction, whose
+// commit the committer expects.
+func oneSession() int { return 1 }
+
+func deleteLater(s *Spool, id string) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- s.DeleteDelivered(id) }()
+	return done
+}
+
+// A delivered message's delete costs no transaction of its own: it rides
+// on the next commit (here a session's), which also frees its quota and
+// index entry, in that commit's order.
+func TestDeliveredDeleteRidesOnNextCommit(t *testing.T) {
+	s := openAt(t, tempPath(t), Options{riderDelay: time.Hour, Concurrent: oneSession})
+	m := put(t, s, testEnv(), []byte("delivered"))
+	c0 := s.Commits()
+	done := deleteLater(s, m.ID)
+	waitRiders(t, s, 1)
+	if s.Commits() != c0 {
+		t.Fatal("the delete started a transaction of its own")
+	}
+	if st := s.Stats(); st.Messages != 1 {
+		t.Fatalf("before its commit the delete shows: %+v", st)
+	}
+	next := put(t, s, testEnv(), []byte("next"))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Commits() - c0; n != 1 {
+		t.Errorf("%d commits for an accept and a delete, want 1", n)
+	}
+	if _, err := s.Get(m.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delivered message still there: %v", err)
+	}
+	assertNoLeftovers(t, s, m.ID)
+	if st := s.Stats(); st.Messages != 1 || st.Bytes != next.Size {
+		t.Fatalf("after the commit: %+v", st)
+	}
+}
+
+// With nothing else to ride on, a delete waits at most riderDelay, or
+// until riderMax deletes wait: then they share one transaction.
+func TestDeliveredDeleteBounded(t *testing.T) {
+	t.Run("delay", func(t *testing.T) {
+		s := openAt(t, tempPath(t), Options{riderDelay: 20 * time.Millisecond, Concurrent: oneSession})
+		m := put(t, s, testEnv(), []byte("x"))
+		c0 := s.Commits()
+		select {
+		case err := <-deleteLater(s, m.ID):
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a lone delete never went out")
+		}
+		if n := s.Commits() - c0; n != 1 {
+			t.Errorf("%d commits, want 1", n)
+		}
+	})
+	t.Run("count", func(t *testing.T) {
+		s := openAt(t, tempPath(t), Options{riderDelay: time.Hour, Concurrent: oneSession})
+		var dones []<-chan error
+		var ids []string
+		for range riderMax {
+			ids = append(ids, put(t, s, testEnv(), []byte("x")).ID)
+		}
+		c0 := s.Commits()
+		for _, id := range ids {
+			dones = append(dones, deleteLater(s, id))
+		}
+		for _, done := range dones {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d deletes waiting did not go out", riderMax)
+			}
+		}
+		// Usually one; a delete that came after the batch left may wait
+		// for the next, but never for the hour.
+		if n := s.Commits() - c0; n < 1 || n > 2 {
+			t.Errorf("%d commits for %d deletes", n, riderMax)
+		}
+		if st := s.Stats(); st.Messages != 0 {
+			t.Fatalf("%d messages left", st.Messages)
+		}
+	})
+}
+
+// With no session expected to commit, a delete has nothing to ride on and
+// delays nobody: it goes out at once, not after riderDelay.
+func TestDeliveredDeleteAloneGoesAtOnce(t *testing.T) {
+	s := openAt(t, tempPath(t), Options{riderDelay: time.Hour})
+	m := put(t, s, testEnv(), []byte("x"))
+	select {
+	case err := <-deleteLater(s, m.ID):
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a delete waited for a commit with no session expected")
+	}
+}
+
+// Close flushes the deletes still waiting: a delivered message is not
+// sent again after a clean stop.
+func TestCloseFlushesDeliveredDeletes(t *testing.T) {
+	path := tempPath(t)
+	s := openAt(t, path, Options{riderDelay: time.Hour, Concurrent: oneSession})
+	m := put(t, s, testEnv(), []byte("x"))
+	done := deleteLater(s, m.ID)
+	waitRiders(t, s, 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("delete at Close: %v", err)
+	}
+	s = openAt(t, path, Options{})
+	if _, err := s.Get(m.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after Close the delivered message is still there: %v", err)
+	}
+}
+
+// In a transaction the sessions' requests come first, before delivery
+// bookkeeping queued earlier and the deletes riding along; all share the
+// one commit.
+func TestSessionRequestsFirst(t *testing.T) {
+	s := openAt(t, tempPath(t), Options{riderDelay: time.Hour, Concurrent: oneSession})
+	m := put(t, s, testEnv(), []byte("x"))
+	gone := put(t, s, testEnv(), []byte("y"))
+	release := blockCommitter(t, s)
+	var mu sync.Mutex
+	var order []string
+	note := func(what string) {
+		mu.Lock()
+		order = append(order, what)
+		mu.Unlock()
+	}
+	other := make(chan error, 1)
+	go func() {
+		_, err := s.Update(m.ID, func(*Message) error { note("delivery"); return nil })
+		other <- err
+	}()
+	waitQueued(t, s, 1)
+	rider := deleteLater(s, gone.ID)
+	waitRiders(t, s, 1)
+	session, err := s.enqueue(func(*bbolt.Tx) error { note("session"); return nil }, nil, kindSession)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0 := s.Commits()
+	release()
+	for _, done := range []<-chan error{session, other, rider} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.Join(order, ","); got != "session,delivery" {
+		t.Errorf("order in the transaction %s, want session,delivery", got)
+	}
+	if n := s.Commits() - c0; n != 2 { // the blocker's, then one for all three
+		t.Errorf("%d commits after the blocker's, want 1", n-1)
 	}
 }

@@ -100,7 +100,21 @@ type Message struct {
 	// upstream: after a clock jump a message expires only once it has had
 	// one.
 	TriedRun time.Duration `json:"tried_run,omitempty"`
+	// Prepaid is the backoff the first delivery attempt earns, charged in
+	// advance by the accept commit (Options.Prepay) so that the attempt
+	// needs no transaction of its own before it is made. It is no attempt
+	// yet: Attempts and History stay empty until one is recorded, which
+	// clears it. If relaybox stops without a clean shutdown while it is
+	// set, the next Open counts one attempt and makes the message wait
+	// this long: the first attempt may have been under way, and a message
+	// that crashes relaybox must not be sent again at every restart.
+	Prepaid time.Duration `json:"prepaid,omitempty"`
 }
+
+// FirstPrepaid says whether m's next attempt is its first and was paid
+// for at accept (Prepaid): the scheduler then makes it without recording
+// it first.
+func (m *Message) FirstPrepaid() bool { return m.Attempts == 0 && m.Prepaid > 0 }
 
 // Pending returns the addresses still waiting for delivery.
 func (m *Message) Pending() []string {

@@ -219,12 +219,32 @@ func (s *Spool) Update(id string, fn func(*Message) error) (*Message, error) {
 // Delete removes the message record and its body and frees its quota. It
 // always works at quota, since it only frees space.
 func (s *Spool) Delete(id string) error {
+	return s.delete(id, kindOther)
+}
+
+// DeleteDelivered is Delete for a message the upstream has taken: while a
+// client's session is expected to commit soon, the delete rides on that
+// commit (or any other) instead of costing one of its own, and goes out
+// by itself only after a short wait (riderDelay) or with riderMax others. It
+// returns once the delete is durable; until then the message is still
+// queued, in memory too, so a crash meanwhile sends it again (a duplicate,
+// never a loss).
+func (s *Spool) DeleteDelivered(id string) error {
+	return s.delete(id, kindRider)
+}
+
+func (s *Spool) delete(id string, k kind) error {
 	if !validID(id) {
 		return notFound(id)
 	}
-	err := s.submitOther(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketMsgs).Get([]byte(id)) == nil {
-			return notFound(id)
+	var found bool
+	err := await(s.enqueue(func(tx *bbolt.Tx) error {
+		// A missing message is the caller's answer, not a failed
+		// request: a failure would roll back and rerun the whole batch,
+		// sessions' chunks and all.
+		found = tx.Bucket(bucketMsgs).Get([]byte(id)) != nil
+		if !found {
+			return nil
 		}
 		_, err := s.deleteMessage(tx, id)
 		return err
@@ -235,7 +255,10 @@ func (s *Spool) Delete(id string) error {
 			delete(s.index, id)
 		}
 		s.mu.Unlock()
-	})
+	}, k))
+	if err == nil && !found {
+		return notFound(id)
+	}
 	// Already prefixed: ErrNotFound, ErrClosed or the commit's own error.
 	return err
 }

@@ -116,8 +116,17 @@ type Options struct {
 	// waits briefly for their commits to share one fsync. Default: the
 	// writers open in the spool.
 	Concurrent func() int
+	// Prepay, when set, draws the backoff a message's first delivery
+	// attempt earns (jitter included). Commit then stores it in the
+	// message (Message.Prepaid), so the first attempt needs no transaction
+	// before it is made; after a crash the next Open charges it. nil: the
+	// scheduler records every attempt before making it. Set it only while
+	// an upstream is configured (SetPrepay): mail held for want of one
+	// earns no backoff, even across a crash.
+	Prepay func() time.Duration
 
-	dropEvery time.Duration // tests: how often the committer trims the mapping (default defaultDropEvery)
+	dropEvery  time.Duration // tests: how often the committer trims the mapping (default defaultDropEvery)
+	riderDelay time.Duration // tests: the longest a rider waits (default defaultRiderDelay)
 }
 
 // Stats is a snapshot of the spool for the status model.
@@ -146,6 +155,7 @@ type Spool struct {
 	bufs      sync.Pool    // *[]byte of ChunkSize capacity (chunkBuf)
 	bufsHeld  atomic.Int64 // chunk buffers writers hold (takeBuf)
 	opt       Options
+	prepay    atomic.Pointer[func() time.Duration] // Options.Prepay, or SetPrepay's
 	log       *slog.Logger
 	ids       idGen
 	// writerBudget is the part of BufferBudget writers' chunk buffers may
@@ -158,11 +168,16 @@ type Spool struct {
 	// no RTC) never looks like a stall.
 	commitSince atomic.Pointer[time.Time]
 
-	// Committer queue: requests wait here until the committer takes them.
-	qmu     sync.Mutex
-	qcond   *sync.Cond
-	queue   []*request
-	closing bool
+	// Committer queue: requests wait here until the committer takes them,
+	// by kind (enqueue). riderFrom is when the oldest rider came (real
+	// time: its wait is a real delay whatever Options.Now says).
+	qmu       sync.Mutex
+	qcond     *sync.Cond
+	sessions  []*request
+	others    []*request
+	riders    []*request
+	riderFrom time.Time
+	closing   bool
 	// sessionReqs counts the queued requests of client sessions
 	// (gatherLocked).
 	sessionReqs int
@@ -204,10 +219,12 @@ type entry struct {
 	queuedRun time.Duration // Message.QueuedRun
 	next      time.Time
 	pending   bool
+	prepaid   bool // Message.FirstPrepaid
 }
 
 func entryOf(m *Message) entry {
-	e := entry{state: m.State, size: m.Size, received: m.Received, since: m.Received, queuedRun: m.QueuedRun, next: m.NextAttempt}
+	e := entry{state: m.State, size: m.Size, received: m.Received, since: m.Received, queuedRun: m.QueuedRun, next: m.NextAttempt,
+		prepaid: m.FirstPrepaid()}
 	if m.Requeued.After(e.since) {
 		e.since = m.Requeued
 	}
@@ -246,6 +263,9 @@ func damaged(path string, cause error) error {
 func Open(path string, opt Options) (*Spool, error) {
 	if opt.dropEvery <= 0 {
 		opt.dropEvery = defaultDropEvery
+	}
+	if opt.riderDelay <= 0 {
+		opt.riderDelay = defaultRiderDelay
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
@@ -296,6 +316,7 @@ func Open(path string, opt Options) (*Spool, error) {
 	poolChunks, poolBytes := commitPool(opt.ChunkSize, opt.BufferBudget, pageSize)
 	db.LargePagePoolSize = poolBytes
 	s.writerBudget = opt.BufferBudget - poolChunks*int64(opt.ChunkSize)
+	s.SetPrepay(opt.Prepay)
 	// Loading the index reads record pages scattered among the bodies.
 	// Only for that: with the advice left on, reused pages came back as
 	// larger folios and writes were charged 1.3 bytes per byte
@@ -452,10 +473,22 @@ func (s *Spool) prepare() (err error) {
 			s.runBase = max(time.Duration(binary.BigEndian.Uint64(v)), 1)
 		}
 		s.runSaved = s.runBase
+		// Close writes the flag in its last transaction; from here on
+		// the spool is in use and a crash leaves it unset.
+		clean := meta.Get(keyClean) != nil
+		if err := meta.Delete(keyClean); err != nil {
+			return err
+		}
 		if err := s.removeUnfinished(tx); err != nil {
 			return err
 		}
-		return s.loadIndex(tx)
+		if err := s.loadIndex(tx); err != nil {
+			return err
+		}
+		if clean {
+			return nil
+		}
+		return s.chargePrepaid(tx)
 	})
 	if err != nil {
 		return fmt.Errorf("spool: open %s: %w", s.path, err)
@@ -505,6 +538,61 @@ func (s *Spool) loadIndex(tx *bbolt.Tx) error {
 		s.stored += m.Size
 		return nil
 	})
+}
+
+// chargePrepaid runs at Open after a crash (no clean close): every queued
+// message whose first attempt was prepaid (Message.Prepaid) is charged
+// that attempt, and waits its backoff from now, because the attempt may
+// have been under way when relaybox stopped, and the message itself may be
+// what stopped it. After a clean close the prepayment stands and the
+// message is due as it was. Nothing goes into History: nobody knows
+// whether an upstream was dialled.
+func (s *Spool) chargePrepaid(tx *bbolt.Tx) error {
+	now := s.opt.Now().Round(0)
+	var charged []*Message
+	for id, e := range s.index {
+		if e.state != StateQueued || !e.pending || !e.prepaid {
+			continue
+		}
+		m, err := getMessage(tx, id)
+		if err != nil || !m.FirstPrepaid() {
+			continue
+		}
+		m.Attempts = 1
+		if next := now.Add(m.Prepaid); next.After(m.NextAttempt) {
+			m.NextAttempt = next
+		}
+		m.Prepaid = 0
+		m.LastReply = "relaybox stopped without a clean shutdown while the first attempt may have been under way; the next waits one backoff step"
+		charged = append(charged, m)
+	}
+	b := tx.Bucket(bucketMsgs)
+	for _, m := range charged {
+		m.fillReplies()
+		rec, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte(m.ID), rec); err != nil {
+			return err
+		}
+		s.index[m.ID] = entryOf(m)
+	}
+	if len(charged) > 0 {
+		s.log.Warn("spool: relaybox stopped without a clean shutdown: messages whose first attempt may have been under way wait one backoff step",
+			"messages", len(charged))
+	}
+	return nil
+}
+
+// SetPrepay replaces Options.Prepay (a config reload that adds or removes
+// the upstreams). Messages committed from then on follow it.
+func (s *Spool) SetPrepay(fn func() time.Duration) {
+	if fn == nil {
+		s.prepay.Store(nil)
+		return
+	}
+	s.prepay.Store(&fn)
 }
 
 // deleteMessage removes every key of message id, its record and chunks in

@@ -260,6 +260,10 @@ func (w *Writer) Commit() (*Message, error) {
 	}
 	if w.held != "" {
 		m.State, m.LastReply = StateHeld, w.held
+	} else if fn := w.s.prepay.Load(); fn != nil {
+		// The first attempt's charge rides on this commit, which happens
+		// anyway: see Message.Prepaid.
+		m.Prepaid = max((*fn)(), 0)
 	}
 	for i, a := range w.env.Recipients {
 		m.Recipients[i] = Recipient{Address: a, State: RcptPending}
