@@ -63,35 +63,16 @@ case $SINK_MODE in
 	go-smtp) SINK_FLAGS=() ;;
 	*) die "-S is fast or go-smtp" ;;
 esac
-if [[ -n ${PORT_BASE:-} ]]; then
-	P=$PORT_BASE
-	RB_PORT=$P SINK_PORT=$((P + 1)) SINK_TLS_PORT=$((P + 2)) HTTP_PORT=$((P + 3)) PF_PORT=$((P + 4))
-else
-	RB_PORT=2525 SINK_PORT=2600 SINK_TLS_PORT=2465 HTTP_PORT=2601 PF_PORT=2526
-fi
+. "$HERE/common.sh"
+bench_ports
 RELAYS=("$@")
 ((${#RELAYS[@]})) || RELAYS=("postfix=$HERE/postfix.sh@127.0.0.1:$PF_PORT" "relaybox=$ROOT/scripts/relaybox-relay.sh@127.0.0.1:$RB_PORT")
-command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
-command -v smtp-source >/dev/null || die "smtp-source not found: apt-get install postfix"
-command -v curl >/dev/null || die "curl not found: apt-get install curl"
+bench_tools
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-export SINK_ADDR=127.0.0.1:$SINK_PORT SINK_TLS_ADDR=127.0.0.1:$SINK_TLS_PORT SINK_CERT=$OUT/sink.pem UPSTREAM_MODE=starttls
-export RB_ROOT=${RB_ROOT:-$OUT/relaybox} PF_ROOT=${PF_ROOT:-$OUT/postfix}
-HTTP=127.0.0.1:$HTTP_PORT
-(cd "$ROOT" && go build -o "$OUT/benchsink" ./scripts/bench/sink) || die "building the sink failed"
-make -C "$ROOT" build >/dev/null
-"$OUT/benchsink" -listen "$SINK_ADDR" -tls-listen "$SINK_TLS_ADDR" -http "$HTTP" -cert-out "$SINK_CERT" "${SINK_FLAGS[@]}" 2>"$OUT/sink.log" &
-SINK=$!
-RUNNING=""
-cleanup() {
-	[[ -z $RUNNING ]] || RELAY_ADDR=${RUNNING#*@} "${RUNNING%@*}" stop >>"$OUT/driver.log" 2>&1 || true
-	kill "$SINK" 2>/dev/null || true
-}
-trap cleanup EXIT
-for _ in $(seq 100); do curl -sf "http://$HTTP/stats" >/dev/null && break; sleep 0.1; done
-curl -sf "http://$HTTP/stats" >/dev/null || die "the sink did not start (see $OUT/sink.log)"
+UPSTREAM_MODE=starttls
+bench_start_sink "${SINK_FLAGS[@]}"
 
 HZ=$(getconf CLK_TCK)
 # machine: user+nice+system+irq+softirq of all CPUs, in ticks.

@@ -84,12 +84,8 @@ while (($#)); do
 	*) die "unknown option $1 (see --help)" ;;
 	esac
 done
-if [[ -n ${PORT_BASE:-} ]]; then
-	P=$PORT_BASE
-	RB_PORT=$P SINK_PORT=$((P + 1)) SINK_TLS_PORT=$((P + 2)) HTTP_PORT=$((P + 3)) PF_PORT=$((P + 4))
-else
-	RB_PORT=2525 SINK_PORT=2600 SINK_TLS_PORT=2465 HTTP_PORT=2601 PF_PORT=2526
-fi
+. "$HERE/common.sh"
+bench_ports
 ((${#RELAYS[@]})) || RELAYS=("postfix=$HERE/postfix.sh@127.0.0.1:$PF_PORT" "relaybox=$ROOT/scripts/relaybox-relay.sh@127.0.0.1:$RB_PORT")
 [[ $UPSTREAM == starttls || $UPSTREAM == implicit ]] || die "--upstream is starttls or implicit"
 case $SINK_MODE in
@@ -101,31 +97,13 @@ if [[ -z $REF ]]; then
 	REF=${RELAYS[0]%%=*}
 	for spec in "${RELAYS[@]}"; do [[ ${spec%%=*} != postfix ]] || REF=postfix; done
 fi
-command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
-command -v smtp-source >/dev/null || die "smtp-source not found: apt-get install postfix"
-command -v curl >/dev/null || die "curl not found: apt-get install curl"
+bench_tools
 mkdir -p "$OUT"
 
 OUT=$(cd "$OUT" && pwd)
-export SINK_ADDR=127.0.0.1:$SINK_PORT SINK_TLS_ADDR=127.0.0.1:$SINK_TLS_PORT SINK_CERT=$OUT/sink.pem UPSTREAM_MODE=$UPSTREAM
-# The drivers' own defaults are shared by every run on the machine (and
-# relaybox-relay.sh's is the parent of the default DIR, which its start
-# removes): each run keeps its relays' files beside its results.
-export RB_ROOT=${RB_ROOT:-$OUT/relaybox} PF_ROOT=${PF_ROOT:-$OUT/postfix}
-HTTP=127.0.0.1:$HTTP_PORT
-(cd "$ROOT" && go build -o "$OUT/benchsink" ./scripts/bench/sink) || die "building the sink failed"
-make -C "$ROOT" build >/dev/null
+UPSTREAM_MODE=$UPSTREAM
 # shellcheck disable=SC2086 # SINK_ARGS is a list of flags
-"$OUT/benchsink" -listen "$SINK_ADDR" -tls-listen "$SINK_TLS_ADDR" -http "$HTTP" -cert-out "$SINK_CERT" $SINK_ARGS 2>"$OUT/sink.log" &
-SINK=$!
-RUNNING=""
-cleanup() {
-	[[ -z $RUNNING ]] || RELAY_ADDR=${RUNNING#*@} "${RUNNING%@*}" stop >>"$OUT/driver.log" 2>&1 || true
-	kill "$SINK" 2>/dev/null || true
-}
-trap cleanup EXIT
-for _ in $(seq 100); do curl -sf "http://$HTTP/stats" >/dev/null && break; sleep 0.1; done
-curl -sf "http://$HTTP/stats" >/dev/null || die "the sink did not start (see $OUT/sink.log)"
+bench_start_sink $SINK_ARGS
 
 field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$2"; }
 # pss_of: summed PSS (KiB) of the given pids. PSS, not RSS: Postfix's
