@@ -73,11 +73,16 @@ ca_file = %q
 `, up.sink.Addr(), up.caFile)
 }
 
-// The first attempt is prepaid at accept (no write of its own before it is
-// made), and still costs one backoff step when relaybox dies mid-send: the
-// restarted relay does not send the message again at once, so a message
-// that kills the relay cannot loop.
-func TestE2EKilledMidFirstAttemptWaitsBackoff(t *testing.T) {
+// midSend is a relay (prepaidConfig) whose first attempt of alice's
+// message is under way: the stalling upstream holds its reply.
+type midSend struct {
+	p         *relayProc
+	up        *stallingUpstream
+	cfg, addr string
+}
+
+func startMidSend(t *testing.T) midSend {
+	t.Helper()
 	dir := t.TempDir()
 	up := startStalling(t, dir, 1)
 	addr := freeAddr(t)
@@ -89,6 +94,16 @@ func TestE2EKilledMidFirstAttemptWaitsBackoff(t *testing.T) {
 		t.Fatalf("accepted %d of 1", len(ids))
 	}
 	up.waitOffered(t, 1, 20*time.Second)
+	return midSend{p: p, up: up, cfg: cfg, addr: addr}
+}
+
+// The first attempt is prepaid at accept (no write of its own before it is
+// made), and still costs one backoff step when relaybox dies mid-send: the
+// restarted relay does not send the message again at once, so a message
+// that kills the relay cannot loop.
+func TestE2EKilledMidFirstAttemptWaitsBackoff(t *testing.T) {
+	r := startMidSend(t)
+	p, up, cfg, addr := r.p, r.up, r.cfg, r.addr
 	p.kill() // mid-send: the upstream holds its reply
 	up.release()
 
@@ -104,19 +119,11 @@ func TestE2EKilledMidFirstAttemptWaitsBackoff(t *testing.T) {
 // A clean stop charges nothing: a message whose first attempt had not
 // started is sent at once after the restart, not a backoff step later.
 func TestE2ECleanStopKeepsFirstAttemptDue(t *testing.T) {
-	dir := t.TempDir()
-	up := startStalling(t, dir, 1)
-	addr := freeAddr(t)
-	cfg := writeFile(t, filepath.Join(dir, "relaybox.toml"), prepaidConfig(dir, addr, up))
-	p := startRelay(t, cfg, addr)
+	r := startMidSend(t)
+	p, up, cfg, addr := r.p, r.up, r.cfg, r.addr
+	// alice's message holds the one connection; bob's waits, never tried.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	// The first message holds the one connection; the second waits,
-	// never tried.
-	if ids := sendPython(t, ctx, addr, 1, 1, "alice@campus.test", 2000); len(ids) != 1 {
-		t.Fatalf("accepted %d of 1", len(ids))
-	}
-	up.waitOffered(t, 1, 20*time.Second)
 	if ids := sendPython(t, ctx, addr, 1, 1, "bob@campus.test", 2000); len(ids) != 1 {
 		t.Fatalf("accepted %d of 1", len(ids))
 	}

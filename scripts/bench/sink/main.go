@@ -148,24 +148,24 @@ func startSMTP(fast bool, listen, tlsListen string, tc *tls.Config, c *counters)
 	if tlsListen != "" {
 		want = append(want, tlsListen)
 	}
+	// server is what both modes start: one listener, closed by Close.
+	type server interface {
+		Addr() string
+		Close() error
+	}
+	start := func(a string, implicit bool) (server, error) {
+		opt := sink.Options{Hostname: hostname, TLS: tc, Implicit: implicit, Discard: true,
+			OnMessage: func(m sink.Message) { c.add(int64(len(m.Body)), m.TLS, m.At) }}
+		return sink.Start(a, opt)
+	}
 	if fast {
 		seq := new(atomic.Int64)
-		for i, a := range want {
-			s, err := startFast(a, fastOptions{Hostname: hostname, TLS: tc, Implicit: i == 1, OnMessage: c.add}, seq)
-			if err != nil {
-				stop()
-				return nil, nil, err
-			}
-			closers = append(closers, s.Close)
-			addrs = append(addrs, s.Addr())
+		start = func(a string, implicit bool) (server, error) {
+			return startFast(a, fastOptions{Hostname: hostname, TLS: tc, Implicit: implicit, OnMessage: c.add}, seq)
 		}
-		return addrs, stop, nil
 	}
-	opt := sink.Options{Hostname: hostname, TLS: tc, Discard: true,
-		OnMessage: func(m sink.Message) { c.add(int64(len(m.Body)), m.TLS, m.At) }}
 	for i, a := range want {
-		opt.Implicit = i == 1
-		s, err := sink.Start(a, opt)
+		s, err := start(a, i == 1)
 		if err != nil {
 			stop()
 			return nil, nil, err
