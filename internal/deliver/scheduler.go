@@ -156,6 +156,9 @@ const batchSize = 256
 
 // NewScheduler checks opt and fills in defaults.
 func NewScheduler(opt SchedulerOptions) (*Scheduler, error) {
+	if opt.Store == nil {
+		return nil, errors.New("deliver: scheduler needs a store")
+	}
 	if err := opt.fill(); err != nil {
 		return nil, err
 	}
@@ -217,9 +220,6 @@ func (s *Scheduler) applyPending() {
 
 // fill checks opt and fills in defaults.
 func (opt *SchedulerOptions) fill() error {
-	if opt.Store == nil {
-		return errors.New("deliver: scheduler needs a store")
-	}
 	if opt.Connections < 0 || opt.MinBackoff < 0 || opt.MaxBackoff < 0 || opt.IdleClose < 0 ||
 		opt.UpstreamHold < 0 || opt.MaxAge < 0 {
 		return errors.New("deliver: negative scheduler option")
@@ -272,9 +272,6 @@ func (opt *SchedulerOptions) fill() error {
 // (spool.Message.Prepaid). nil when no upstream is configured: held mail
 // earns no backoff, even across a crash.
 func Prepay(opt SchedulerOptions) func() time.Duration {
-	if opt.Store == nil {
-		opt.Store = SpoolStore(nil) // fill wants one; Prepay never uses it
-	}
 	if opt.fill() != nil || opt.Dialer == nil || opt.Dialer.Count() == 0 {
 		return nil
 	}
