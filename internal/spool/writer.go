@@ -155,12 +155,12 @@ func (s *Spool) putChunkBuf(b []byte) {
 }
 
 // takeExtra counts one more chunk buffer against the writers' part of
-// Options.BufferBudget (writerBudget), for
-// a writer that already holds one, and says whether it may have it: only a
-// writer alone (no other open writer), while the budget has room. Writers
-// with company share their transactions by group commit anyway, so extras
-// for them would raise peak memory and save no disk writes. A writer's
-// first buffer is always granted (grow).
+// Options.BufferBudget (writerBudget), for a writer that already holds
+// one, and says whether it may have it: only a writer alone (no other open
+// writer), while the budget has room. Writers with company share their
+// transactions by group commit anyway, so extras for them would raise peak
+// memory and save no disk writes. A writer's first buffer is always
+// granted (grow).
 func (s *Spool) takeExtra() bool {
 	for {
 		n := s.bufsHeld.Load()
